@@ -1,0 +1,230 @@
+"""The run configuration: one pydantic model per concern, flat LLaMA-Factory key names.
+
+A YAML file is flat (``lora_rank: 8``, ``cutoff_len: 1024``); `config.load` routes each key to
+the model that owns it. Models never change a value the user gave: defaults that depend on
+other keys (``lora_alpha`` = 2 x rank, packing for ``pt``) are resolved by properties or by the
+code that uses them, so the saved config is exactly what the user asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+def _split_commas(value: object) -> object:
+    """LLaMA-Factory writes lists as comma-separated strings (``dataset: a,b``)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class ModelArgs(_Section):
+    model_name_or_path: str = Field(
+        DEFAULT_MODEL,
+        description="Built-in alias, local Hugging Face folder or hub id. "
+        "Default: the embedded SmolLM2-135M-Instruct.",
+    )
+    adapter_name_or_path: str | None = Field(
+        None, description="A LoRA adapter folder to start from (training) or to apply (chat)."
+    )
+    cache_dir: str | None = Field(None, description="Where hub downloads are cached.")
+    model_revision: str = Field("main", description="Hub revision (branch, tag or commit).")
+    trust_remote_code: bool = Field(False, description="Allow model code from the model folder.")
+    use_fast_tokenizer: bool = Field(True, description="Use the Rust tokenizer when available.")
+    flash_attn: Literal["auto", "disabled", "sdpa", "fa2"] = Field(
+        "auto", description="Attention kernel: auto picks sdpa; disabled = eager; fa2 needs CUDA."
+    )
+    infer_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="Weights dtype for chat/eval; auto picks what the device runs fast."
+    )
+
+
+class DataArgs(_Section):
+    dataset: list[str] | None = Field(
+        None, description="Dataset names from dataset_info.json, comma-separated."
+    )
+    eval_dataset: list[str] | None = Field(
+        None, description="Datasets used only for validation (instead of val_size)."
+    )
+    dataset_dir: str = Field("data", description="Folder holding dataset_info.json and data files.")
+    template: str | None = Field(
+        None,
+        description="Chat template: empty = the tokenizer's own; or chatml, llama3, qwen, "
+        "alpaca, default, empty.",
+    )
+    default_system: str | None = Field(
+        None, description="System prompt used when a sample has none (training and chat)."
+    )
+    cutoff_len: int = Field(2048, gt=0, description="Maximum tokens per sample after encoding.")
+    val_size: float = Field(
+        0.0,
+        ge=0,
+        description="Validation split: a share in [0, 1) or a whole number of samples.",
+    )
+    max_samples: int | None = Field(None, gt=0, description="Use at most this many samples per dataset.")
+    packing: bool | None = Field(
+        None,
+        description="Pack several samples per row (no attention across them). "
+        "Default: on for pt, off for sft.",
+    )
+    train_on_prompt: bool = Field(False, description="Also compute the loss on prompt tokens.")
+    mask_history: bool = Field(False, description="Train only on the last assistant turn.")
+    overwrite_cache: bool = Field(False, description="Re-tokenise instead of using the cache.")
+    preprocessing_num_workers: int | None = Field(
+        None, gt=0, description="Processes used to tokenise the data."
+    )
+
+    _lists = field_validator("dataset", "eval_dataset", mode="before")(_split_commas)
+
+    @field_validator("val_size")
+    @classmethod
+    def _share_or_count(cls, value: float) -> float:
+        if value >= 1 and not float(value).is_integer():
+            raise ValueError("must be a share in [0, 1) or a whole number of samples")
+        return value
+
+
+class FinetuneArgs(_Section):
+    stage: Literal["sft", "pt"] = Field(
+        "sft", description="sft: supervised chat fine-tuning; pt: continued pre-training on text."
+    )
+    finetuning_type: Literal["lora", "full", "freeze"] = Field(
+        "lora", description="lora: small adapters; full: every weight; freeze: the last layers only."
+    )
+    lora_rank: int = Field(8, ge=1, description="LoRA rank r; 8-64 is typical.")
+    lora_alpha: int | None = Field(None, ge=1, description="LoRA scale numerator; default 2 x rank.")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
+    lora_target: list[str] = Field(
+        ["all"], description="Modules that get LoRA: 'all' (every linear layer) or names."
+    )
+    additional_target: list[str] | None = Field(
+        None, description="Extra modules trained in full and saved with the adapter."
+    )
+    use_rslora: bool = Field(False, description="Rank-stabilised LoRA scaling (alpha / sqrt(r)).")
+    use_dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA).")
+    freeze_trainable_layers: int = Field(
+        2, description="freeze: train the last n layers (n > 0) or the first -n layers (n < 0)."
+    )
+    freeze_trainable_modules: list[str] = Field(
+        ["all"], description="freeze: modules trained inside those layers ('all' or names)."
+    )
+    freeze_extra_modules: list[str] | None = Field(
+        None, description="freeze: modules outside the layers to train too (e.g. embed_tokens)."
+    )
+
+    _lists = field_validator(
+        "lora_target", "additional_target", "freeze_trainable_modules", "freeze_extra_modules",
+        mode="before",
+    )(_split_commas)
+
+    @field_validator("freeze_trainable_layers")
+    @classmethod
+    def _not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must not be 0 (n > 0: last n layers, n < 0: first -n layers)")
+        return value
+
+    @property
+    def resolved_lora_alpha(self) -> int:
+        return self.lora_alpha if self.lora_alpha is not None else 2 * self.lora_rank
+
+
+class TrainArgs(_Section):
+    do_train: bool = Field(True, description="Run training (the train command implies it).")
+    do_eval: bool = Field(False, description="Evaluate on the validation data at the end.")
+    output_dir: str = Field("saves/run", description="Where checkpoints and the result go.")
+    overwrite_output_dir: bool = Field(False, description="Replace a finished run in output_dir.")
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate; LoRA 1e-4..5e-4.")
+    num_train_epochs: float = Field(3.0, gt=0, description="Passes over the training data.")
+    max_steps: int = Field(-1, ge=-1, description="Stop after this many steps (-1: use epochs).")
+    per_device_train_batch_size: int = Field(4, ge=1, description="Samples (rows) per step.")
+    per_device_eval_batch_size: int = Field(8, ge=1, description="Samples per validation batch.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Batches per optimizer step.")
+    lr_scheduler_type: Literal[
+        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+        "constant_with_warmup", "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay",
+    ] = Field("cosine", description="Learning-rate schedule after warm-up.")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps spent warming up.")
+    warmup_steps: int = Field(0, ge=0, description="Warm-up steps (overrides warmup_ratio).")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0: off).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    optim: Literal["adamw_torch", "adamw_torch_fused", "sgd", "adafactor"] = Field(
+        "adamw_torch", description="Optimizer."
+    )
+    bf16: bool | None = Field(
+        None, description="bf16 mixed precision; empty = use it where the hardware runs it fast."
+    )
+    fp16: bool | None = Field(None, description="fp16 mixed precision (CUDA only).")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in backward: less memory, ~30% slower."
+    )
+    logging_steps: int = Field(10, ge=1, description="Log loss and learning rate every n steps.")
+    eval_strategy: Literal["no", "steps", "epoch"] | None = Field(
+        None, description="When to validate; default: every eval_steps when there is validation data."
+    )
+    eval_steps: int | None = Field(None, ge=1, description="Validate every n steps.")
+    save_strategy: Literal["no", "steps", "epoch"] = Field("steps", description="When to checkpoint.")
+    save_steps: int = Field(500, ge=1, description="Checkpoint every n steps.")
+    save_total_limit: int | None = Field(None, ge=1, description="Keep at most n checkpoints.")
+    save_only_model: bool = Field(
+        False, description="Checkpoints without optimizer state (smaller, cannot resume exactly)."
+    )
+    early_stopping_steps: int | None = Field(
+        None, ge=1, description="Stop after n validations without improvement; keep the best."
+    )
+    seed: int = Field(42, description="Random seed for data order, dropout and initialisation.")
+    resume_from_checkpoint: bool | str | None = Field(
+        None, description="true: the last complete checkpoint in output_dir; or a checkpoint path."
+    )
+    report_to: list[Literal["none", "tensorboard"]] = Field(
+        ["tensorboard"], description="Where metrics go besides the JSONL log."
+    )
+    plot_loss: bool = Field(False, description="Write training_loss.png at the end.")
+    dataloader_num_workers: int = Field(0, ge=0, description="Data-loading worker processes.")
+    ddp_timeout: int = Field(1800, ge=1, description="Seconds a process waits for the others.")
+
+    _lists = field_validator("report_to", mode="before")(_split_commas)
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "model": ModelArgs,
+    "data": DataArgs,
+    "finetune": FinetuneArgs,
+    "train": TrainArgs,
+}
+
+
+class RunConfig(BaseModel):
+    """Everything one run needs. Read a key from the section that owns it: ``cfg.data.cutoff_len``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelArgs = ModelArgs()
+    data: DataArgs = DataArgs()
+    finetune: FinetuneArgs = FinetuneArgs()
+    train: TrainArgs = TrainArgs()
+
+    def flat(self, *, only_set: bool = False) -> dict[str, object]:
+        """The flat key: value view users write in YAML."""
+        out: dict[str, object] = {}
+        for name in SECTIONS:
+            section = getattr(self, name)
+            out.update(section.model_dump(exclude_unset=only_set, mode="json"))
+        return out
+
+    @property
+    def packing(self) -> bool:
+        return self.data.packing if self.data.packing is not None else self.finetune.stage == "pt"
+
+
+def field_owner() -> dict[str, str]:
+    """Map every flat key to the section that owns it."""
+    return {key: name for name, model in SECTIONS.items() for key in model.model_fields}

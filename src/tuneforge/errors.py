@@ -1,0 +1,41 @@
+"""User-facing errors: one line that names the field, file or line, and what is allowed.
+
+Anything that is not a `UserError` reaching the command line is a bug in tuneforge and is
+printed with its traceback and a request for a report.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with what the user gave us (config, data, path, request); never a bug."""
+
+    exit_code = 1
+
+    def __init__(self, *lines: str) -> None:
+        self.lines = [line for line in lines if line]
+        super().__init__("\n".join(self.lines))
+
+
+class ConfigError(UserError):
+    """One or more invalid configuration keys or values, all reported together."""
+
+    exit_code = 2
+
+
+class DataError(UserError):
+    """A dataset, data file or row that cannot be used as it is."""
+
+    exit_code = 3
+
+
+class ModelError(UserError):
+    """A model or adapter that cannot be found or loaded."""
+
+    exit_code = 4
+
+
+class OutputError(UserError):
+    """An output directory or checkpoint that would be overwritten or is unusable."""
+
+    exit_code = 5

@@ -1,6 +1,13 @@
 """Run configuration: schema (one model per concern) and loading (YAML + overrides)."""
 
 from tuneforge.config.load import load_config, save_config
-from tuneforge.config.schema import DataArgs, FinetuneArgs, ModelArgs, RunConfig, TrainArgs
+from tuneforge.config.schema import (
+    DataArgs,
+    FinetuneArgs,
+    GenerationArgs,
+    ModelArgs,
+    RunConfig,
+    TrainArgs,
+)
 
-__all__ = ["DataArgs", "FinetuneArgs", "ModelArgs", "RunConfig", "TrainArgs", "load_config", "save_config"]
+__all__ = ["DataArgs", "FinetuneArgs", "GenerationArgs", "ModelArgs", "RunConfig", "TrainArgs", "load_config", "save_config"]

@@ -163,6 +163,9 @@ class TrainArgs(_Section):
         None, description="bf16 mixed precision; empty = use it where the hardware runs it fast."
     )
     fp16: bool | None = Field(None, description="fp16 mixed precision (CUDA only).")
+    group_by_length: bool = Field(
+        False, description="Batch samples of similar length together: less padding, faster."
+    )
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in backward: less memory, ~30% slower."
     )
@@ -194,11 +197,30 @@ class TrainArgs(_Section):
     _lists = field_validator("report_to", mode="before")(_split_commas)
 
 
+class GenerationArgs(_Section):
+    do_sample: bool = Field(False, description="Sample (true) or decode greedily (false).")
+    temperature: float = Field(0.7, gt=0, description="Sampling temperature (with do_sample).")
+    top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling share (with do_sample).")
+    top_k: int = Field(50, ge=0, description="Sample from the k most likely tokens (0: all).")
+    max_new_tokens: int = Field(512, ge=1, description="Longest reply in tokens.")
+    repetition_penalty: float = Field(1.0, gt=0, description="Above 1 discourages repeats.")
+
+    def to_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for `generate`, without sampling knobs when decoding greedily."""
+        kwargs: dict[str, object] = {"max_new_tokens": self.max_new_tokens,
+                                     "repetition_penalty": self.repetition_penalty,
+                                     "do_sample": self.do_sample}
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
+        return kwargs
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "model": ModelArgs,
     "data": DataArgs,
     "finetune": FinetuneArgs,
     "train": TrainArgs,
+    "generation": GenerationArgs,
 }
 
 
@@ -211,6 +233,7 @@ class RunConfig(BaseModel):
     data: DataArgs = DataArgs()
     finetune: FinetuneArgs = FinetuneArgs()
     train: TrainArgs = TrainArgs()
+    generation: GenerationArgs = GenerationArgs()
 
     def flat(self, *, only_set: bool = False) -> dict[str, object]:
         """The flat key: value view users write in YAML."""

@@ -1,0 +1,112 @@
+"""Training stages. Each is one linear function; `STAGES` dispatches on ``cfg.finetune.stage``.
+
+``sft`` and ``pt`` share one causal-LM workflow: they differ only in how `data` encodes
+samples (chat turns with a loss mask vs plain text), which `prepare_datasets` decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import torch
+
+from tuneforge.config.load import save_config
+from tuneforge.config.schema import RunConfig
+from tuneforge.data import build_collator, get_template, prepare_datasets, template_mismatch
+from tuneforge.errors import OutputError
+from tuneforge.models import (
+    apply_finetuning,
+    choose_precision,
+    load_model,
+    load_tokenizer,
+    trainable_summary,
+)
+from tuneforge.train import checkpoint
+from tuneforge.train.plot import plot_loss
+from tuneforge.train.trainer import build_trainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    output_dir: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+    best_checkpoint: str | None = None
+
+
+def train_causal_lm(cfg: RunConfig) -> TrainResult:
+    """Supervised fine-tuning (sft) or continued pre-training (pt) of a causal LM."""
+    out = Path(cfg.train.output_dir)
+    checkpoint.check_output_dir(cfg.train)
+    precision = choose_precision(cfg.train)
+    logger.info("Precision: %s", precision.reason)
+
+    tokenizer = load_tokenizer(cfg.model)
+    if cfg.finetune.stage == "sft":
+        template = get_template(cfg.data.template, tokenizer, cfg.data.default_system)
+        if warning := template_mismatch(template, tokenizer):
+            logger.warning(warning)
+        tokenizer.chat_template = template.chat_template  # saved with the result, used by chat
+    data = prepare_datasets(cfg, tokenizer)
+    logger.info(data.stats.summary())
+
+    model = load_model(cfg.model, dtype=torch.float32)
+    model = apply_finetuning(model, cfg.finetune, cfg.model)
+    logger.info(trainable_summary(model))
+
+    checkpoint.clear_output_dir(cfg.train)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / checkpoint.CONFIG_NAME)
+    trainer = build_trainer(cfg, model, tokenizer, data.train, data.eval,
+                            build_collator(tokenizer, packing=cfg.packing), precision)
+    resume = checkpoint.resolve_resume(cfg.train, trainer.data_fingerprint)
+    if resume:
+        _check_steps_left(trainer, resume)
+
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(str(out))
+    trainer.save_state()
+    metrics = dict(result.metrics)
+    if data.eval is not None and cfg.train.do_eval:
+        metrics.update(trainer.evaluate())
+    trainer.save_metrics("all", metrics)
+    if cfg.train.plot_loss:
+        plot_loss(trainer.state.log_history, out / "training_loss.png")
+    best = trainer.state.best_model_checkpoint
+    if best:
+        logger.info("Best checkpoint: %s (eval_loss %.4f), saved as the result",
+                    best, trainer.state.best_metric)
+    logger.info("Saved to %s", out)
+    return TrainResult(output_dir=out, metrics=metrics, best_checkpoint=best)
+
+
+def _check_steps_left(trainer, resume: str) -> None:
+    """Say where the run resumes; refuse a resume that has nothing left to train."""
+    args = trainer.args
+    step = int(Path(resume).name.split("-")[-1])
+    if args.max_steps > 0:
+        total = args.max_steps
+    else:
+        batches = len(trainer.get_train_dataloader())
+        total = math.ceil(args.num_train_epochs * math.ceil(batches / args.gradient_accumulation_steps))
+    if step >= total:
+        raise OutputError(f"resume_from_checkpoint: {resume} is at step {step} and this run has "
+                          f"{total} steps: nothing left to train; raise num_train_epochs or max_steps")
+    logger.info("Resuming from %s: step %d of %d, %d steps left", resume, step, total, total - step)
+
+
+STAGES: Mapping[str, Callable[[RunConfig], TrainResult]] = MappingProxyType({
+    "sft": train_causal_lm,
+    "pt": train_causal_lm,
+})
+
+
+def train(cfg: RunConfig) -> TrainResult:
+    """Run the stage the config names."""
+    return STAGES[cfg.finetune.stage](cfg)

@@ -1,0 +1,148 @@
+"""Build the transformers Trainer for a run: arguments, collator, callbacks, checkpoints.
+
+tuneforge adds three things to the stock Trainer: checkpoints marked complete only once
+written (see `checkpoint`), a count of useful (non-padding) tokens for honest tokens/s, and
+early stopping that lines up validation and saving by itself and keeps the best model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_callback import ProgressCallback as HFProgressCallback
+
+from tuneforge.config.schema import RunConfig
+from tuneforge.models.precision import Precision
+from tuneforge.train import checkpoint
+from tuneforge.train.callbacks import InterruptCallback, JsonlLogCallback, ProgressCallback
+
+logger = logging.getLogger(__name__)
+
+REAL_TOKENS = "num_real_tokens"
+
+
+class TuneforgeTrainer(Trainer):
+    """The stock Trainer with complete-or-not checkpoints and a useful-token count."""
+
+    def __init__(self, *args: Any, data_fingerprint: str, save_total_limit: int | None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.data_fingerprint = data_fingerprint
+        self.keep_checkpoints = save_total_limit
+
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
+                      num_items_in_batch: Any = None) -> torch.Tensor:
+        self.state.num_input_tokens_seen += int(inputs.pop(REAL_TOKENS, 0))
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def prediction_step(self, model: torch.nn.Module, inputs: dict[str, Any],
+                        prediction_loss_only: bool, ignore_keys: list[str] | None = None) -> Any:
+        inputs.pop(REAL_TOKENS, None)
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        if not self.args.should_save:
+            return
+        run_dir = Path(self._get_output_dir(trial=trial))
+        folder = run_dir / f"checkpoint-{self.state.global_step}"
+        checkpoint.mark_complete(folder, step=self.state.global_step,
+                                 fingerprint=self.data_fingerprint)
+        best = self.state.best_model_checkpoint
+        checkpoint.rotate(run_dir, self.keep_checkpoints, Path(best) if best else None)
+
+
+def count_real_tokens(collate: Callable[[list[dict]], dict]) -> Callable[[list[dict]], dict]:
+    """Wrap a collator so each batch carries how many of its tokens are not padding."""
+
+    def collate_and_count(features: list[dict]) -> dict:
+        batch = collate(features)
+        batch[REAL_TOKENS] = sum(len(f["input_ids"]) for f in features)
+        return batch
+
+    return collate_and_count
+
+
+def training_arguments(cfg: RunConfig, precision: Precision, *, has_eval: bool) -> TrainingArguments:
+    """Translate the run config into transformers' TrainingArguments."""
+    t = cfg.train
+    eval_strategy = (t.eval_strategy or "steps") if has_eval else "no"
+    eval_steps = t.eval_steps or t.logging_steps
+    save_strategy, save_steps = t.save_strategy, t.save_steps
+    early = bool(t.early_stopping_steps) and eval_strategy != "no"
+    if early:
+        save_strategy, save_steps = eval_strategy, eval_steps
+        logger.info("Early stopping after %d validations without improvement; validating and "
+                    "saving every %s, keeping the best checkpoint",
+                    t.early_stopping_steps,
+                    f"{eval_steps} steps" if eval_strategy == "steps" else "epoch")
+    report_to = [r for r in t.report_to if r != "none"]
+    return TrainingArguments(
+        output_dir=t.output_dir,
+        do_train=t.do_train,
+        do_eval=has_eval,
+        learning_rate=t.learning_rate,
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_steps if t.warmup_steps else t.warmup_ratio,
+        max_grad_norm=t.max_grad_norm,
+        weight_decay=t.weight_decay,
+        optim=t.optim,
+        bf16=precision.bf16,
+        fp16=precision.fp16,
+        use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        eval_strategy=eval_strategy,
+        eval_steps=eval_steps if eval_strategy == "steps" else None,
+        save_strategy=save_strategy,
+        save_steps=save_steps,
+        save_total_limit=None,  # tuneforge rotates, counting complete checkpoints only
+        save_only_model=t.save_only_model,
+        load_best_model_at_end=early,
+        metric_for_best_model="eval_loss" if early else None,
+        greater_is_better=False if early else None,
+        seed=t.seed,
+        data_seed=t.seed,
+        report_to=report_to or "none",
+        dataloader_num_workers=t.dataloader_num_workers,
+        ddp_timeout=t.ddp_timeout,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+    )
+
+
+def build_trainer(cfg: RunConfig, model: torch.nn.Module, tokenizer: Any, train_dataset: Any,
+                  eval_dataset: Any, collator: Callable, precision: Precision) -> TuneforgeTrainer:
+    """The configured trainer; callers only call ``.train()`` and save."""
+    args = training_arguments(cfg, precision, has_eval=eval_dataset is not None)
+    callbacks = [ProgressCallback(), JsonlLogCallback(cfg.train.output_dir), InterruptCallback()]
+    if args.load_best_model_at_end:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_steps))
+    trainer = TuneforgeTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=count_real_tokens(collator),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        data_fingerprint=checkpoint.data_fingerprint([len(ids) for ids in train_dataset["input_ids"]]),
+        save_total_limit=cfg.train.save_total_limit,
+    )
+    trainer.remove_callback(HFProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    return trainer

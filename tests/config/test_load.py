@@ -1,0 +1,164 @@
+"""Config loading: LLaMA-Factory keys, overrides, and every problem reported at once."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from tuneforge.config import load_config, save_config
+from tuneforge.errors import ConfigError
+
+LF_LORA_SFT = """\
+### model
+model_name_or_path: smollm2-135m-instruct
+trust_remote_code: true
+
+### method
+stage: sft
+do_train: true
+finetuning_type: lora
+lora_rank: 8
+lora_target: all
+
+### dataset
+dataset: identity,alpaca_en_demo
+template: chatml
+cutoff_len: 2048
+max_samples: 1000
+overwrite_cache: true
+preprocessing_num_workers: 16
+dataloader_num_workers: 4
+
+### output
+output_dir: saves/llama3-8b/lora/sft
+logging_steps: 10
+save_steps: 500
+plot_loss: true
+overwrite_output_dir: true
+save_only_model: false
+report_to: none
+
+### train
+per_device_train_batch_size: 1
+gradient_accumulation_steps: 8
+learning_rate: 1.0e-4
+num_train_epochs: 3.0
+lr_scheduler_type: cosine
+warmup_ratio: 0.1
+bf16: true
+ddp_timeout: 180000000
+resume_from_checkpoint: null
+"""
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "run.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def problems(source, overrides=()) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(source, overrides)
+    return info.value.lines
+
+
+def test_llama_factory_example_loads_unchanged(tmp_path):
+    cfg = load_config(write(tmp_path, LF_LORA_SFT))
+    assert cfg.data.dataset == ["identity", "alpaca_en_demo"]
+    assert cfg.train.learning_rate == pytest.approx(1e-4)
+    assert cfg.train.gradient_accumulation_steps == 8
+    assert cfg.finetune.lora_target == ["all"]
+    assert cfg.finetune.resolved_lora_alpha == 16
+    assert cfg.train.report_to == ["none"]
+    assert cfg.train.bf16 is True
+
+
+def test_overrides_win_and_are_parsed_as_yaml(tmp_path):
+    cfg = load_config(write(tmp_path, LF_LORA_SFT), ["learning_rate=2e-4", "num_train_epochs=2",
+                                                     "packing=true", "lora_target=q_proj,v_proj"])
+    assert cfg.train.learning_rate == pytest.approx(2e-4)
+    assert cfg.train.num_train_epochs == 2
+    assert cfg.packing is True
+    assert cfg.finetune.lora_target == ["q_proj", "v_proj"]
+
+
+def test_all_problems_reported_together_each_naming_the_key(tmp_path):
+    lines = problems(write(tmp_path, """\
+        dataset: identity
+        lora_rnak: 8
+        learning_rate: -1
+        lora_rank: 0
+        val_size: 1.5
+        lr_scheduler_type: cosin
+    """))
+    text = "\n".join(lines)
+    assert len(lines) == 5
+    assert "unknown key 'lora_rnak'; did you mean 'lora_rank'?" in text
+    assert "learning_rate=-1" in text and "greater than 0" in text
+    assert "lora_rank=0" in text
+    assert "val_size=1.5" in text and "share in [0, 1)" in text
+    assert "lr_scheduler_type='cosin': allowed: linear, cosine" in text
+    assert all(line.startswith(str(tmp_path / "run.yaml")) for line in lines)
+
+
+def test_wrong_type_names_the_key():
+    (line,) = problems({"dataset": "x", "per_device_train_batch_size": "four"})
+    assert "per_device_train_batch_size='four'" in line and "integer" in line
+
+
+def test_unsupported_llama_factory_feature_is_named():
+    (line,) = problems({"dataset": "x", "deepspeed": "examples/deepspeed/ds_z3_config.json"})
+    assert "'deepspeed' (a LLaMA-Factory feature) is not supported by tuneforge yet" in line
+
+
+def test_unsupported_stage():
+    (line,) = problems({"dataset": "x", "stage": "dpo"})
+    assert "stage 'dpo' is not supported" in line and "sft, pt" in line
+
+
+def test_renamed_keys_map_to_new_names(caplog):
+    cfg = load_config({"dataset": "x", "num_layer_trainable": 3, "evaluation_strategy": "no",
+                       "disable_gradient_checkpointing": False})
+    assert cfg.finetune.freeze_trainable_layers == 3
+    assert cfg.train.eval_strategy == "no"
+    assert cfg.train.gradient_checkpointing is True
+    assert "old name of 'freeze_trainable_layers'" in caplog.text
+
+
+def test_replaced_key_says_what_replaces_it():
+    (line,) = problems({"dataset": "x", "max_source_length": 512})
+    assert "max_source_length" in line and "cutoff_len" in line
+
+
+def test_cross_field_checks():
+    lines = problems({"dataset": "x", "early_stopping_steps": 3, "bf16": True, "fp16": True})
+    text = "\n".join(lines)
+    assert "early_stopping_steps needs validation data" in text
+    assert "bf16 and fp16 are both true" in text
+    (line,) = problems({})
+    assert "dataset is required" in line
+
+
+def test_val_size_share_or_count():
+    assert load_config({"dataset": "x", "val_size": 0.1}).data.val_size == pytest.approx(0.1)
+    assert load_config({"dataset": "x", "val_size": 20}).data.val_size == 20
+
+
+def test_bad_yaml_names_the_line(tmp_path):
+    (line,) = problems(write(tmp_path, "dataset: x\nlora_rank: [8\nstage: sft\n"))
+    assert str(tmp_path / "run.yaml") + ":" in line
+
+
+def test_missing_file_and_bad_override(tmp_path):
+    (line,) = problems(tmp_path / "nope.yaml")
+    assert "nope.yaml: config file not found" in line
+    (line,) = problems({"dataset": "x"}, ["learning_rate"])
+    assert "expected key=value" in line
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = load_config({"dataset": "a,b", "lora_rank": 4, "temperature": 0.2})
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == cfg

@@ -182,6 +182,9 @@ def _cross_checks(cfg: RunConfig, origin: str) -> list[str]:
     if train.do_train and not data.dataset:
         problems.append(f"{origin}: dataset is required for training "
                         f"(names from {data.dataset_dir}/dataset_info.json)")
+    if train.do_train and cfg.model.adapter_name_or_path and finetune.finetuning_type != "lora":
+        problems.append(f"{origin}: adapter_name_or_path continues a LoRA adapter and needs "
+                        f"finetuning_type=lora (it is {finetune.finetuning_type})")
     if finetune.finetuning_type != "lora" and (finetune.use_dora or finetune.use_rslora):
         problems.append(f"{origin}: use_dora/use_rslora need finetuning_type=lora "
                         f"(it is {finetune.finetuning_type})")

@@ -65,7 +65,7 @@ def resolve_model_path(model_args: ModelArgs) -> str:
     path = Path(name).expanduser()
     if path.exists():
         return str(_check_local_folder(name, path))
-    if _HUB_ID.match(name) and not name.startswith((".", "~")):
+    if _HUB_ID.match(name):
         folder = _from_hub(name, model_args)
         logger.info("model %s: using %s", name, folder)
         return folder
@@ -146,7 +146,11 @@ def _list_hub_files(name: str, model_args: ModelArgs) -> list[str]:
     than any socket timeout; the caller gets its answer (or an error) on time either way.
     """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     result: dict[str, Any] = {}
 
@@ -155,7 +159,7 @@ def _list_hub_files(name: str, model_args: ModelArgs) -> list[str]:
             info = HfApi().model_info(name, revision=model_args.model_revision,
                                       timeout=HUB_TIMEOUT_S)
             result["files"] = [sibling.rfilename for sibling in info.siblings or []]
-        except Exception as exc:  # handed to the caller's thread, classified there
+        except Exception as exc:  # any transport error; classified in the caller's thread
             result["error"] = exc
 
     thread = threading.Thread(target=ask, daemon=True, name="tuneforge-hub-probe")
@@ -166,6 +170,10 @@ def _list_hub_files(name: str, model_args: ModelArgs) -> list[str]:
         raise ModelError(f"model_name_or_path '{name}': not found on the Hugging Face hub at "
                          f"revision '{model_args.model_revision}' (private or gated models "
                          f"need `hf auth login`)")
+    if isinstance(error, HfHubHTTPError):
+        raise ModelError(f"model_name_or_path '{name}': the Hugging Face hub answered "
+                         f"HTTP {error.response.status_code}; try again later or download the "
+                         f"model and set model_name_or_path to its local folder")
     if "files" not in result:
         raise _unreachable(name)
     return result["files"]

@@ -57,7 +57,8 @@ def ensure_default_model() -> Path:
         if (target / "config.json").is_file():
             return target
         source = gguf_path()
-        logger.info("Converting the default model %s once into %s (about 30 s)", source.name, target)
+        logger.info("Converting the default model %s once into %s (about 30 s)",
+                    source.name, target)
         staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
         try:
             _convert(source, staging)

@@ -16,10 +16,9 @@ from typing import Any
 import torch
 
 from tuneforge.config.load import load_config
-from tuneforge.config.schema import GenerationArgs, ModelArgs, RunConfig
+from tuneforge.config.schema import GenerationArgs, RunConfig
 from tuneforge.data import Template, get_template
-from tuneforge.errors import ModelError
-from tuneforge.models import inference_dtype, load_model, load_tokenizer
+from tuneforge.models import inference_dtype, load_adapter, load_model, load_tokenizer
 from tuneforge.train.checkpoint import CONFIG_NAME
 
 logger = logging.getLogger(__name__)
@@ -82,29 +81,10 @@ def chat_config(adapter: str | None = None, config: RunConfig | None = None) -> 
 def load_chat_model(cfg: RunConfig) -> ChatModel:
     """Load the base model (and the adapter in ``adapter_name_or_path``) for generation."""
     adapter = cfg.model.adapter_name_or_path
-    tokenizer_args = cfg.model
-    if adapter and (Path(adapter) / "tokenizer_config.json").is_file():
-        # The adapter folder's tokenizer carries the chat template used in training.
-        tokenizer_args = ModelArgs(**{**cfg.model.model_dump(), "model_name_or_path": adapter})
-    tokenizer = load_tokenizer(tokenizer_args)
+    tokenizer = load_tokenizer(cfg.model)  # an adapter's own tokenizer carries its chat template
     model = load_model(cfg.model, dtype=inference_dtype(cfg.model), for_training=False)
     if adapter:
-        model = _attach_adapter(model, adapter)
+        model = load_adapter(model, adapter, trainable=False)
     model.eval()
     template = get_template(cfg.data.template, tokenizer, cfg.data.default_system)
     return ChatModel(model=model, tokenizer=tokenizer, template=template)
-
-
-def _attach_adapter(model: Any, adapter: str) -> Any:
-    from peft import PeftModel
-
-    folder = Path(adapter)
-    if not (folder / "adapter_config.json").is_file():
-        raise ModelError(f"adapter '{adapter}': no adapter_config.json there (is it a training "
-                         f"output folder of a LoRA run?)")
-    try:
-        return PeftModel.from_pretrained(model, str(folder), is_trainable=False)
-    except (RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"adapter '{adapter}' does not fit the base model "
-                         f"{model.name_or_path}: {first}") from None

@@ -24,7 +24,7 @@ from tuneforge.models import (
     choose_precision,
     load_model,
     load_tokenizer,
-    trainable_summary,
+    prepare_for_training,
 )
 from tuneforge.train import checkpoint
 from tuneforge.train.plot import plot_loss
@@ -58,7 +58,7 @@ def train_causal_lm(cfg: RunConfig) -> TrainResult:
 
     model = load_model(cfg.model, dtype=torch.float32)
     model = apply_finetuning(model, cfg.finetune, cfg.model)
-    logger.info(trainable_summary(model))
+    prepare_for_training(model, gradient_checkpointing=cfg.train.gradient_checkpointing)
 
     checkpoint.clear_output_dir(cfg.train)
     out.mkdir(parents=True, exist_ok=True)

@@ -101,8 +101,6 @@ def training_arguments(cfg: RunConfig, precision: Precision, *, has_eval: bool) 
         bf16=precision.bf16,
         fp16=precision.fp16,
         use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
         logging_steps=t.logging_steps,
         logging_first_step=True,
         eval_strategy=eval_strategy,

@@ -1,0 +1,169 @@
+"""Which parameters train: LoRA (plain, rsLoRA, DoRA), freeze (the last or first layers), full.
+
+Every module name the user gives is checked against the model before anything changes, and a
+wrong one is reported with the names that exist: a typo in ``lora_target`` or
+``freeze_trainable_modules`` must not become a run that trains nothing, or everything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import torch
+
+from tuneforge.config.schema import FinetuneArgs, ModelArgs
+from tuneforge.errors import ConfigError
+from tuneforge.models.load import load_adapter
+
+logger = logging.getLogger(__name__)
+
+
+def apply_finetuning(
+    model: torch.nn.Module, finetune_args: FinetuneArgs, model_args: ModelArgs
+) -> torch.nn.Module:
+    """Mark the parameters that train (wrapping the model in a PeftModel for LoRA)."""
+    kind = finetune_args.finetuning_type
+    if model_args.adapter_name_or_path and kind != "lora":
+        raise ConfigError(f"adapter_name_or_path needs finetuning_type=lora (it is {kind}); "
+                          f"merge the adapter into the model first to train it in {kind} mode")
+    if kind == "lora":
+        model = _lora(model, finetune_args, model_args)
+    elif kind == "freeze":
+        _freeze(model, finetune_args)
+    else:
+        model.requires_grad_(True)
+    logger.info("%s fine-tuning: %s", kind, trainable_summary(model))
+    return model
+
+
+def _lora(model: torch.nn.Module, args: FinetuneArgs, model_args: ModelArgs) -> torch.nn.Module:
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    if model_args.adapter_name_or_path:
+        logger.info("continuing the adapter in %s with its own saved LoRA settings",
+                    model_args.adapter_name_or_path)
+        return load_adapter(model, model_args.adapter_name_or_path, trainable=True)
+    extra = _full_names(model, "additional_target", args.additional_target or [])
+    tied = {id(model.get_input_embeddings()), id(model.get_output_embeddings())}
+    config = LoraConfig(
+        task_type=TaskType.CAUSAL_LM,
+        r=args.lora_rank,
+        lora_alpha=args.resolved_lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=_lora_targets(model, args.lora_target),
+        use_rslora=args.use_rslora,
+        use_dora=args.use_dora,
+        modules_to_save=extra or None,
+        # A trained copy of a tied embedding must stay tied to the output head.
+        ensure_weight_tying=bool(getattr(model.config, "tie_word_embeddings", False))
+        and any(id(model.get_submodule(name)) in tied for name in extra),
+    )
+    return get_peft_model(model, config)
+
+
+def _full_names(model: torch.nn.Module, key: str, names: list[str]) -> list[str]:
+    """Short names -> the full names of the modules so called.
+
+    peft matches ``modules_to_save`` as a plain suffix, so "norm" would also train every
+    ``input_layernorm``; full names train exactly the modules the user named.
+    """
+    _check_names(key, names, _module_names(model.named_modules()))
+    return [full for full, module in model.named_modules()
+            if full.rpartition(".")[2] in names and any(True for _ in module.parameters())]
+
+
+def _lora_targets(model: torch.nn.Module, names: list[str]) -> str | list[str]:
+    """``all`` -> peft's every-linear-layer-but-the-output-head; names are checked."""
+    if "all" in names:
+        if len(names) > 1:
+            raise ConfigError("lora_target: 'all' already covers every linear layer; "
+                              "give 'all' or module names, not both")
+        return "all-linear"
+    layers = (
+        (name, module) for name, module in model.named_modules()
+        if isinstance(module, (torch.nn.Linear, torch.nn.Embedding))
+    )
+    _check_names("lora_target", names, _module_names(layers), also="all")
+    return names
+
+
+def _freeze(model: torch.nn.Module, args: FinetuneArgs) -> None:
+    """Train the chosen modules of the last n (or first -n) decoder layers, plus extras."""
+    stack_name, stack = _decoder_layers(model)
+    count, n = len(stack), args.freeze_trainable_layers
+    if abs(n) > count:
+        raise ConfigError(f"freeze_trainable_layers={n}: the model has {count} decoder layers; "
+                          f"use 1..{count} (the last n) or -1..-{count} (the first n)")
+    chosen = range(count - n, count) if n > 0 else range(-n)
+    inside = args.freeze_trainable_modules
+    if inside != ["all"]:
+        _check_names("freeze_trainable_modules", inside,
+                     _module_names(stack[0].named_modules()), also="all")
+    outside = [
+        (name, module) for name, module in model.named_modules()
+        if name != stack_name and not name.startswith(stack_name + ".")
+        and any(True for _ in module.parameters(recurse=False))
+    ]
+    extra = args.freeze_extra_modules or []
+    _check_names("freeze_extra_modules", extra, _module_names(outside))
+
+    model.requires_grad_(False)
+    for index in chosen:
+        for name, module in stack[index].named_modules():
+            if inside == ["all"] or name.rpartition(".")[2] in inside:
+                module.requires_grad_(True)
+    for name, module in outside:
+        if name.rpartition(".")[2] in extra:
+            module.requires_grad_(True)
+
+
+def _decoder_layers(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
+    """The ModuleList holding the decoder layers: the one as long as the config's layer count."""
+    count = getattr(model.config, "num_hidden_layers", None)
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return name, module
+    raise ConfigError(f"finetuning_type=freeze: cannot find the decoder layers of "
+                      f"{type(model).__name__}; use finetuning_type=lora or full")
+
+
+def _module_names(named: Iterable[tuple[str, torch.nn.Module]]) -> set[str]:
+    """The short names (last dotted part) a user writes: q_proj, mlp, embed_tokens."""
+    short = (name.rpartition(".")[2] for name, module in named
+             if name and any(True for _ in module.parameters()))
+    return {name for name in short if not name.isdigit()}
+
+
+def _check_names(key: str, names: list[str], valid: set[str], also: str | None = None) -> None:
+    unknown = [name for name in names if name not in valid]
+    if unknown:
+        allowed = ([also] if also else []) + sorted(valid)
+        raise ConfigError(f"{key}: no module named {', '.join(map(repr, unknown))} in this "
+                          f"model; valid: {', '.join(allowed)}")
+
+
+def prepare_for_training(
+    model: torch.nn.Module, *, gradient_checkpointing: bool
+) -> torch.nn.Module:
+    """Turn off the KV cache and, when asked, recompute activations in the backward pass.
+
+    Non-reentrant checkpointing works with frozen inputs, but models with their own
+    checkpointing code may still use the reentrant kind, which returns no gradients to the
+    adapters unless the embeddings' output requires grad; hence the input hook.
+    """
+    model.config.use_cache = False
+    if not gradient_checkpointing:
+        return model
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if not any(p.requires_grad for p in model.get_input_embeddings().parameters()):
+        model.enable_input_require_grads()
+    return model
+
+
+def trainable_summary(model: torch.nn.Module) -> str:
+    """``trainable params: 460,800 / 134,975,808 (0.34%)``; tied weights count once."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    share = 100 * trainable / total if total else 0.0
+    return f"trainable params: {trainable:,} / {total:,} ({share:.2f}%)"

@@ -1,0 +1,242 @@
+"""Load the tokenizer, the model and a saved adapter from local folders, or say in one line why not.
+
+A folder that loads with warnings is worse than one that fails: transformers fills weights
+missing from a checkpoint with random values and only logs it, and older releases read the
+wrong end-of-sequence token from GGUF files, so a model never stops generating. Both are
+checked here, once, for every command that loads a model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+import torch
+from safetensors import SafetensorError
+
+from tuneforge.config.schema import ModelArgs
+from tuneforge.errors import ConfigError, ModelError
+from tuneforge.models.aliases import resolve_model_path
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+# ``flash_attn`` config value -> transformers' ``attn_implementation``.
+ATTENTION: Mapping[str, str] = MappingProxyType({
+    "auto": "sdpa",
+    "sdpa": "sdpa",
+    "disabled": "eager",
+    "fa2": "flash_attention_2",
+})
+
+_LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, SafetensorError)
+
+# An adapter tensor name -> the module it belongs to and what kind of LoRA tensor it is.
+_LORA_KEY = re.compile(
+    r"^(?P<module>.+)\.(?P<kind>lora_A|lora_B|lora_embedding_A|lora_embedding_B"
+    r"|lora_magnitude_vector)(\.weight)?$"
+)
+
+
+def load_tokenizer(model_args: ModelArgs) -> PreTrainedTokenizerBase:
+    """The model's tokenizer with an end-of-sequence token the model knows and a padding token.
+
+    An adapter folder holding a tokenizer wins over the base model's: it carries the chat
+    template the adapter was trained with.
+    """
+    from transformers import AutoTokenizer
+
+    adapter = Path(model_args.adapter_name_or_path or "").expanduser()
+    if model_args.adapter_name_or_path and (adapter / "tokenizer_config.json").is_file():
+        folder = str(adapter)
+    else:
+        folder = resolve_model_path(model_args)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            folder,
+            use_fast=model_args.use_fast_tokenizer,
+            trust_remote_code=model_args.trust_remote_code,
+        )
+    except _LOAD_ERRORS as exc:
+        raise ModelError(f"{folder}: the tokenizer cannot be loaded: {_first_line(exc)}") from None
+    _check_eos(tokenizer, folder)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+        logger.info("%s: the tokenizer has no padding token; padding with %s",
+                    folder, tokenizer.eos_token)
+    return tokenizer
+
+
+def _check_eos(tokenizer: PreTrainedTokenizerBase, folder: str) -> None:
+    """Make the tokenizer's eos one the model ends its answers with (generation_config.json)."""
+    model_eos = _model_eos_ids(Path(folder))
+    eos = tokenizer.eos_token_id
+    if eos is not None and (not model_eos or eos in model_eos):
+        return
+    if not model_eos:
+        raise ModelError(f"{folder}: neither the tokenizer nor config.json names an "
+                         f"end-of-sequence token; generation could never stop")
+    token = tokenizer.convert_ids_to_tokens(model_eos[0])
+    logger.warning("%s: the tokenizer's end-of-sequence token is %r but the model's is %r "
+                   "(id %d); using the model's", folder, tokenizer.eos_token, token, model_eos[0])
+    tokenizer.eos_token = token
+
+
+def _model_eos_ids(folder: Path) -> list[int]:
+    for name in ("generation_config.json", "config.json"):
+        try:
+            eos = json.loads((folder / name).read_text(encoding="utf-8")).get("eos_token_id")
+        except (OSError, ValueError):
+            continue
+        if eos is not None:
+            return [eos] if isinstance(eos, int) else list(eos)
+    return []
+
+
+def load_model(
+    model_args: ModelArgs, *, dtype: torch.dtype = torch.float32, for_training: bool = True
+) -> PreTrainedModel:
+    """The base causal LM in `dtype` with the configured attention kernel.
+
+    For training the KV cache is off: it only costs memory, and packed samples attend to each
+    other with it on (FACTS.md). For inference the model is in eval mode with the cache on.
+    ``adapter_name_or_path`` is not applied here: `apply_finetuning` continues it for
+    training, `load_adapter` attaches it for inference.
+    """
+    from transformers import AutoModelForCausalLM
+
+    folder = resolve_model_path(model_args)
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            folder,
+            dtype=dtype,
+            attn_implementation=_attention(model_args.flash_attn),
+            trust_remote_code=model_args.trust_remote_code,
+            output_loading_info=True,
+        )
+    except _LOAD_ERRORS as exc:
+        raise ModelError(f"{folder}: the model cannot be loaded: {_first_line(exc)}") from None
+    missing = sorted(info["missing_keys"])
+    if missing:
+        raise ModelError(f"{folder}: {len(missing)} weight tensor(s) missing from the checkpoint "
+                         f"(first: {missing[0]}); the folder is incomplete")
+    model.config.use_cache = not for_training
+    if not for_training:
+        model.eval()
+    return model
+
+
+def _attention(flash_attn: str) -> str:
+    implementation = ATTENTION[flash_attn]
+    if implementation == "flash_attention_2" and not (
+        torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+    ):
+        raise ConfigError("flash_attn=fa2 needs a CUDA GPU and the flash-attn package "
+                          "(pip install flash-attn); use flash_attn=auto (sdpa) otherwise")
+    return implementation
+
+
+def load_adapter(model: PreTrainedModel, adapter_path: str, *, trainable: bool) -> PeftModel:
+    """Attach a saved LoRA adapter after checking that it was made for a model of this shape.
+
+    peft skips adapter tensors whose layer does not exist and reports a size mismatch as a
+    page of text; checking the saved shapes first turns both into one line.
+    """
+    from peft import PeftModel
+
+    folder = Path(adapter_path).expanduser()
+    if not folder.is_dir():
+        raise ModelError(f"adapter_name_or_path '{adapter_path}': no such folder")
+    if not (folder / "adapter_config.json").is_file():
+        raise ModelError(f"adapter_name_or_path '{adapter_path}': no adapter_config.json; "
+                         f"expected a folder saved by a LoRA training run")
+    saved_base = _read_adapter_config(folder).get("base_model_name_or_path")
+    current_base = model.config.name_or_path
+    if saved_base and Path(saved_base).name != Path(current_base).name:
+        # Only suspicious, not wrong: one model has many paths and hub ids; shapes decide.
+        logger.warning("adapter %s was trained on %s; applying it to %s",
+                       folder, saved_base, current_base)
+    _check_adapter_shapes(folder, model)
+    try:
+        return PeftModel.from_pretrained(model, folder, is_trainable=trainable)
+    except _LOAD_ERRORS as exc:
+        raise ModelError(f"adapter_name_or_path '{adapter_path}': cannot be loaded: "
+                         f"{_first_line(exc)}") from None
+
+
+def _read_adapter_config(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    except ValueError:
+        raise ModelError(f"adapter_name_or_path '{folder}': adapter_config.json is not valid "
+                         f"JSON") from None
+
+
+def _check_adapter_shapes(folder: Path, model: PreTrainedModel) -> None:
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise ModelError(f"adapter_name_or_path '{folder}': no adapter_model.safetensors")
+    from safetensors import safe_open
+
+    modules = dict(model.named_modules())
+    parameters = dict(model.named_parameters(remove_duplicate=False))
+    try:
+        with safe_open(str(weights), framework="pt") as saved:
+            shapes = {key: tuple(saved.get_slice(key).get_shape()) for key in saved.keys()}
+    except SafetensorError as exc:
+        raise ModelError(f"adapter_name_or_path '{folder}': adapter_model.safetensors cannot be "
+                         f"read: {exc}") from None
+    for key, shape in shapes.items():
+        name = key.removeprefix("base_model.model.")
+        problem = _shape_problem(name, shape, modules, parameters)
+        if problem:
+            raise ModelError(f"adapter_name_or_path '{folder}': made for a different model "
+                             f"({problem})")
+
+
+def _shape_problem(
+    name: str,
+    shape: tuple[int, ...],
+    modules: dict[str, torch.nn.Module],
+    parameters: dict[str, torch.nn.Parameter],
+) -> str | None:
+    """Why one saved adapter tensor cannot sit on this model, or None when it fits."""
+    match = _LORA_KEY.match(name)
+    if match is None:  # a module trained in full (modules_to_save): same name and shape
+        if name not in parameters:
+            return f"this model has no {name}"
+        expected = tuple(parameters[name].shape)
+        return None if expected == shape else f"{name} is {shape}, here {expected}"
+    module = modules.get(match["module"])
+    if module is None:
+        return f"this model has no {match['module']}"
+    if isinstance(module, torch.nn.Linear):
+        inputs, outputs = module.in_features, module.out_features
+    elif isinstance(module, torch.nn.Embedding):
+        inputs, outputs = module.num_embeddings, module.embedding_dim
+    else:
+        return None
+    kind = match["kind"]
+    size, expected = (shape[-1], inputs) if kind.endswith("A") else (shape[0], outputs)
+    if size != expected:
+        side = "inputs" if kind.endswith("A") else "outputs"
+        return f"{match['module']} has {expected} {side} here, the adapter expects {size}"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    if "ignore_mismatched_sizes" in lines[0]:
+        return "weight shapes differ from those config.json describes"
+    return lines[0]

@@ -50,5 +50,11 @@ def build_tiny_model(folder: Path, tokenizer, *, layers: int = 2, seed: int = 0)
 
 
 @pytest.fixture(scope="session")
+def make_tiny_model():
+    """`build_tiny_model` for tests that need another size."""
+    return build_tiny_model
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), tokenizer)

@@ -12,11 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import tuneforge.train  # noqa: F401  (the package first, so the function below wins the name)
+
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from tuneforge.config import RunConfig
-    from tuneforge.train import TrainResult
+    from tuneforge.train.stages import TrainResult
 
 
 def load_config(source: Any = None, overrides: Any = ()) -> RunConfig:
@@ -29,7 +31,7 @@ def load_config(source: Any = None, overrides: Any = ()) -> RunConfig:
 def train(config: RunConfig | str | Path | dict) -> TrainResult:
     """Fine-tune as the config says; returns where the result is and its metrics."""
     from tuneforge.config import RunConfig
-    from tuneforge.train import train as _train
+    from tuneforge.train.stages import train as _train
 
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     return _train(cfg)

@@ -10,7 +10,6 @@ import math
 
 import pytest
 import torch
-from conftest import build_tiny_model
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from tuneforge.config.schema import FinetuneArgs, ModelArgs
@@ -24,8 +23,8 @@ DORA_MAGNITUDES = 2 * 256
 
 
 @pytest.fixture(scope="module")
-def four_layer_dir(tmp_path_factory, tokenizer):
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama-4"), tokenizer, layers=4)
+def four_layer_dir(tmp_path_factory, tokenizer, make_tiny_model):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-llama-4"), tokenizer, layers=4)
 
 
 def _model(folder) -> torch.nn.Module:

@@ -43,7 +43,7 @@ def base_config(tiny_model_dir, data_dir, tmp_path) -> dict:
         "cutoff_len": 64,
         "output_dir": str(tmp_path / "out"),
         "per_device_train_batch_size": 4,
-        "learning_rate": 5e-3,
+        "learning_rate": 5e-2,
         "num_train_epochs": 2,
         "logging_steps": 1,
         "save_steps": 4,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ KILLER = textwrap.dedent("""
     import os, signal, sys
     from transformers import TrainerCallback
     import tuneforge
-    import tuneforge.train.stages as stages
+    from tuneforge.train import stages
 
     class Kill(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -72,6 +73,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(resumable, tmp_path):
 
 
 def test_resume_ignores_a_checkpoint_that_was_not_written_completely(resumable, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="tuneforge")
     out = tuneforge.train({**resumable, "max_steps": 8}).output_dir
     (out / "checkpoint-8" / MARKER).unlink()  # as if the process died while saving it
     (out / "checkpoint-8" / "optimizer.pt").unlink(missing_ok=True)

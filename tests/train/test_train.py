@@ -29,7 +29,7 @@ def test_lora_sft_learns_and_saves_a_plain_peft_adapter(base_config, tiny_model_
     result = tuneforge.train(base_config)
     out = result.output_dir
     curve = losses(out)
-    assert curve[-1] < curve[0] * 0.8, curve
+    assert sum(curve[-3:]) / 3 < curve[0] - 0.1, curve
     entries = log_entries(out)
     assert all({"step", "epoch", "tokens"} <= e.keys() for e in entries)
     assert any("learning_rate" in e for e in entries)

@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from tuneforge.config.schema import SECTIONS, RunConfig, field_owner
+from tuneforge.data.templates import NAMED_TEMPLATES
 from tuneforge.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -171,6 +172,11 @@ def _cross_checks(cfg: RunConfig, origin: str) -> list[str]:
     problems = []
     train, data, finetune = cfg.train, cfg.data, cfg.finetune
     has_validation = data.val_size > 0 or bool(data.eval_dataset)
+    if data.val_size and data.eval_dataset:
+        problems.append(f"{origin}: val_size and eval_dataset are both set; use one of them")
+    if data.template is not None and data.template not in NAMED_TEMPLATES:
+        problems.append(f"{origin}: template='{data.template}': allowed: "
+                        f"{', '.join(NAMED_TEMPLATES)}, or leave it empty for the tokenizer's own")
     if train.bf16 and train.fp16:
         problems.append(f"{origin}: bf16 and fp16 are both true; choose one")
     if train.early_stopping_steps and not has_validation:

@@ -35,7 +35,9 @@ class ModelArgs(_Section):
     adapter_name_or_path: str | None = Field(
         None, description="A LoRA adapter folder to start from (training) or to apply (chat)."
     )
-    cache_dir: str | None = Field(None, description="Where hub downloads are cached.")
+    cache_dir: str | None = Field(
+        None, description="Where hub downloads and processed datasets are cached."
+    )
     model_revision: str = Field("main", description="Hub revision (branch, tag or commit).")
     trust_remote_code: bool = Field(False, description="Allow model code from the model folder.")
     use_fast_tokenizer: bool = Field(True, description="Use the Rust tokenizer when available.")

@@ -1,5 +1,5 @@
-"""Training: stages (sft, pt), the Trainer they build, checkpoints and progress callbacks."""
+"""Training: stages (sft, pt), the Trainer they build, checkpoints and progress callbacks.
 
-from tuneforge.train.stages import STAGES, TrainResult, train
-
-__all__ = ["STAGES", "TrainResult", "train"]
+Import from the modules (`tuneforge.train.stages`); this package stays empty so that the
+public function `tuneforge.train` is not shadowed by it.
+"""

@@ -14,10 +14,11 @@ from pathlib import Path
 from types import MappingProxyType
 
 import torch
+from transformers import set_seed
 
 from tuneforge.config.load import save_config
 from tuneforge.config.schema import RunConfig
-from tuneforge.data import build_collator, get_template, prepare_datasets, template_mismatch
+from tuneforge.data import build_collator, prepare_datasets
 from tuneforge.errors import OutputError
 from tuneforge.models import (
     apply_finetuning,
@@ -48,14 +49,11 @@ def train_causal_lm(cfg: RunConfig) -> TrainResult:
     logger.info("Precision: %s", precision.reason)
 
     tokenizer = load_tokenizer(cfg.model)
-    if cfg.finetune.stage == "sft":
-        template = get_template(cfg.data.template, tokenizer, cfg.data.default_system)
-        if warning := template_mismatch(template, tokenizer):
-            logger.warning(warning)
-        tokenizer.chat_template = template.chat_template  # saved with the result, used by chat
     data = prepare_datasets(cfg, tokenizer)
-    logger.info(data.stats.summary())
+    if data.template is not None:  # saved with the result, so chat renders as training did
+        tokenizer.chat_template = data.template.source
 
+    set_seed(cfg.train.seed)  # adapter initialisation must be as repeatable as the data order
     model = load_model(cfg.model, dtype=torch.float32)
     model = apply_finetuning(model, cfg.finetune, cfg.model)
     prepare_for_training(model, gradient_checkpointing=cfg.train.gradient_checkpointing)

@@ -1,0 +1,169 @@
+"""Read a registered dataset's rows through `datasets`, one file at a time.
+
+Files are loaded one by one so that every later problem can name the file and the row it
+comes from. When `datasets` cannot parse a JSON file, its message names an Arrow block, not a
+line, so the file is re-read here with the `json` module to find the line at fault.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import datasets
+
+from tuneforge.data.registry import DatasetSpec
+from tuneforge.errors import DataError
+
+BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet",
+            ".txt": "text", ".arrow": "arrow"}
+
+
+def data_files(path: Path) -> list[Path]:
+    """The file itself, or every visible file of a folder (sorted), all of a known type."""
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) \
+        if path.is_dir() else [path]
+    if not files:
+        raise DataError(f"{path}: the folder holds no data files")
+    for file in files:
+        if file.suffix.lower() not in BUILDERS:
+            raise DataError(f"{file}: unsupported file type '{file.suffix}' "
+                            f"(use {', '.join(sorted(set(BUILDERS)))})")
+    return files
+
+
+def iter_files(spec: DatasetSpec, cache_dir: str | None) -> Iterator[tuple[str, datasets.Dataset]]:
+    """Yield (where, rows) for each file of a local dataset, or once for a hub dataset."""
+    if spec.hub_id is not None:
+        yield f"{spec.hub_id} (hub)", load_hub(spec, cache_dir)
+        return
+    assert spec.path is not None
+    for file in data_files(spec.path):
+        yield str(file), load_file(file, cache_dir)
+
+
+def load_file(path: Path, cache_dir: str | None) -> datasets.Dataset:
+    builder = BUILDERS[path.suffix.lower()]
+    try:
+        return datasets.load_dataset(builder, data_files=str(path), split="train",
+                                     cache_dir=cache_dir)
+    except Exception as err:  # datasets wraps parser errors in several exception types
+        if builder == "json":
+            raise DataError(diagnose_json(path) or _reason(path, err)) from None
+        raise DataError(_reason(path, err)) from None
+
+
+def load_hub(spec: DatasetSpec, cache_dir: str | None) -> datasets.Dataset:
+    """Load a hub dataset; fail in a second with advice when the hub cannot be reached."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "") in {"1", "true", "TRUE", "yes"}
+    proxied = any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy"))
+    if not (offline or proxied) and not _hub_reachable():
+        raise DataError(f"dataset '{spec.name}': cannot reach the Hugging Face hub to load "
+                        f"'{spec.hub_id}'; download the data and register it with file_name "
+                        f"instead (or set HF_HUB_OFFLINE=1 to use a cached copy)")
+    try:
+        return datasets.load_dataset(spec.hub_id, name=spec.subset, data_dir=spec.folder,
+                                     split=spec.split, revision=spec.revision,
+                                     cache_dir=cache_dir)
+    except Exception as err:  # network, missing split or subset, missing cache: all one line
+        raise DataError(f"dataset '{spec.name}': cannot load '{spec.hub_id}' from the hub "
+                        f"({_first_line(err)}); download the data and register it with "
+                        f"file_name instead") from None
+
+
+def _hub_reachable() -> bool:
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "", port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def diagnose_json(path: Path) -> str | None:
+    """Name the line or row that makes a JSON / JSON-lines file unreadable, if one does."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError as err:
+        first = next((line for line in text.splitlines() if line.strip()), "")
+        if path.suffix.lower() == ".json" and not _is_json_object(first):
+            return f"{path}:{err.lineno}: invalid JSON ({err.msg})"
+        return _diagnose_lines(path, text)
+    if isinstance(whole, dict):
+        return f"{path}: the top level is one object; expected a list of rows or JSON lines"
+    if not isinstance(whole, list):
+        return f"{path}: the top level is {type(whole).__name__}; expected a list of rows"
+    return _diagnose_rows(path, whole)
+
+
+def _diagnose_lines(path: Path, text: str) -> str | None:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            return f"{path}:{number}: invalid JSON ({err.msg})"
+    return _diagnose_rows(path, rows)
+
+
+def _diagnose_rows(path: Path, rows: list[object]) -> str | None:
+    first_kind: dict[str, tuple[str, int]] = {}
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            return f"{path}: row {number}: is {_kind(row)}; every row must be an object"
+        for key, kind in _leaf_kinds(row, ""):
+            seen = first_kind.setdefault(key, (kind, number))
+            if seen[0] != kind:
+                return (f"{path}: row {number}: '{key}' is {kind} where row {seen[1]} "
+                        f"has {seen[0]}")
+    return None
+
+
+def _leaf_kinds(value: object, path: str) -> Iterator[tuple[str, str]]:
+    """(field path, kind) for every value in a row; list items share the path ``name[]``."""
+    if isinstance(value, dict):
+        if path:
+            yield path, "an object"
+        for key, item in value.items():
+            yield from _leaf_kinds(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        yield path, "a list"
+        for item in value:
+            yield from _leaf_kinds(item, f"{path}[]")
+    elif value is not None:
+        yield path, _kind(value)
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def _reason(path: Path, err: Exception) -> str:
+    cause = err.__cause__ or err.__context__ or err
+    return f"{path}: cannot read ({_first_line(cause)})"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

@@ -1,0 +1,160 @@
+"""The data pipeline in one linear function: registry -> rows -> conversations -> tokens.
+
+`prepare_datasets` is what a training stage calls; reading it top to bottom tells how the
+training and validation data are made. Validation data is split off before encoding (no
+document lands in both) and is never packed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import numpy as np
+
+from tuneforge.config.schema import RunConfig
+from tuneforge.data import files, formats, registry
+from tuneforge.data.encode import EncodeReport, encode_conversations, encode_texts
+from tuneforge.data.packing import pack
+from tuneforge.data.stats import DataStats, LengthPercentiles
+from tuneforge.data.templates import Template, get_template, template_mismatch
+from tuneforge.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """``train`` has input_ids, labels (and position_ids when packed); ``eval`` the same,
+    never packed, or None. ``template`` is None for ``pt``."""
+
+    train: datasets.Dataset
+    eval: datasets.Dataset | None
+    stats: DataStats
+    template: Template | None
+
+
+def prepare_datasets(cfg: RunConfig, tokenizer: Any) -> PreparedData:
+    data, stage = cfg.data, cfg.finetune.stage
+    if not data.dataset:
+        raise ConfigError(f"dataset: not set; name one or more datasets registered in "
+                          f"{data.dataset_dir}/{registry.INFO_FILE}")
+    if data.eval_dataset and data.val_size:
+        raise ConfigError("val_size and eval_dataset: set one of them, not both")
+    eval_names = list(data.eval_dataset or [])
+    specs = {spec.name: spec for spec in
+             registry.resolve(list(dict.fromkeys([*data.dataset, *eval_names])),
+                              data.dataset_dir)}
+
+    template = None
+    if stage == "sft":
+        template = get_template(data.template, tokenizer, data.default_system)
+        logger.info("Rendering with %s", template.label)
+        warning = template_mismatch(template, tokenizer)
+        if warning:
+            logger.warning("%s", warning)
+
+    samples: dict[str, int] = {}
+    described: dict[str, str] = {}
+    train_parts = []
+    for name in dict.fromkeys(data.dataset):
+        rows, described[name] = read_dataset(specs[name], cfg, template)
+        samples[name] = len(rows)
+        train_parts.append(rows)
+    train = datasets.concatenate_datasets(train_parts)
+    if eval_names:
+        evaluation = datasets.concatenate_datasets(
+            [read_dataset(specs[name], cfg, template)[0] for name in dict.fromkeys(eval_names)])
+    else:
+        train, evaluation = _split(train, data.val_size, cfg.train.seed,
+                                   not data.overwrite_cache)
+
+    train, report = _encode(train, cfg, tokenizer, template)
+    if evaluation is not None:
+        evaluation, _ = _encode(evaluation, cfg, tokenizer, template)
+    if cfg.packing:
+        train = pack(train, data.cutoff_len)
+
+    stats = _stats(cfg, samples, described, report, len(train), evaluation)
+    logger.info("Data: %s", stats.summary())
+    return PreparedData(train=train, eval=evaluation, stats=stats, template=template)
+
+
+def read_dataset(spec: registry.DatasetSpec, cfg: RunConfig,
+          template: Template | None) -> tuple[datasets.Dataset, str]:
+    """One registered dataset as conversations (or texts), with max/num_samples applied."""
+    data, stage = cfg.data, cfg.finetune.stage
+    options = {"num_proc": data.preprocessing_num_workers,
+               "load_from_cache_file": not data.overwrite_cache}
+    remaining = data.max_samples if spec.num_samples is None else None
+    parts, description = [], ""
+    for where, rows in files.iter_files(spec, cfg.model.cache_dir):
+        if remaining is not None:
+            rows = rows.select(range(min(remaining, len(rows))))
+            remaining -= len(rows)
+        if len(rows):
+            fmt = formats.resolve_format(spec, where, rows, stage)
+            description = description or fmt.describe()
+            parts.append(formats.to_conversations(rows, where, fmt, **options))
+        if remaining == 0:
+            break
+    if not parts:
+        raise DataError(f"dataset '{spec.name}': has no rows")
+    rows = datasets.concatenate_datasets(parts)
+    if spec.num_samples is not None:
+        rows = _sample(rows, spec.num_samples, cfg.train.seed)
+        if data.max_samples is not None:
+            rows = rows.select(range(min(data.max_samples, len(rows))))
+    if template is not None and "tools" not in template.source and any(
+            tools is not None for tools in rows["tools"]):
+        raise DataError(f"dataset '{spec.name}': has tool definitions but {template.label} "
+                        f"does not render tools; use template qwen or a model template "
+                        f"with tool support")
+    return rows, description
+
+
+def _sample(rows: datasets.Dataset, count: int, seed: int) -> datasets.Dataset:
+    """``num_samples``: a seeded random subset; more than there are repeats rows at random."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(rows))[:count]
+    if count > len(rows):
+        order = np.concatenate([order, rng.choice(len(rows), count - len(rows))])
+    return rows.select(order.tolist())
+
+
+def _split(rows: datasets.Dataset, val_size: float, seed: int,
+           load_from_cache_file: bool) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    if not val_size:
+        return rows, None
+    count = int(val_size) if val_size >= 1 else round(val_size * len(rows))
+    if not 0 < count < len(rows):
+        raise ConfigError(f"val_size: {val_size} gives {count} validation samples out of "
+                          f"{len(rows)}; both splits need at least one sample")
+    parts = rows.train_test_split(test_size=count, seed=seed,
+                                  load_from_cache_file=load_from_cache_file)
+    return parts["train"], parts["test"]
+
+
+def _encode(rows: datasets.Dataset, cfg: RunConfig, tokenizer: Any,
+            template: Template | None) -> tuple[datasets.Dataset, EncodeReport]:
+    data = cfg.data
+    options = {"cutoff_len": data.cutoff_len, "num_proc": data.preprocessing_num_workers,
+               "load_from_cache_file": not data.overwrite_cache}
+    if template is None:
+        return encode_texts(rows, tokenizer, **options)
+    return encode_conversations(rows, template, train_on_prompt=data.train_on_prompt,
+                                mask_history=data.mask_history, **options)
+
+
+def _stats(cfg: RunConfig, samples: dict[str, int], described: dict[str, str],
+           report: EncodeReport, rows: int, evaluation: datasets.Dataset | None) -> DataStats:
+    return DataStats(
+        stage=cfg.finetune.stage, cutoff_len=cfg.data.cutoff_len, samples=samples,
+        formats=described, train_samples=report.samples,
+        eval_samples=len(evaluation) if evaluation is not None else 0,
+        truncated=report.truncated, dropped=report.dropped,
+        total_tokens=report.tokens, trained_tokens=report.trained_tokens,
+        lengths=LengthPercentiles.of(report.lengths), rows=rows, packed=cfg.packing,
+    )

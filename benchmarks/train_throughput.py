@@ -60,12 +60,10 @@ def run_plain(data_dir: Path, steps: int) -> dict:
 
     def encode(row):
         prompt = [{"role": "user", "content": row["instruction"]}]
-        p = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+        p = tok.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)
         full = tok.apply_chat_template(prompt + [{"role": "assistant", "content": row["output"]}],
-                                       tokenize=True)
-        p, full = list(p["input_ids"] if isinstance(p, dict) else p), list(
-            full["input_ids"] if isinstance(full, dict) else full)
-        full = full[:512]
+                                       return_dict=True)
+        p, full = list(p["input_ids"]), list(full["input_ids"])[:512]
         return {"input_ids": full, "labels": [-100] * len(p) + full[len(p):]}
 
     ds = Dataset.from_list([encode(r) for r in rows])

@@ -12,6 +12,16 @@ import pytest
 import torch
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``gpu`` need CUDA; on a machine without it they are skipped, saying so."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
     from tuneforge.models.default import ensure_default_model
@@ -26,15 +36,19 @@ def tokenizer(default_model_dir):
     return AutoTokenizer.from_pretrained(default_model_dir)
 
 
-def build_tiny_model(folder: Path, tokenizer, *, layers: int = 2, seed: int = 0) -> Path:
-    """Save a tiny random Llama with the default model's tokenizer into `folder`."""
+def build_tiny_model(folder: Path, tokenizer, *, layers: int = 2, seed: int = 0,
+                     hidden_size: int = 32) -> Path:
+    """Save a tiny random Llama with the default model's tokenizer into `folder`.
+
+    bitsandbytes' 4-bit CPU kernels need layers at least 64 wide (``hidden_size=64``).
+    """
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -58,3 +72,36 @@ def make_tiny_model():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), tokenizer)
+
+
+@pytest.fixture(scope="session")
+def wide_tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
+    """A tiny model wide enough for bitsandbytes' 4-bit CPU kernels."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama-64"), tokenizer, hidden_size=64)
+
+
+def build_lora_adapter(base_dir: Path, folder: Path, *, seed: int = 0, rank: int = 4) -> Path:
+    """Save a LoRA adapter with random (non-zero) weights on every linear layer of `base_dir`,
+    with the base's tokenizer, as a training run would leave it."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear",
+                        init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def make_lora_adapter():
+    """`build_lora_adapter` for tests that need an adapter on another model."""
+    return build_lora_adapter
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """A plain peft LoRA adapter (no tuneforge config) on the tiny model."""
+    return build_lora_adapter(tiny_model_dir, tmp_path_factory.mktemp("tiny-lora"))

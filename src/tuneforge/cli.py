@@ -4,41 +4,160 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tuneforge import __version__
 from tuneforge.errors import UserError
+from tuneforge.train.distributed import is_main_process, quiet_other_ranks
+
+if TYPE_CHECKING:
+    from tuneforge.config import RunConfig
 
 logger = logging.getLogger("tuneforge")
+
+# Generation flags of chat and api, as keyword arguments of `generation_settings`.
+GENERATION_FLAGS = ("temperature", "top_p", "max_new_tokens", "repetition_penalty")
 
 BUG_REPORT = "This is a bug in tuneforge; please report it with the traceback above."
 
 
 def _train(args: argparse.Namespace) -> int:
     from tuneforge import load_config, train
+    from tuneforge.train.distributed import launch_training
 
-    result = train(load_config(args.config, args.overrides))
+    cfg = load_config(args.config, args.overrides)
+    if args.nproc is not None and args.nproc != 1:
+        argv = [*(["--quiet"] if args.quiet else []), "train", args.config, *args.overrides,
+                *(["--force"] if args.force else [])]
+        return launch_training(cfg, args.nproc, argv)
+    result = train(cfg, force=args.force)
+    if not is_main_process():
+        return 0
     for key, value in sorted(result.metrics.items()):
         print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
     print(f"Result in {result.output_dir}")
     return 0
 
 
-def _chat(args: argparse.Namespace) -> int:
-    from tuneforge import load_config
-    from tuneforge.serve import chat_config, load_chat_model
+def _eval(args: argparse.Namespace) -> int:
+    from tuneforge import evaluate, load_config
 
-    cfg = chat_config(args.adapter, load_config(args.config, args.overrides) if args.config else None)
+    cfg = load_config(args.config, [*args.overrides, "do_train=false"])
+    if not args.forgetting or cfg.data.eval_dataset or cfg.data.val_size:
+        report = evaluate(cfg, args.adapter, args.out)
+        print(report.text)
+        print(f"Results in {report.output_dir}")
+    if args.forgetting:
+        from tuneforge.monitor.forgetting import check_adapter
+
+        result = check_adapter(cfg, args.adapter, args.out)
+        print(result.table())
+        print(f"Forgetting check in {result.path}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tuneforge.monitor.report import write_report
+
+    print(f"Report written to {write_report(args.run)}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from tuneforge.monitor.compare import write_comparison
+
+    print(f"Comparison written to {write_comparison(args.runs, args.out)}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from tuneforge import load_config
+    from tuneforge.eval.evaluate import predict
+
+    cfg = load_config(args.config, [*args.overrides, "do_train=false"])
+    print(f"Predictions in {predict(cfg, args.adapter, args.input, args.out, args.column)}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from tuneforge import load_config, plan
+
+    print(plan(load_config(args.config, args.overrides), with_data=not args.no_data).text())
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from tuneforge import load_config
+    from tuneforge.models import load_tokenizer
+
+    cfg = load_config(args.config, args.overrides)
+    tokenizer = load_tokenizer(cfg.model)
+    if args.action == "inspect":
+        from tuneforge.data.inspect import inspect_datasets
+
+        print(inspect_datasets(cfg, tokenizer).text())
+        return 0
+    from tuneforge.data.clean import clean_datasets
+
+    if not args.out:
+        raise UserError("data clean: --out is required (the .jsonl file to write)")
+    report = clean_datasets(cfg, tokenizer, args.out, dedupe=args.dedupe,
+                            min_tokens=args.min_tokens, max_tokens=args.max_tokens)
+    print(report.text())
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from tuneforge import load_config
+    from tuneforge.plan.sweep import parse_grid, sweep
+
+    grid = parse_grid(args.lr, args.batch, args.grid)
+    cfg = load_config(args.config, args.overrides)
+    folder = args.out or f"{cfg.train.output_dir}-sweep"
+    result = sweep(cfg, grid, folder, max_steps=args.max_steps, max_tokens=args.max_tokens)
+    print(result.table())
+    return 0
+
+
+def _webui(args: argparse.Namespace) -> int:
+    from tuneforge.webui.app import launch
+
+    launch(host=args.host, port=args.port, lang=args.lang, share=args.share,
+           password=args.password)
+    return 0
+
+
+def _model_config(args: argparse.Namespace) -> RunConfig:
+    """chat, api and export: an optional YAML file, the --adapter folder (with its saved
+    config), key=value overrides and, where the command has them, the generation flags."""
+    from tuneforge import load_config
+    from tuneforge.serve import chat_config, generation_settings
+
+    given = load_config(args.config, args.overrides) if args.config else None
+    cfg = chat_config(args.adapter, given)
     if args.overrides and not args.config:
         cfg = load_config({**cfg.flat(only_set=True), "do_train": False}, args.overrides)
+    flags = {name: getattr(args, name, None) for name in GENERATION_FLAGS}
+    cfg.generation = generation_settings(cfg.generation, **flags)
+    return cfg
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from tuneforge.serve import load_chat_model
+
+    cfg = _model_config(args)
     session = load_chat_model(cfg)
-    history: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
+    logger.info("generation: %s", cfg.generation.model_dump())
+    system = [{"role": "system", "content": args.system}] if args.system else []
+    history = list(system)
     if args.query:
         print(session.reply(history + [{"role": "user", "content": args.query}], cfg.generation))
         return 0
-    print("Type a message; /clear forgets the conversation, /exit quits.")
+    print("Type a message; /clear forgets the conversation, /exit quits, Ctrl-C stops a reply.")
     while True:
         try:
             text = input("\nYou: ").strip()
@@ -48,18 +167,73 @@ def _chat(args: argparse.Namespace) -> int:
         if text == "/exit":
             return 0
         if text == "/clear":
-            history = history[:1] if args.system else []
+            history = list(system)
+            print("(conversation cleared)")
             continue
         if not text:
             continue
         history.append({"role": "user", "content": text})
         print("Assistant: ", end="", flush=True)
         pieces = []
-        for piece in session.stream(history, cfg.generation):
-            print(piece, end="", flush=True)
-            pieces.append(piece)
+        try:
+            for piece in session.stream(history, cfg.generation):
+                print(piece, end="", flush=True)
+                pieces.append(piece)
+        except KeyboardInterrupt:
+            print(" [stopped]", end="")
         print()
         history.append({"role": "assistant", "content": "".join(pieces).strip()})
+
+
+def _api(args: argparse.Namespace) -> int:
+    from tuneforge.serve.api import ServerSettings, serve, served_name
+
+    cfg = _model_config(args)
+    settings = ServerSettings(
+        model_name=args.model_name or served_name(cfg), api_key=args.api_key,
+        max_batch=args.max_batch, max_waiting=args.max_waiting,
+        max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens)
+    serve(cfg, settings, host=args.host, port=args.port)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from tuneforge import export
+
+    result = export(_model_config(args), args.out, fmt=args.format, quant=args.quant,
+                    overwrite=args.overwrite)
+    for check in result.checks:
+        print(check)
+    print(f"Exported to {result.path}")
+    if result.modelfile is not None:
+        print(f"Ollama: ollama create {result.path.stem} -f {result.modelfile}")
+    if not result.ok:
+        print(f"tuneforge: error: the export in {result.path} does not behave like the model it "
+              f"came from (see the checks above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be 1 or more")
+    return value
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser, adapter_help: str) -> None:
+    parser.add_argument("config", nargs="?", help="optional YAML config (model, template, "
+                        "generation)")
+    parser.add_argument("overrides", nargs="*", help="key=value pairs, e.g. template=chatml")
+    parser.add_argument("--adapter", help=adapter_help)
+
+
+def _add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--temperature", type=float, help="0 = greedy (the default unless the "
+                        "config says do_sample: true); above 0 samples")
+    parser.add_argument("--top-p", type=float, help="nucleus sampling share, (0, 1]")
+    parser.add_argument("--max-new-tokens", type=_positive, help="longest reply in tokens")
+    parser.add_argument("--repetition-penalty", type=float, help="above 1 discourages repeats")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,30 +245,157 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="fine-tune a model from a YAML config")
     train.add_argument("config", help="YAML file with LLaMA-Factory style keys")
     train.add_argument("overrides", nargs="*", help="key=value pairs that override the file")
+    train.add_argument("--nproc", type=int, help="data-parallel processes on this machine "
+                       "(one per GPU, or CPU cores); or start tuneforge with torchrun")
+    train.add_argument("--force", action="store_true", help="train even when the memory "
+                       "plan says the run will not fit")
     train.set_defaults(func=_train)
 
+    plan = sub.add_parser("plan", help="memory needed (per component, against the device), "
+                          "what would make it fit, hyper-parameter advice; no training")
+    plan.add_argument("config", help="YAML config, as for train")
+    plan.add_argument("overrides", nargs="*", help="key=value pairs that override the file")
+    plan.add_argument("--no-data", action="store_true", help="skip reading the datasets")
+    plan.set_defaults(func=_plan)
+
+    data = sub.add_parser("data", help="inspect the configured datasets, or write a cleaned "
+                          "copy of them")
+    data.add_argument("action", choices=("inspect", "clean"))
+    data.add_argument("config", help="YAML config naming the datasets and the model")
+    data.add_argument("overrides", nargs="*", help="key=value pairs that override the file")
+    data.add_argument("--out", help="clean: the .jsonl file to write (inputs never change)")
+    data.add_argument("--dedupe", choices=("normalized", "exact", "none"), default="normalized",
+                      help="clean: drop repeats ignoring case/spaces/punctuation (default), "
+                      "exact repeats only, or none")
+    data.add_argument("--min-tokens", type=_positive, help="clean: drop shorter samples")
+    data.add_argument("--max-tokens", type=_positive, help="clean: drop longer samples")
+    data.set_defaults(func=_data)
+
+    sweep = sub.add_parser("sweep", help="short runs over learning rate x batch size (x any "
+                           "key), ranked by validation result; resumes where it stopped")
+    sweep.add_argument("config", help="YAML config, as for train")
+    sweep.add_argument("overrides", nargs="*", help="key=value pairs that override the file")
+    sweep.add_argument("--lr", help="learning rates, e.g. 5e-5,1e-4,2e-4")
+    sweep.add_argument("--batch", help="per-device batch sizes, e.g. 2,4,8")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                       help="any other key to vary, e.g. lora_rank=8,16 (repeatable)")
+    budget = sweep.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--max-steps", type=_positive, help="optimizer steps per run")
+    budget.add_argument("--max-tokens", type=_positive, help="training tokens per run "
+                        "(steps = tokens / (batch x accumulation x cutoff_len))")
+    sweep.add_argument("--out", help="folder of the runs (default: <output_dir>-sweep)")
+    sweep.set_defaults(func=_sweep)
+
     chat = sub.add_parser("chat", help="talk to the base model, an adapter or a trained folder")
-    chat.add_argument("config", nargs="?", help="optional YAML config (model, template, generation)")
-    chat.add_argument("overrides", nargs="*", help="key=value pairs, e.g. temperature=0.3")
-    chat.add_argument("--adapter", help="a training output folder (LoRA adapter or full model)")
+    _add_model_arguments(chat, "a training output (LoRA adapter or full model) or a merged "
+                         "export folder")
+    _add_generation_arguments(chat)
     chat.add_argument("--query", help="ask one question, print the answer and exit")
     chat.add_argument("--system", help="system prompt for this conversation")
     chat.set_defaults(func=_chat)
+
+    api = sub.add_parser("api", help="serve the model over an OpenAI-compatible HTTP API")
+    _add_model_arguments(api, "a training output (LoRA adapter or full model) or a merged "
+                         "export folder")
+    _add_generation_arguments(api)
+    api.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                     "127.0.0.1, this machine only; 0.0.0.0 for every interface)")
+    api.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    api.add_argument("--api-key", default=os.environ.get("TUNEFORGE_API_KEY") or None,
+                     help="require 'Authorization: Bearer KEY' (default: $TUNEFORGE_API_KEY)")
+    api.add_argument("--model-name", help="the model id clients see (default: the folder name)")
+    api.add_argument("--max-batch", type=_positive, default=8, help="requests (choices) "
+                     "generated together in one batch (default: 8)")
+    api.add_argument("--max-waiting", type=_positive, default=32, help="requests that may "
+                     "wait for a batch; more are answered 429 (default: 32)")
+    api.add_argument("--max-prompt-tokens", type=_positive, default=4096,
+                     help="longest prompt accepted, in tokens (default: 4096)")
+    api.add_argument("--max-tokens", type=_positive, default=2048,
+                     help="most tokens one request may ask for (default: 2048)")
+    api.set_defaults(func=_api)
+
+    export = sub.add_parser("export", help="merge a LoRA adapter into its base model; save a "
+                            "Hugging Face folder or a GGUF file (llama.cpp, Ollama)")
+    _add_model_arguments(export, "the training output to export (LoRA adapter or full model)")
+    export.add_argument("--out", required=True, help="folder (hf) or .gguf file to write")
+    export.add_argument("--format", choices=("hf", "gguf"), help="default: gguf when --out "
+                        "ends in .gguf, else hf")
+    export.add_argument("--quant", choices=("f32", "f16", "q8_0"), help="GGUF weight type "
+                        "(default: f16)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    export.set_defaults(func=_export)
+
+    evaluate = sub.add_parser("eval", help="score a model on test data: base vs tuned "
+                              "(generation) or vs a TF-IDF baseline (classification)")
+    evaluate.add_argument("config", help="YAML config naming the test data (eval_dataset, or "
+                          "dataset + val_size) and generation settings")
+    evaluate.add_argument("overrides", nargs="*", help="key=value pairs, e.g. max_new_tokens=64")
+    evaluate.add_argument("--adapter", help="a training output folder: compared with its base")
+    evaluate.add_argument("--out", help="folder for the predictions and metrics.json "
+                          "(default: <adapter or output_dir>/eval)")
+    evaluate.add_argument("--forgetting", action="store_true", help="also check what general "
+                          "ability the adapter kept (perplexity and questions, base vs tuned); "
+                          "alone when the config names no test data")
+    evaluate.set_defaults(func=_eval)
+
+    report = sub.add_parser("report", help="write <run>/report.html: curves, warnings, "
+                            "metrics and config of a training run")
+    report.add_argument("run", help="the output_dir of a training run")
+    report.set_defaults(func=_report)
+
+    compare = sub.add_parser("compare", help="one HTML page comparing runs: curves, metrics, "
+                             "config differences")
+    compare.add_argument("runs", nargs="+", help="output_dirs of runs, or a folder of runs "
+                         "(a sweep)")
+    compare.add_argument("--out", help="the HTML file to write (default: compare.html in the "
+                         "runs' common folder)")
+    compare.set_defaults(func=_compare)
+
+    predict = sub.add_parser("predict", help="label a file of texts with a trained classifier")
+    predict.add_argument("config", help="the YAML config of the cls run (batch size, cutoff_len)")
+    predict.add_argument("overrides", nargs="*", help="key=value pairs, e.g. "
+                         "per_device_eval_batch_size=32")
+    predict.add_argument("--adapter", required=True, help="the output folder of a stage cls run")
+    predict.add_argument("--input", required=True, help="JSON/JSONL/CSV/Parquet/TXT file of texts")
+    predict.add_argument("--out", required=True, help="JSONL file to write labels and "
+                         "probabilities to")
+    predict.add_argument("--column", default="text", help="the column holding the texts")
+    predict.set_defaults(func=_predict)
+
+    webui = sub.add_parser("webui", help="the browser UI: train, evaluate, chat and export "
+                           "(needs the 'webui' extra)")
+    webui.add_argument("--port", type=int, default=7860, help="port to listen on (default: 7860)")
+    webui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                       "127.0.0.1, this machine only; 0.0.0.0 for every interface)")
+    webui.add_argument("--lang", choices=("en", "zh"), help="page language (default: from the "
+                       "locale); switchable on the page")
+    webui.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    webui.add_argument("--password", default=os.environ.get("TUNEFORGE_WEBUI_PASSWORD"),
+                       help="ask for this password, any user name (default: "
+                       "$TUNEFORGE_WEBUI_PASSWORD)")
+    webui.set_defaults(func=_webui)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "chat" and args.config and "=" in args.config:
+    if args.command in ("chat", "api", "export") and args.config and "=" in args.config:
         args.overrides, args.config = [args.config, *args.overrides], None
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="[tuneforge] %(levelname)s %(message)s")
-    logging.getLogger("tuneforge").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    level = logging.WARNING if args.quiet else logging.INFO
+    if not is_main_process():  # rank 0 speaks for all processes of a multi-process run
+        level = logging.ERROR
+        quiet_other_ranks()
+    logging.basicConfig(level=level, format="[tuneforge] %(levelname)s %(message)s")
+    logging.getLogger("tuneforge").setLevel(level)
+    # bitsandbytes warns on import, on AVX512-BF16 CPUs, that an optional kernel from the
+    # Hugging Face hub is missing; it falls back to its own, so the line only confuses.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     try:
         return args.func(args)
     except UserError as exc:
-        for line in exc.lines:
-            print(f"tuneforge: error: {line}", file=sys.stderr)
+        if is_main_process():  # the other processes met the same problem; say it once
+            for line in exc.lines:
+                print(f"tuneforge: error: {line}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("tuneforge: interrupted", file=sys.stderr)

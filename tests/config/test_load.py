@@ -109,8 +109,8 @@ def test_wrong_type_names_the_key():
 
 
 def test_unsupported_llama_factory_feature_is_named():
-    (line,) = problems({"dataset": "x", "deepspeed": "examples/deepspeed/ds_z3_config.json"})
-    assert "'deepspeed' (a LLaMA-Factory feature) is not supported by tuneforge yet" in line
+    (line,) = problems({"dataset": "x", "use_galore": True})
+    assert "'use_galore' (a LLaMA-Factory feature) is not supported by tuneforge yet" in line
 
 
 def test_unsupported_stage():

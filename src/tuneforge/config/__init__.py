@@ -3,6 +3,7 @@
 from tuneforge.config.load import load_config, save_config
 from tuneforge.config.schema import (
     DataArgs,
+    EvalArgs,
     FinetuneArgs,
     GenerationArgs,
     ModelArgs,
@@ -10,4 +11,4 @@ from tuneforge.config.schema import (
     TrainArgs,
 )
 
-__all__ = ["DataArgs", "FinetuneArgs", "GenerationArgs", "ModelArgs", "RunConfig", "TrainArgs", "load_config", "save_config"]
+__all__ = ["DataArgs", "EvalArgs", "FinetuneArgs", "GenerationArgs", "ModelArgs", "RunConfig", "TrainArgs", "load_config", "save_config"]

@@ -16,9 +16,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from tuneforge.config.scale import missing_extra, scale_problems
 from tuneforge.config.schema import SECTIONS, RunConfig, field_owner
 from tuneforge.data.templates import NAMED_TEMPLATES
 from tuneforge.errors import ConfigError
+from tuneforge.eval.metrics import BEST_MODEL_METRICS
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +38,11 @@ RENAMED_KEYS: Mapping[str, str] = {
 REPLACED_KEYS: Mapping[str, str] = {
     "max_source_length": "replaced by cutoff_len (prompt and response together)",
     "max_target_length": "replaced by cutoff_len (prompt and response together)",
+    "predict_with_generate": "do_predict always generates; remove the key",
 }
 
 # LLaMA-Factory keys for features tuneforge does not have (yet).
 UNSUPPORTED_KEYS: frozenset[str] = frozenset({
-    "deepspeed", "fsdp", "fsdp_config", "quantization_bit", "quantization_method",
-    "quantization_type", "double_quantization", "rope_scaling", "enable_liger_kernel",
     "use_unsloth", "use_unsloth_gc", "pissa_init", "pissa_iter", "pissa_convert",
     "loraplus_lr_ratio", "loraplus_lr_embedding", "use_galore", "use_badam", "use_apollo",
     "use_llama_pro", "use_adam_mini", "use_muon", "pref_beta", "pref_loss", "pref_ftx",
@@ -49,7 +50,7 @@ UNSUPPORTED_KEYS: frozenset[str] = frozenset({
     "mix_strategy", "interleave_probs", "buffer_size", "image_max_pixels", "image_min_pixels",
     "video_max_pixels", "video_fps", "freeze_vision_tower", "freeze_multi_modal_projector",
     "train_mm_proj_only", "shift_attn", "mixture_of_depths", "neftune_noise_alpha",
-    "do_predict", "predict_with_generate", "compute_accuracy", "resize_vocab", "upcast_layernorm",
+    "compute_accuracy", "resize_vocab", "upcast_layernorm",
     "upcast_lmhead_output", "moe_aux_loss_coef", "export_dir", "export_size",
     "export_quantization_bit", "infer_backend", "vllm_maxlen", "print_param_status",
     "create_new_adapter", "lora_bf16_mode", "pure_bf16", "use_reentrant_gc",
@@ -131,7 +132,7 @@ def _validate(raw: dict[str, Any], origin: str) -> RunConfig:
     stage = sections["finetune"].get("stage")
     if stage in UNSUPPORTED_STAGES:
         problems.append(f"{origin}: stage '{stage}' is not supported by tuneforge yet; "
-                        f"allowed: sft, pt")
+                        f"allowed: sft, pt, cls")
         sections["finetune"].pop("stage")
 
     built: dict[str, Any] = {}
@@ -194,6 +195,25 @@ def _cross_checks(cfg: RunConfig, origin: str) -> list[str]:
     if finetune.finetuning_type != "lora" and (finetune.use_dora or finetune.use_rslora):
         problems.append(f"{origin}: use_dora/use_rslora need finetuning_type=lora "
                         f"(it is {finetune.finetuning_type})")
+    metrics = BEST_MODEL_METRICS if finetune.stage == "cls" else ("eval_loss",)
+    if "eval_" + train.metric_for_best_model.removeprefix("eval_") not in metrics:
+        problems.append(f"{origin}: metric_for_best_model={train.metric_for_best_model!r}: "
+                        f"allowed for stage {finetune.stage}: {', '.join(metrics)}")
+    if finetune.stage == "cls" and cfg.packing:
+        problems.append(f"{origin}: packing does not apply to stage cls (one text, one label)")
+    if finetune.stage != "cls" and data.label_names:
+        problems.append(f"{origin}: label_names applies to stage cls only")
+    if train.do_predict and finetune.stage != "sft":
+        problems.append(f"{origin}: do_predict generates answers and needs stage sft; for cls, "
+                        f"validation runs accuracy/F1 by itself")
+    problems.extend(scale_problems(cfg, origin))
+    if train.optim == "adamw_bnb_8bit":
+        missing = missing_extra("optim=adamw_bnb_8bit", "bitsandbytes", "qlora")
+        problems.extend([f"{origin}: {missing}"] if missing else [])
+    for reporter in ("wandb", "mlflow"):
+        if reporter in train.report_to:
+            missing = missing_extra(f"report_to={reporter}", reporter, "monitor")
+            problems.extend([f"{origin}: {missing}"] if missing else [])
     return problems
 
 

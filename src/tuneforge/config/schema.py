@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
+# transformers' FSDPOption values, the words LLaMA-Factory configs write in ``fsdp``.
+FSDP_OPTIONS = ("full_shard", "shard_grad_op", "no_shard", "hybrid_shard", "hybrid_shard_zero2",
+                "offload", "auto_wrap")
+
 
 def _split_commas(value: object) -> object:
     """LLaMA-Factory writes lists as comma-separated strings (``dataset: a,b``)."""
@@ -47,6 +51,26 @@ class ModelArgs(_Section):
     infer_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="Weights dtype for chat/eval; auto picks what the device runs fast."
     )
+    quantization_bit: Literal[4, 8] | None = Field(
+        None, description="QLoRA: load the base weights in 4 or 8 bits (bitsandbytes) and train "
+        "LoRA adapters on them; empty = unquantised."
+    )
+    quantization_method: Literal["bnb"] = Field(
+        "bnb", description="Quantisation library; bitsandbytes (bnb) is the one supported."
+    )
+    quantization_type: Literal["nf4", "fp4"] = Field(
+        "nf4", description="4-bit data type: nf4 (QLoRA's NormalFloat, better) or fp4."
+    )
+    double_quantization: bool = Field(
+        True, description="4-bit: quantise the quantisation constants too (~0.4 bit/weight less)."
+    )
+    rope_scaling: Literal["linear", "dynamic", "yarn", "llama3"] | None = Field(
+        None, description="Stretch RoPE for contexts longer than the model was trained on; the "
+        "factor defaults to cutoff_len / the model's context."
+    )
+    rope_factor: float | None = Field(
+        None, ge=1, description="RoPE scaling factor; empty = ceil(cutoff_len / model context)."
+    )
 
 
 class DataArgs(_Section):
@@ -77,6 +101,10 @@ class DataArgs(_Section):
         description="Pack several samples per row (no attention across them). "
         "Default: on for pt, off for sft.",
     )
+    label_names: list[str] | None = Field(
+        None, description="cls: the class names in id order; empty = the sorted labels of the "
+        "training data. Saved with the result."
+    )
     train_on_prompt: bool = Field(False, description="Also compute the loss on prompt tokens.")
     mask_history: bool = Field(False, description="Train only on the last assistant turn.")
     overwrite_cache: bool = Field(False, description="Re-tokenise instead of using the cache.")
@@ -84,7 +112,7 @@ class DataArgs(_Section):
         None, gt=0, description="Processes used to tokenise the data."
     )
 
-    _lists = field_validator("dataset", "eval_dataset", mode="before")(_split_commas)
+    _lists = field_validator("dataset", "eval_dataset", "label_names", mode="before")(_split_commas)
 
     @field_validator("val_size")
     @classmethod
@@ -95,8 +123,9 @@ class DataArgs(_Section):
 
 
 class FinetuneArgs(_Section):
-    stage: Literal["sft", "pt"] = Field(
-        "sft", description="sft: supervised chat fine-tuning; pt: continued pre-training on text."
+    stage: Literal["sft", "pt", "cls"] = Field(
+        "sft", description="sft: supervised chat fine-tuning; pt: continued pre-training on text; "
+        "cls: sequence classification (text -> label)."
     )
     finetuning_type: Literal["lora", "full", "freeze"] = Field(
         "lora", description="lora: small adapters; full: every weight; freeze: the last layers only."
@@ -142,6 +171,10 @@ class FinetuneArgs(_Section):
 class TrainArgs(_Section):
     do_train: bool = Field(True, description="Run training (the train command implies it).")
     do_eval: bool = Field(False, description="Evaluate on the validation data at the end.")
+    do_predict: bool = Field(
+        False, description="After training, generate answers for the validation data and score "
+        "them against the base model (as `tuneforge eval`)."
+    )
     output_dir: str = Field("saves/run", description="Where checkpoints and the result go.")
     overwrite_output_dir: bool = Field(False, description="Replace a finished run in output_dir.")
     learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate; LoRA 1e-4..5e-4.")
@@ -158,8 +191,11 @@ class TrainArgs(_Section):
     warmup_steps: int = Field(0, ge=0, description="Warm-up steps (overrides warmup_ratio).")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0: off).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    optim: Literal["adamw_torch", "adamw_torch_fused", "sgd", "adafactor"] = Field(
-        "adamw_torch", description="Optimizer."
+    optim: Literal[
+        "adamw_torch", "adamw_torch_fused", "adamw_bnb_8bit", "sgd", "adafactor"
+    ] = Field(
+        "adamw_torch", description="Optimizer; adamw_bnb_8bit keeps AdamW's moments in 8 bits "
+        "(bitsandbytes): 2 instead of 8 bytes per trained parameter."
     )
     bf16: bool | None = Field(
         None, description="bf16 mixed precision; empty = use it where the hardware runs it fast."
@@ -185,18 +221,50 @@ class TrainArgs(_Section):
     early_stopping_steps: int | None = Field(
         None, ge=1, description="Stop after n validations without improvement; keep the best."
     )
+    metric_for_best_model: str = Field(
+        "eval_loss", description="What 'improvement' means for early stopping: eval_loss, or "
+        "for cls eval_accuracy / eval_macro_f1."
+    )
     seed: int = Field(42, description="Random seed for data order, dropout and initialisation.")
     resume_from_checkpoint: bool | str | None = Field(
         None, description="true: the last complete checkpoint in output_dir; or a checkpoint path."
     )
-    report_to: list[Literal["none", "tensorboard"]] = Field(
-        ["tensorboard"], description="Where metrics go besides the JSONL log."
+    report_to: list[Literal["none", "tensorboard", "wandb", "mlflow"]] = Field(
+        ["tensorboard"], description="Where metrics go besides trainer_log.jsonl: tensorboard, "
+        "wandb, mlflow (several allowed; wandb/mlflow need the 'monitor' extra) or none."
+    )
+    weight_stats_steps: int | None = Field(
+        None, ge=1, description="Log norms and histograms of the trained weights (LoRA A/B, or "
+        "the change of full/freeze weights) every n steps; default: at each validation, or at "
+        "each logging step when there is no validation data."
     )
     plot_loss: bool = Field(False, description="Write training_loss.png at the end.")
     dataloader_num_workers: int = Field(0, ge=0, description="Data-loading worker processes.")
     ddp_timeout: int = Field(1800, ge=1, description="Seconds a process waits for the others.")
+    deepspeed: str | None = Field(
+        None, description="DeepSpeed config file (JSON/YAML), e.g. examples/deepspeed/ds_z3.json; "
+        "used with --nproc or a launcher."
+    )
+    fsdp: bool | str | None = Field(
+        None, description="PyTorch FSDP: true, or options such as 'full_shard auto_wrap'."
+    )
+    fsdp_config: str | None = Field(
+        None, description="FSDP settings file (JSON/YAML), e.g. examples/fsdp/fsdp_full_shard.yaml."
+    )
+    enable_liger_kernel: bool = Field(
+        False, description="Liger's fused Triton kernels (CUDA; pip install 'tuneforge[liger]')."
+    )
 
     _lists = field_validator("report_to", mode="before")(_split_commas)
+
+    @field_validator("fsdp")
+    @classmethod
+    def _fsdp_options(cls, value: bool | str | None) -> bool | str | None:
+        if isinstance(value, str):
+            unknown = [word for word in value.split() if word not in FSDP_OPTIONS]
+            if unknown or not value.split():
+                raise ValueError(f"allowed: true, or words from {', '.join(FSDP_OPTIONS)}")
+        return value
 
 
 class GenerationArgs(_Section):
@@ -217,12 +285,24 @@ class GenerationArgs(_Section):
         return kwargs
 
 
+class EvalArgs(_Section):
+    metric_tokenize: Literal["auto", "words", "jieba"] = Field(
+        "auto", description="How BLEU/ROUGE split text: words, jieba (Chinese word segmentation), "
+        "or auto (jieba for each sample whose reference is mostly Chinese)."
+    )
+    tfidf_baseline: bool = Field(
+        True, description="cls: also train a TF-IDF + logistic-regression baseline on the same "
+        "split and report it beside the model."
+    )
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "model": ModelArgs,
     "data": DataArgs,
     "finetune": FinetuneArgs,
     "train": TrainArgs,
     "generation": GenerationArgs,
+    "eval": EvalArgs,
 }
 
 
@@ -236,6 +316,7 @@ class RunConfig(BaseModel):
     finetune: FinetuneArgs = FinetuneArgs()
     train: TrainArgs = TrainArgs()
     generation: GenerationArgs = GenerationArgs()
+    eval: EvalArgs = EvalArgs()
 
     def flat(self, *, only_set: bool = False) -> dict[str, object]:
         """The flat key: value view users write in YAML."""

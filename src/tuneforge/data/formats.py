@@ -94,16 +94,18 @@ class _RowProblem(Exception):
     """A problem with one row; collected with the others, then raised as one DataError."""
 
 
-def resolve_format(spec: DatasetSpec, where: str, rows: datasets.Dataset, stage: str) -> RowFormat:
-    """The format declared in the registry, else detected from the first row; columns checked."""
+def resolve_format(spec: DatasetSpec, where: str, rows: datasets.Dataset, stage: str,
+                   answered: bool = True) -> RowFormat:
+    """The format declared in the registry, else detected from the first row; columns checked
+    (without `answered`, a test set may lack the answer column)."""
     if stage == "pt":
         fmt = RowFormat("text", {"prompt": spec.columns.get("prompt", "text")})
     elif spec.formatting is not None:
         fmt = _declared(spec)
     else:
-        fmt = _detect(spec, where, rows)
+        fmt = _detect(spec, where, rows, answered)
         logger.info("dataset '%s': read %s as %s", spec.name, where, fmt.describe())
-    _check_columns(spec, where, rows.column_names, fmt, stage)
+    _check_columns(spec, where, rows.column_names, fmt, stage, answered)
     return fmt
 
 
@@ -114,7 +116,8 @@ def _declared(spec: DatasetSpec) -> RowFormat:
     return RowFormat(name, MappingProxyType(columns), MappingProxyType(tags))
 
 
-def _detect(spec: DatasetSpec, where: str, rows: datasets.Dataset) -> RowFormat:
+def _detect(spec: DatasetSpec, where: str, rows: datasets.Dataset,
+            answered: bool = True) -> RowFormat:
     names = rows.column_names
     first = rows[0] if len(rows) else {}
     for style, default in (("sharegpt", "conversations"), ("openai", "messages")):
@@ -125,7 +128,7 @@ def _detect(spec: DatasetSpec, where: str, rows: datasets.Dataset) -> RowFormat:
             columns = {**DEFAULT_COLUMNS[name], **spec.columns, "messages": column}
             return RowFormat(name, MappingProxyType(columns), MappingProxyType(tags), True)
     alpaca = {**DEFAULT_COLUMNS["alpaca"], **spec.columns}
-    if alpaca["prompt"] in names and alpaca["response"] in names:
+    if alpaca["prompt"] in names and (alpaca["response"] in names or not answered):
         return RowFormat("alpaca", MappingProxyType(alpaca), detected=True)
     raise DataError(f"{where}: cannot tell the format from the columns ({', '.join(names)}); "
                     f"set formatting in dataset_info.json for dataset '{spec.name}' (alpaca: "
@@ -153,7 +156,7 @@ def _detect_tags(spec: DatasetSpec, where: str, column: str, messages: list[Any]
 
 
 def _check_columns(spec: DatasetSpec, where: str, names: Sequence[str], fmt: RowFormat,
-                   stage: str) -> None:
+                   stage: str, answered: bool = True) -> None:
     if stage != "pt":
         for key in spec.columns:
             if key not in DEFAULT_COLUMNS[fmt.name]:
@@ -163,6 +166,8 @@ def _check_columns(spec: DatasetSpec, where: str, names: Sequence[str], fmt: Row
     if stage != "pt" and spec.tags and not fmt.tags:
         raise DataError(f"dataset '{spec.name}': tags apply to sharegpt and openai data only")
     keys = [k for k in fmt.columns if k in spec.columns or k in REQUIRED_COLUMNS[fmt.name]]
+    if not answered:
+        keys = [k for k in keys if k != "response"]
     for key in keys:
         column = fmt.columns[key]
         if column not in names:
@@ -174,12 +179,17 @@ def _check_columns(spec: DatasetSpec, where: str, names: Sequence[str], fmt: Row
 
 
 def to_conversations(rows: datasets.Dataset, where: str, fmt: RowFormat, *,
-                     num_proc: int | None, load_from_cache_file: bool) -> datasets.Dataset:
-    """Convert and validate every row; raise one DataError listing the first bad rows."""
+                     num_proc: int | None, load_from_cache_file: bool,
+                     answered: bool = True) -> datasets.Dataset:
+    """Convert and validate every row; raise one DataError listing the first bad rows.
+
+    ``answered=False`` (test sets) also accepts rows without a final answer: their
+    conversation ends with the user turn.
+    """
     features = TEXT_FEATURES if fmt.name == "text" else CONVERSATION_FEATURES
     features = datasets.Features({**features, "error": datasets.Value("string")})
     converted = rows.map(
-        RowConverter(fmt, where), with_indices=True, remove_columns=rows.column_names,
+        RowConverter(fmt, where, answered), with_indices=True, remove_columns=rows.column_names,
         features=features, num_proc=map_workers(num_proc, len(rows)),
         load_from_cache_file=load_from_cache_file, desc=f"Reading {where}",
     )
@@ -202,14 +212,15 @@ class RowConverter:
 
     fmt: RowFormat
     where: str
+    answered: bool = True
 
     def __call__(self, row: dict[str, Any], index: int) -> dict[str, Any]:
         empty: dict[str, Any] = ({"text": None} if self.fmt.name == "text"
                                  else {"messages": [], "tools": None})
         try:
             converted = {"text": _text_row(row, self.fmt)} if self.fmt.name == "text" else (
-                _alpaca_row(row, self.fmt) if self.fmt.name == "alpaca"
-                else _chat_row(row, self.fmt))
+                _alpaca_row(row, self.fmt, self.answered) if self.fmt.name == "alpaca"
+                else _chat_row(row, self.fmt, self.answered))
         except _RowProblem as problem:
             return {**empty, "error": f"{self.where}: row {index + 1}: {problem}"}
         return {**converted, "error": None}
@@ -223,7 +234,7 @@ def _text_row(row: Mapping[str, Any], fmt: RowFormat) -> str:
     return text
 
 
-def _alpaca_row(row: Mapping[str, Any], fmt: RowFormat) -> Conversation:
+def _alpaca_row(row: Mapping[str, Any], fmt: RowFormat, answered: bool = True) -> Conversation:
     col = fmt.columns
     instruction = _text(row.get(col["prompt"]), f"'{col['prompt']}'")
     query = _text(row.get(col["query"]), f"'{col['query']}'") or ""
@@ -233,16 +244,17 @@ def _alpaca_row(row: Mapping[str, Any], fmt: RowFormat) -> Conversation:
     prompt = "\n".join(part for part in (instruction, query) if part)
     if not prompt.strip():
         raise _RowProblem(f"empty prompt ('{col['prompt']}' and '{col['query']}' are empty)")
-    if response is None:
+    if response is None and answered:
         raise _RowProblem(f"missing '{col['response']}'")
-    if not response.strip():
+    if response is not None and not response.strip() and answered:
         raise _RowProblem(f"'{col['response']}' is empty")
     messages: list[Message] = _system(row.get(col["system"]), col["system"])
     for pair in _history(row.get(col["history"]), col["history"]):
         messages += [Message(role="user", content=pair[0]),
                      Message(role="assistant", content=pair[1])]
-    messages += [Message(role="user", content=prompt),
-                 Message(role="assistant", content=response)]
+    messages.append(Message(role="user", content=prompt))
+    if response and response.strip():
+        messages.append(Message(role="assistant", content=response))
     return Conversation(messages=messages, tools=_tools(row.get(col["tools"]), col["tools"]))
 
 
@@ -264,7 +276,7 @@ def _history(value: object, column: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _chat_row(row: Mapping[str, Any], fmt: RowFormat) -> Conversation:
+def _chat_row(row: Mapping[str, Any], fmt: RowFormat, answered: bool = True) -> Conversation:
     column, tags = fmt.columns["messages"], fmt.tags
     raw = row.get(column)
     if raw is None:
@@ -280,7 +292,7 @@ def _chat_row(row: Mapping[str, Any], fmt: RowFormat) -> Conversation:
     system = _system(row.get(fmt.columns["system"]), fmt.columns["system"])
     if system and messages and messages[0]["role"] == "system":
         raise _RowProblem(f"has both a '{fmt.columns['system']}' column and a system message")
-    _check_order(raw, messages, column, tags)
+    _check_order(raw, messages, column, tags, answered)
     return Conversation(messages=system + messages,
                         tools=_tools(row.get(fmt.columns["tools"]), fmt.columns["tools"]))
 
@@ -311,9 +323,9 @@ def _chat_message(item: object, path: str, roles: Mapping[str, Role], tags: Mapp
 
 
 def _check_order(raw: list[Any], messages: list[Message], column: str,
-                 tags: Mapping[str, str]) -> None:
+                 tags: Mapping[str, str], answered: bool = True) -> None:
     """Optional system, then user/observation and assistant/function alternating, ending
-    with the assistant."""
+    with the assistant (or, unless `answered`, with the user)."""
     offset = len(raw) - sum(1 for m in messages if m["role"] != "system")
     turns = [m for m in messages if m["role"] != "system"]
     for k, message in enumerate(turns):
@@ -325,7 +337,7 @@ def _check_order(raw: list[Any], messages: list[Message], column: str,
                               f"expected")
     if not turns:
         raise _RowProblem(f"'{column}' has no {tags['user_tag']} message")
-    if len(turns) % 2:
+    if len(turns) % 2 and answered:
         raise _RowProblem(f"'{column}' ends with a '{raw[-1][tags['role_tag']]}' message; "
                           f"the last message must be from '{tags['assistant_tag']}'")
 

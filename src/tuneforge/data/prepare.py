@@ -15,7 +15,7 @@ import datasets
 import numpy as np
 
 from tuneforge.config.schema import RunConfig
-from tuneforge.data import files, formats, registry
+from tuneforge.data import files, formats, labelled, registry
 from tuneforge.data.encode import EncodeReport, encode_conversations, encode_texts
 from tuneforge.data.packing import pack
 from tuneforge.data.stats import DataStats, LengthPercentiles
@@ -36,18 +36,19 @@ class PreparedData:
     template: Template | None
 
 
+@dataclass(frozen=True)
+class RawSplits:
+    """Training and validation rows as read (conversations, texts or labelled texts), before
+    encoding; `samples` and `described` say how many rows each dataset gave, in what format."""
+
+    train: datasets.Dataset
+    eval: datasets.Dataset | None
+    samples: dict[str, int]
+    described: dict[str, str]
+
+
 def prepare_datasets(cfg: RunConfig, tokenizer: Any) -> PreparedData:
     data, stage = cfg.data, cfg.finetune.stage
-    if not data.dataset:
-        raise ConfigError(f"dataset: not set; name one or more datasets registered in "
-                          f"{data.dataset_dir}/{registry.INFO_FILE}")
-    if data.eval_dataset and data.val_size:
-        raise ConfigError("val_size and eval_dataset: set one of them, not both")
-    eval_names = list(data.eval_dataset or [])
-    specs = {spec.name: spec for spec in
-             registry.resolve(list(dict.fromkeys([*data.dataset, *eval_names])),
-                              data.dataset_dir)}
-
     template = None
     if stage == "sft":
         template = get_template(data.template, tokenizer, data.default_system)
@@ -56,22 +57,9 @@ def prepare_datasets(cfg: RunConfig, tokenizer: Any) -> PreparedData:
         if warning:
             logger.warning("%s", warning)
 
-    samples: dict[str, int] = {}
-    described: dict[str, str] = {}
-    train_parts = []
-    for name in dict.fromkeys(data.dataset):
-        rows, described[name] = read_dataset(specs[name], cfg, template)
-        samples[name] = len(rows)
-        train_parts.append(rows)
-    train = datasets.concatenate_datasets(train_parts)
-    if eval_names:
-        evaluation = datasets.concatenate_datasets(
-            [read_dataset(specs[name], cfg, template)[0] for name in dict.fromkeys(eval_names)])
-    else:
-        train, evaluation = _split(train, data.val_size, cfg.train.seed,
-                                   not data.overwrite_cache)
-
-    train, report = _encode(train, cfg, tokenizer, template)
+    splits = read_splits(cfg, template)
+    samples, described, evaluation = splits.samples, splits.described, splits.eval
+    train, report = _encode(splits.train, cfg, tokenizer, template)
     if evaluation is not None:
         evaluation, _ = _encode(evaluation, cfg, tokenizer, template)
     if cfg.packing:
@@ -82,9 +70,91 @@ def prepare_datasets(cfg: RunConfig, tokenizer: Any) -> PreparedData:
     return PreparedData(train=train, eval=evaluation, stats=stats, template=template)
 
 
+@dataclass(frozen=True)
+class LabelledData:
+    """Stage ``cls``: ``train``/``eval`` hold input_ids and label ids; `raw` the texts and
+    label names of the same split (the TF-IDF baseline trains on them); `names` the classes."""
+
+    train: datasets.Dataset
+    eval: datasets.Dataset | None
+    raw: RawSplits
+    names: tuple[str, ...]
+
+
+def prepare_labelled(cfg: RunConfig, tokenizer: Any) -> LabelledData:
+    """Read, split, name the classes (training split only) and tokenise labelled texts."""
+    raw = read_splits(cfg, None)
+    names = labelled.label_names(cfg.data.label_names, raw.train["label"])
+    if raw.eval is not None:
+        labelled.check_seen(raw.eval["label"], raw.train["label"],
+                            "eval_dataset" if cfg.data.eval_dataset else "the validation split")
+    cutoff = cfg.data.cutoff_len
+    train = labelled.encode_labelled(raw.train, tokenizer, names, cutoff)
+    evaluation = (labelled.encode_labelled(raw.eval, tokenizer, names, cutoff)
+                  if raw.eval is not None else None)
+    truncated = train.truncated + (evaluation.truncated if evaluation else 0)
+    logger.info("Data: %s training texts (%s), %s for eval; classes %s; %s truncated to "
+                "cutoff_len=%d", f"{len(train.rows):,}",
+                ", ".join(f"{name}: {count:,}" for name, count in raw.samples.items()),
+                f"{len(raw.eval) if raw.eval is not None else 0:,}",
+                labelled.class_counts(raw.train["label"], names), f"{truncated:,}", cutoff)
+    return LabelledData(train.rows, evaluation.rows if evaluation else None, raw, names)
+
+
+def read_splits(cfg: RunConfig, template: Template | None, *,
+                answered: bool = True) -> RawSplits:
+    """``dataset`` for training, and ``eval_dataset`` or a seeded ``val_size`` share of it
+    for validation: the same split for training, `tuneforge eval` and the baseline."""
+    data = cfg.data
+    if not data.dataset:
+        raise ConfigError(f"dataset: not set; name one or more datasets registered in "
+                          f"{data.dataset_dir}/{registry.INFO_FILE}")
+    if data.eval_dataset and data.val_size:
+        raise ConfigError("val_size and eval_dataset: set one of them, not both")
+    eval_names = list(data.eval_dataset or [])
+    specs = {spec.name: spec for spec in
+             registry.resolve(list(dict.fromkeys([*data.dataset, *eval_names])),
+                              data.dataset_dir)}
+    samples: dict[str, int] = {}
+    described: dict[str, str] = {}
+    train_parts = []
+    for name in dict.fromkeys(data.dataset):
+        rows, described[name] = read_dataset(specs[name], cfg, template, answered=answered)
+        samples[name] = len(rows)
+        train_parts.append(rows)
+    train = datasets.concatenate_datasets(train_parts)
+    if eval_names:
+        evaluation = datasets.concatenate_datasets(
+            [read_dataset(specs[name], cfg, template, answered=answered)[0]
+             for name in dict.fromkeys(eval_names)])
+    else:
+        train, evaluation = _split(train, data.val_size, cfg.train.seed,
+                                   not data.overwrite_cache)
+    return RawSplits(train, evaluation, samples, described)
+
+
+def read_test_rows(cfg: RunConfig) -> datasets.Dataset:
+    """Conversations to generate answers for: ``eval_dataset`` (answers optional), else the
+    validation split training held out. Read before any model is loaded, to fail fast."""
+    data = cfg.data
+    if data.eval_dataset:
+        specs = registry.resolve(list(dict.fromkeys(data.eval_dataset)), data.dataset_dir)
+        return datasets.concatenate_datasets(
+            [read_dataset(spec, cfg, None, answered=False)[0] for spec in specs])
+    if data.dataset and data.val_size:
+        split = read_splits(cfg, None, answered=False).eval
+        assert split is not None  # val_size > 0
+        return split
+    raise ConfigError("no test data: set eval_dataset (a test set registered in "
+                      f"{data.dataset_dir}/{registry.INFO_FILE}), or dataset with val_size "
+                      f"to use the validation split training held out")
+
+
 def read_dataset(spec: registry.DatasetSpec, cfg: RunConfig,
-          template: Template | None) -> tuple[datasets.Dataset, str]:
-    """One registered dataset as conversations (or texts), with max/num_samples applied."""
+                 template: Template | None, *,
+                 answered: bool = True) -> tuple[datasets.Dataset, str]:
+    """One registered dataset as conversations (or texts, or labelled texts for ``cls``),
+    with max/num_samples applied. ``answered=False`` accepts conversations with no answer."""
     data, stage = cfg.data, cfg.finetune.stage
     options = {"num_proc": data.preprocessing_num_workers,
                "load_from_cache_file": not data.overwrite_cache}
@@ -94,10 +164,14 @@ def read_dataset(spec: registry.DatasetSpec, cfg: RunConfig,
         if remaining is not None:
             rows = rows.select(range(min(remaining, len(rows))))
             remaining -= len(rows)
-        if len(rows):
-            fmt = formats.resolve_format(spec, where, rows, stage)
+        if len(rows) and stage == "cls":
+            description = "text + label"
+            parts.append(labelled.to_labelled(rows, where, spec))
+        elif len(rows):
+            fmt = formats.resolve_format(spec, where, rows, stage, answered)
             description = description or fmt.describe()
-            parts.append(formats.to_conversations(rows, where, fmt, **options))
+            parts.append(formats.to_conversations(rows, where, fmt, answered=answered,
+                                                  **options))
         if remaining == 0:
             break
     if not parts:

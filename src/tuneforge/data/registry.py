@@ -105,6 +105,12 @@ def resolve(names: Sequence[str], dataset_dir: str | Path) -> list[DatasetSpec]:
     return specs
 
 
+def registered(dataset_dir: str | Path) -> list[str]:
+    """The dataset names ``<dataset_dir>/dataset_info.json`` registers, in file order (the
+    WebUI's dataset picker); entries are checked when `resolve` is asked for them."""
+    return list(_read_info(Path(dataset_dir) / INFO_FILE))
+
+
 def _read_info(info_path: Path) -> dict[str, Any]:
     if not info_path.is_file():
         raise DataError(f"{info_path}: not found; create it to register datasets "

@@ -11,6 +11,7 @@ from tuneforge.models.precision import (
     detect_hardware,
     inference_dtype,
 )
+from tuneforge.models.quantization import is_quantized, refuse_quantized_merge
 
 __all__ = [
     "ALIASES",
@@ -21,10 +22,12 @@ __all__ = [
     "detect_hardware",
     "ensure_default_model",
     "inference_dtype",
+    "is_quantized",
     "load_adapter",
     "load_model",
     "load_tokenizer",
     "prepare_for_training",
+    "refuse_quantized_merge",
     "resolve_model_path",
     "trainable_summary",
 ]

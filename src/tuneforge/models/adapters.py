@@ -14,7 +14,8 @@ import torch
 
 from tuneforge.config.schema import FinetuneArgs, ModelArgs
 from tuneforge.errors import ConfigError
-from tuneforge.models.load import load_adapter
+from tuneforge.models.load import HEADS, is_classifier, load_adapter
+from tuneforge.models.quantization import is_quantized, prepare_quantized_for_training
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ def apply_finetuning(
         model = _lora(model, finetune_args, model_args)
     elif kind == "freeze":
         _freeze(model, finetune_args)
+        for name in classifier_heads(model):  # a new head must learn whatever else is frozen
+            model.get_submodule(name).requires_grad_(True)
     else:
         model.requires_grad_(True)
     logger.info("%s fine-tuning: %s", kind, trainable_summary(model))
@@ -40,26 +43,34 @@ def apply_finetuning(
 def _lora(model: torch.nn.Module, args: FinetuneArgs, model_args: ModelArgs) -> torch.nn.Module:
     from peft import LoraConfig, TaskType, get_peft_model
 
+    if is_quantized(model):
+        model = prepare_quantized_for_training(model)
     if model_args.adapter_name_or_path:
         logger.info("continuing the adapter in %s with its own saved LoRA settings",
                     model_args.adapter_name_or_path)
         return load_adapter(model, model_args.adapter_name_or_path, trainable=True)
     extra = _full_names(model, "additional_target", args.additional_target or [])
     tied = {id(model.get_input_embeddings()), id(model.get_output_embeddings())}
+    heads = classifier_heads(model)  # trained in full beside the adapters, saved with them
     config = LoraConfig(
-        task_type=TaskType.CAUSAL_LM,
+        task_type=TaskType.SEQ_CLS if heads else TaskType.CAUSAL_LM,
         r=args.lora_rank,
         lora_alpha=args.resolved_lora_alpha,
         lora_dropout=args.lora_dropout,
         target_modules=_lora_targets(model, args.lora_target),
         use_rslora=args.use_rslora,
         use_dora=args.use_dora,
-        modules_to_save=extra or None,
+        modules_to_save=[*extra, *heads] or None,
         # A trained copy of a tied embedding must stay tied to the output head.
         ensure_weight_tying=bool(getattr(model.config, "tie_word_embeddings", False))
         and any(id(model.get_submodule(name)) in tied for name in extra),
     )
     return get_peft_model(model, config)
+
+
+def classifier_heads(model: torch.nn.Module) -> list[str]:
+    """The classification head of a stage-cls model (``score`` for Llama-likes), else none."""
+    return [name for name in HEADS if is_classifier(model) and hasattr(model, name)]
 
 
 def _full_names(model: torch.nn.Module, key: str, names: list[str]) -> list[str]:

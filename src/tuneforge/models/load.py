@@ -8,11 +8,12 @@ checked here, once, for every command that loads a model.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -23,6 +24,8 @@ from safetensors import SafetensorError
 from tuneforge.config.schema import ModelArgs
 from tuneforge.errors import ConfigError, ModelError
 from tuneforge.models.aliases import resolve_model_path
+from tuneforge.models.quantization import quantization_kwargs
+from tuneforge.models.rope import rope_scaled_config
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -39,6 +42,15 @@ ATTENTION: Mapping[str, str] = MappingProxyType({
 })
 
 _LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, SafetensorError)
+
+# Names transformers gives a sequence-classification head (Llama-likes: score; BERT-likes:
+# classifier); a new head is expected to be missing from a causal LM's checkpoint.
+HEADS = ("score", "classifier")
+# peft task types -> what a user calls them.
+TASKS: Mapping[str, str] = MappingProxyType({
+    "SEQ_CLS": "sequence classification (stage cls)",
+    "CAUSAL_LM": "text generation (stage sft or pt)",
+})
 
 # An adapter tensor name -> the module it belongs to and what kind of LoRA tensor it is.
 _LORA_KEY = re.compile(
@@ -103,29 +115,60 @@ def _model_eos_ids(folder: Path) -> list[int]:
 
 
 def load_model(
-    model_args: ModelArgs, *, dtype: torch.dtype = torch.float32, for_training: bool = True
+    model_args: ModelArgs,
+    *,
+    dtype: torch.dtype = torch.float32,
+    for_training: bool = True,
+    compute_dtype: torch.dtype | None = None,
+    cutoff_len: int | None = None,
+    labels: Sequence[str] | None = None,
+    pad_token_id: int | None = None,
 ) -> PreTrainedModel:
     """The base causal LM in `dtype` with the configured attention kernel.
 
     For training the KV cache is off: it only costs memory, and packed samples attend to each
     other with it on (FACTS.md). For inference the model is in eval mode with the cache on.
+    ``quantization_bit`` loads the linear layers in 4/8 bits computing in `compute_dtype`
+    (default: `dtype`); ``rope_scaling`` stretches RoPE to `cutoff_len` (see `models.rope`).
     ``adapter_name_or_path`` is not applied here: `apply_finetuning` continues it for
     training, `load_adapter` attaches it for inference.
+
+    With `labels` (stage cls) it is the same network with a classification head over the
+    last non-padding token instead (new, untrained weights unless the folder has them).
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     folder = resolve_model_path(model_args)
-    try:
-        model, info = AutoModelForCausalLM.from_pretrained(
-            folder,
-            dtype=dtype,
-            attn_implementation=_attention(model_args.flash_attn),
-            trust_remote_code=model_args.trust_remote_code,
-            output_loading_info=True,
-        )
-    except _LOAD_ERRORS as exc:
-        raise ModelError(f"{folder}: the model cannot be loaded: {_first_line(exc)}") from None
-    missing = sorted(info["missing_keys"])
+    extra = quantization_kwargs(model_args, compute_dtype or dtype)
+    config = rope_scaled_config(folder, model_args, cutoff_len)
+    if config is not None:
+        extra["config"] = config
+    head = _classifier_head(labels, pad_token_id) if labels else {}
+    if config is not None:
+        for key, value in head.items():
+            setattr(config, key, value)
+    else:
+        extra.update(head)
+    auto = AutoModelForSequenceClassification if labels else AutoModelForCausalLM
+    # A new head is expected to be missing; transformers' page-long report about it is not
+    # needed (any other missing weight is an error below).
+    with _transformers_errors_only() if labels else contextlib.nullcontext():
+        try:
+            model, info = auto.from_pretrained(
+                folder,
+                dtype=dtype,
+                attn_implementation=_attention(model_args.flash_attn),
+                trust_remote_code=model_args.trust_remote_code,
+                output_loading_info=True,
+                **extra,
+            )
+        except _LOAD_ERRORS as exc:
+            raise ModelError(f"{folder}: the model cannot be loaded: {_first_line(exc)}") from None
+    new_head = sorted(k for k in info["missing_keys"] if labels and k.split(".")[0] in HEADS)
+    if new_head and for_training:
+        logger.info("new classification head '%s' for %d labels: %s", new_head[0].split(".")[0],
+                    len(labels or ()), ", ".join(labels or ()))
+    missing = sorted(set(info["missing_keys"]) - set(new_head))
     if missing:
         raise ModelError(f"{folder}: {len(missing)} weight tensor(s) missing from the checkpoint "
                          f"(first: {missing[0]}); the folder is incomplete")
@@ -133,6 +176,32 @@ def load_model(
     if not for_training:
         model.eval()
     return model
+
+
+def _classifier_head(labels: Sequence[str], pad_token_id: int | None) -> dict[str, object]:
+    """Config values of a classification head: the label names (saved in config.json) and
+    the padding id, which tells the head where each text's last real token is."""
+    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+            "label2id": {name: index for index, name in enumerate(labels)},
+            "pad_token_id": pad_token_id}
+
+
+@contextlib.contextmanager
+def _transformers_errors_only() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+
+
+def is_classifier(model: torch.nn.Module) -> bool:
+    """A sequence-classification model (stage cls), bare or wrapped by peft."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return type(base).__name__.endswith("ForSequenceClassification")
 
 
 def _attention(flash_attn: str) -> str:
@@ -159,6 +228,11 @@ def load_adapter(model: PreTrainedModel, adapter_path: str, *, trainable: bool) 
     if not (folder / "adapter_config.json").is_file():
         raise ModelError(f"adapter_name_or_path '{adapter_path}': no adapter_config.json; "
                          f"expected a folder saved by a LoRA training run")
+    saved_task = _read_adapter_config(folder).get("task_type")
+    task = "SEQ_CLS" if is_classifier(model) else "CAUSAL_LM"
+    if saved_task in TASKS and saved_task != task:
+        raise ModelError(f"adapter_name_or_path '{adapter_path}': trained for "
+                         f"{TASKS[saved_task]}, not {TASKS[task]}")
     saved_base = _read_adapter_config(folder).get("base_model_name_or_path")
     current_base = model.config.name_or_path
     if saved_base and Path(saved_base).name != Path(current_base).name:

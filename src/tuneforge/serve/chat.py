@@ -2,23 +2,30 @@
 
 A trained output folder carries its resolved config and a tokenizer whose chat template is
 the one used in training, so loading it here renders prompts exactly as they were trained.
+`ChatModel.generate` runs a batch of rows in one ``model.generate`` call; the CLI streams one
+row, the API server batches the requests that arrive together.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import queue
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import StoppingCriteriaList
 
 from tuneforge.config.load import load_config
 from tuneforge.config.schema import GenerationArgs, RunConfig
 from tuneforge.data import Template, get_template
+from tuneforge.errors import ModelError
 from tuneforge.models import inference_dtype, load_adapter, load_model, load_tokenizer
+from tuneforge.serve.decoding import Row, RowTracker
 from tuneforge.train.checkpoint import CONFIG_NAME
 
 logger = logging.getLogger(__name__)
@@ -28,61 +35,143 @@ Message = dict[str, str]
 
 @dataclass
 class ChatModel:
+    """A model ready to answer, with the template it was trained with.
+
+    The model is not thread-safe: `generate` holds a lock, so callers on several threads take
+    turns (the API server batches instead of relying on that).
+    """
+
     model: Any
     tokenizer: Any
     template: Template
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def stream(self, messages: list[Message], gen: GenerationArgs | None = None) -> Iterator[str]:
-        """Yield the reply piece by piece as it is generated."""
-        from transformers import TextIteratorStreamer
+    def encode(self, messages: Sequence[Message]) -> list[int]:
+        """Prompt token ids: the conversation rendered by the template, ready for the answer."""
+        return self.template.encode_prompt(messages)
 
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = self._generate_kwargs(messages, gen or GenerationArgs())
-        worker = threading.Thread(target=self.model.generate, kwargs={**kwargs, "streamer": streamer})
+    def generate(self, rows: Sequence[Row], gen: GenerationArgs) -> None:
+        """Generate every row in one batch (left-padded); the rows share the sampling settings
+        in `gen` but each keeps its own token limit and stop strings."""
+        pad = self.tokenizer.pad_token_id
+        width = max(len(row.prompt_ids) for row in rows)
+        ids = [[pad] * (width - len(row.prompt_ids)) + row.prompt_ids for row in rows]
+        mask = [[0] * (width - len(row.prompt_ids)) + [1] * len(row.prompt_ids) for row in rows]
+        stop_ids = self.template.stop_token_ids
+        tracker = RowTracker(rows, self.tokenizer, stop_ids)
+        kwargs = {**gen.to_kwargs(), "max_new_tokens": max(row.max_new_tokens for row in rows)}
+        device = self.model.device
+        with self._lock, torch.inference_mode():
+            self.model.generate(
+                input_ids=torch.tensor(ids, device=device),
+                attention_mask=torch.tensor(mask, device=device),
+                stopping_criteria=StoppingCriteriaList([tracker]), eos_token_id=list(stop_ids),
+                pad_token_id=pad, **kwargs)
+        tracker.finish_all()
+
+    def stream(self, messages: Sequence[Message], gen: GenerationArgs | None = None,
+               stop: Sequence[str] = ()) -> Iterator[str]:
+        """Yield the reply piece by piece as it is generated; closing the iterator stops it."""
+        gen = gen or GenerationArgs()
+        pieces: queue.Queue[str | Exception | None] = queue.Queue()
+        row = Row(self.encode(messages), gen.max_new_tokens, tuple(stop), on_text=pieces.put)
+
+        def work() -> None:
+            try:
+                self.generate([row], gen)
+            except Exception as exc:  # handed to the reading thread, which raises it
+                pieces.put(exc)
+            finally:
+                pieces.put(None)
+
+        worker = threading.Thread(target=work, name="tuneforge-generate", daemon=True)
         worker.start()
-        yield from streamer
-        worker.join()
+        try:
+            while (piece := pieces.get()) is not None:
+                if isinstance(piece, Exception):
+                    raise piece
+                yield piece
+        finally:
+            row.cancelled = True
+            worker.join()
 
-    def reply(self, messages: list[Message], gen: GenerationArgs | None = None) -> str:
+    def reply(self, messages: Sequence[Message], gen: GenerationArgs | None = None) -> str:
         """The whole reply at once."""
-        kwargs = self._generate_kwargs(messages, gen or GenerationArgs())
-        prompt_len = kwargs["input_ids"].shape[1]
-        with torch.inference_mode():
-            output = self.model.generate(**kwargs)
-        return self.tokenizer.decode(output[0, prompt_len:], skip_special_tokens=True).strip()
+        gen = gen or GenerationArgs()
+        row = Row(self.encode(messages), gen.max_new_tokens)
+        self.generate([row], gen)
+        return row.text.strip()
 
-    def _generate_kwargs(self, messages: list[Message], gen: GenerationArgs) -> dict[str, Any]:
-        ids = torch.tensor([self.template.encode_prompt(messages)], device=self.model.device)
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                "eos_token_id": list(self.template.stop_token_ids),
-                "pad_token_id": self.tokenizer.pad_token_id, **gen.to_kwargs()}
+
+def generation_settings(gen: GenerationArgs, *, temperature: float | None = None,
+                        top_p: float | None = None, max_new_tokens: int | None = None,
+                        repetition_penalty: float | None = None) -> GenerationArgs:
+    """`gen` with the values a user or a request gave; temperature 0 means greedy decoding,
+    any other temperature samples (as in OpenAI's API)."""
+    changes: dict[str, Any] = {}
+    if temperature is not None:
+        changes["do_sample"] = temperature > 0
+        if temperature != 0:  # a negative one is reported by the validation below
+            changes["temperature"] = temperature
+    if top_p is not None:
+        changes["top_p"] = top_p
+    if max_new_tokens is not None:
+        changes["max_new_tokens"] = max_new_tokens
+    if repetition_penalty is not None:
+        changes["repetition_penalty"] = repetition_penalty
+    if not changes:
+        return gen
+    # Through load_config, so a bad value is reported like a bad config key.
+    return load_config({**gen.model_dump(), **changes, "do_train": False}).generation
 
 
 def chat_config(adapter: str | None = None, config: RunConfig | None = None) -> RunConfig:
-    """The config a chat needs: a training output's saved config unless one is given.
+    """The config a chat (or the API, or an export) needs.
 
-    `adapter` may be a LoRA output folder or the folder of a full/freeze run.
+    `adapter` may be a LoRA output folder, the folder of a full/freeze run or of a merged
+    export (these carry tuneforge_config.yaml, used unless `config` is given), a plain peft
+    adapter folder (its adapter_config.json names the base model) or a plain Hugging Face
+    model folder.
     """
+    if adapter is None:
+        return config if config is not None else load_config({"do_train": False})
+    folder = Path(adapter)
+    is_adapter = (folder / "adapter_config.json").is_file()
+    if not folder.is_dir():
+        raise ModelError(f"adapter '{adapter}': no such folder")
+    if not (is_adapter or any((folder / name).is_file() for name in (CONFIG_NAME, "config.json"))):
+        raise ModelError(f"adapter '{adapter}': no adapter_config.json (nor config.json); expected "
+                         f"a LoRA training output, a full-model folder or a merged export")
     if config is not None:
-        return config
-    if adapter is not None:
-        saved = Path(adapter) / CONFIG_NAME
-        if saved.is_file():
-            cfg = load_config(saved)
-            if (Path(adapter) / "adapter_config.json").is_file():
-                cfg.model.adapter_name_or_path = adapter
-            else:  # a full or freeze run saved a whole model
-                cfg.model.model_name_or_path, cfg.model.adapter_name_or_path = adapter, None
-            return cfg
-        return load_config({"adapter_name_or_path": adapter, "do_train": False})
-    return load_config({"do_train": False})
+        cfg = config.model_copy(deep=True)
+    elif (folder / CONFIG_NAME).is_file():
+        cfg = load_config(folder / CONFIG_NAME)
+    else:
+        base = _adapter_base(folder) if is_adapter else None
+        cfg = load_config({"do_train": False, **({"model_name_or_path": base} if base else {})})
+    if is_adapter:
+        cfg.model.adapter_name_or_path = adapter
+    else:  # a whole model: a full or freeze run, a merged export or a plain folder
+        cfg.model.model_name_or_path, cfg.model.adapter_name_or_path = adapter, None
+    return cfg
+
+
+def _adapter_base(folder: Path) -> str | None:
+    """The base model a plain peft adapter names (``base_model_name_or_path``)."""
+    try:
+        base = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get(
+            "base_model_name_or_path")
+    except (OSError, ValueError):
+        return None  # load_adapter reports the unreadable file with its name
+    return base or None
 
 
 def load_chat_model(cfg: RunConfig) -> ChatModel:
     """Load the base model (and the adapter in ``adapter_name_or_path``) for generation."""
     adapter = cfg.model.adapter_name_or_path
     tokenizer = load_tokenizer(cfg.model)  # an adapter's own tokenizer carries its chat template
-    model = load_model(cfg.model, dtype=inference_dtype(cfg.model), for_training=False)
+    model = load_model(cfg.model, dtype=inference_dtype(cfg.model), for_training=False,
+                       cutoff_len=cfg.data.cutoff_len)  # the RoPE scaling it was trained with
     if adapter:
         model = load_adapter(model, adapter, trainable=False)
     model.eval()

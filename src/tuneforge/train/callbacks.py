@@ -16,6 +16,9 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 logger = logging.getLogger(__name__)
 
 LOG_NAME = "trainer_log.jsonl"
+# Validation scores printed beside eval_loss when present (stage cls).
+CLASSIFICATION_SCORES = ("eval_accuracy", "eval_macro_f1", "eval_baseline_accuracy",
+                         "eval_baseline_macro_f1")
 
 
 class ProgressCallback(TrainerCallback):
@@ -56,7 +59,9 @@ class ProgressCallback(TrainerCallback):
             self.postfix["lr"] = f"{logs['learning_rate']:.2e}"
         if "eval_loss" in logs:
             self.postfix["val"] = f"{logs['eval_loss']:.4f}"
-            self.bar.write(f"step {state.global_step}: eval_loss {logs['eval_loss']:.4f}")
+            scores = "".join(f", {key[5:]} {logs[key]:.4f}" for key in CLASSIFICATION_SCORES
+                             if key in logs)  # stage cls: the model's and the baseline's
+            self.bar.write(f"step {state.global_step}: eval_loss {logs['eval_loss']:.4f}{scores}")
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState,
                      control: TrainerControl, **kwargs: Any) -> None:
@@ -79,9 +84,15 @@ class JsonlLogCallback(TrainerCallback):
         entry = {"step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
                  "tokens": state.num_input_tokens_seen,
                  "elapsed_s": round(time.time() - self.start, 2), **logs}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry) + "\n")
+        append_log(self.path.parent, entry)
+
+
+def append_log(output_dir: str | Path, entry: dict[str, Any]) -> None:
+    """Add one line to the run's ``trainer_log.jsonl`` (the monitor adds weight and alert lines)."""
+    path = Path(output_dir) / LOG_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
 
 class InterruptCallback(TrainerCallback):

@@ -34,14 +34,19 @@ def data_fingerprint(lengths: list[int]) -> str:
     return f"{len(lengths)}:{digest[:16]}"
 
 
-def mark_complete(folder: Path, *, step: int, fingerprint: str) -> None:
-    """Flush every file of a finished checkpoint, then write its marker atomically."""
+def mark_complete(folder: Path, *, step: int, fingerprint: str, processes: int = 1) -> None:
+    """Flush every file of a finished checkpoint, then write its marker atomically.
+
+    The marker records the training data and the number of processes: resuming with either
+    changed would restart from the wrong sample.
+    """
     for path in folder.rglob("*"):
         if path.is_file():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
     tmp = folder / (MARKER + ".tmp")
-    tmp.write_text(json.dumps({"step": step, "data": fingerprint}), encoding="utf-8")
+    tmp.write_text(json.dumps({"step": step, "data": fingerprint, "processes": processes}),
+                   encoding="utf-8")
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, folder / MARKER)
@@ -94,8 +99,9 @@ def clear_output_dir(args: TrainArgs) -> None:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
-def resolve_resume(args: TrainArgs, fingerprint: str) -> str | None:
-    """The checkpoint to resume from, checked for completeness and for the same data."""
+def resolve_resume(args: TrainArgs, fingerprint: str, *, processes: int = 1) -> str | None:
+    """The checkpoint to resume from, checked for completeness, the same data and the same
+    number of processes."""
     wanted = args.resume_from_checkpoint
     if not wanted:
         return None
@@ -122,5 +128,12 @@ def resolve_resume(args: TrainArgs, fingerprint: str) -> str | None:
             f"({saved.get('data')} rows:hash, now {fingerprint}); resuming would skip the wrong "
             f"samples. Use the same dataset/cutoff_len, or start a new run with "
             f"adapter_name_or_path to continue from its weights"
+        )
+    saved_processes = saved.get("processes", 1)
+    if saved_processes != processes:
+        raise OutputError(
+            f"resume_from_checkpoint: '{folder}' was written by a run of {saved_processes} "
+            f"process(es) and this run has {processes}; the data position and random state "
+            f"belong to {saved_processes}. Resume with --nproc {saved_processes}"
         )
     return str(folder)

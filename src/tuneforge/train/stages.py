@@ -2,6 +2,7 @@
 
 ``sft`` and ``pt`` share one causal-LM workflow: they differ only in how `data` encodes
 samples (chat turns with a loss mask vs plain text), which `prepare_datasets` decides.
+``cls`` puts a classification head on the same model and trains on labelled texts.
 """
 
 from __future__ import annotations
@@ -14,12 +15,18 @@ from pathlib import Path
 from types import MappingProxyType
 
 import torch
-from transformers import set_seed
+from transformers import DataCollatorWithPadding, set_seed
 
 from tuneforge.config.load import save_config
 from tuneforge.config.schema import RunConfig
 from tuneforge.data import build_collator, prepare_datasets
+from tuneforge.data.prepare import prepare_labelled
 from tuneforge.errors import OutputError
+from tuneforge.eval.baseline import score_baseline
+from tuneforge.eval.classify import TrainerMetrics
+from tuneforge.eval.evaluate import evaluate
+from tuneforge.eval.metrics import CLASSIFICATION_PACKAGES, require
+from tuneforge.eval.report import side_by_side
 from tuneforge.models import (
     apply_finetuning,
     choose_precision,
@@ -27,9 +34,11 @@ from tuneforge.models import (
     load_tokenizer,
     prepare_for_training,
 )
+from tuneforge.plan.report import check_memory
 from tuneforge.train import checkpoint
+from tuneforge.train.distributed import is_main_process, main_process_first
 from tuneforge.train.plot import plot_loss
-from tuneforge.train.trainer import build_trainer
+from tuneforge.train.trainer import TuneforgeTrainer, build_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -49,21 +58,67 @@ def train_causal_lm(cfg: RunConfig) -> TrainResult:
     logger.info("Precision: %s", precision.reason)
 
     tokenizer = load_tokenizer(cfg.model)
-    data = prepare_datasets(cfg, tokenizer)
+    with main_process_first(cfg.train.ddp_timeout):  # rank 0 fills the datasets cache
+        data = prepare_datasets(cfg, tokenizer)
     if data.template is not None:  # saved with the result, so chat renders as training did
         tokenizer.chat_template = data.template.source
 
     set_seed(cfg.train.seed)  # adapter initialisation must be as repeatable as the data order
-    model = load_model(cfg.model, dtype=torch.float32)
+    model = load_model(cfg.model, dtype=torch.float32, compute_dtype=precision.compute_dtype,
+                       cutoff_len=cfg.data.cutoff_len)
     model = apply_finetuning(model, cfg.finetune, cfg.model)
     prepare_for_training(model, gradient_checkpointing=cfg.train.gradient_checkpointing)
 
-    checkpoint.clear_output_dir(cfg.train)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / checkpoint.CONFIG_NAME)
     trainer = build_trainer(cfg, model, tokenizer, data.train, data.eval,
                             build_collator(tokenizer, packing=cfg.packing), precision)
-    resume = checkpoint.resolve_resume(cfg.train, trainer.data_fingerprint)
+    result = _train_and_save(cfg, trainer, final_eval=data.eval is not None and cfg.train.do_eval)
+    if cfg.train.do_predict and is_main_process():
+        report = evaluate(cfg, adapter=str(out), output_dir=out / "predict")
+        logger.info("Predictions on the validation data:\n%s", report.text)
+    return result
+
+
+def train_classifier(cfg: RunConfig) -> TrainResult:
+    """Sequence classification (cls): a label per text, measured against a TF-IDF baseline."""
+    require(CLASSIFICATION_PACKAGES, "stage cls")
+    checkpoint.check_output_dir(cfg.train)
+    precision = choose_precision(cfg.train)
+    logger.info("Precision: %s", precision.reason)
+
+    tokenizer = load_tokenizer(cfg.model)
+    with main_process_first(cfg.train.ddp_timeout):
+        data = prepare_labelled(cfg, tokenizer)
+    classes = cfg.data.model_copy(update={"label_names": list(data.names)})
+    cfg = cfg.model_copy(update={"data": classes})  # the class names are saved with the result
+    baseline = score_baseline(data) if cfg.eval.tfidf_baseline else None
+
+    set_seed(cfg.train.seed)
+    model = load_model(cfg.model, dtype=torch.float32, compute_dtype=precision.compute_dtype,
+                       cutoff_len=cfg.data.cutoff_len, labels=data.names,
+                       pad_token_id=tokenizer.pad_token_id)
+    model = apply_finetuning(model, cfg.finetune, cfg.model)
+    prepare_for_training(model, gradient_checkpointing=cfg.train.gradient_checkpointing)
+
+    trainer = build_trainer(cfg, model, tokenizer, data.train, data.eval,
+                            DataCollatorWithPadding(tokenizer), precision,
+                            compute_metrics=TrainerMetrics(data.names, baseline))
+    result = _train_and_save(cfg, trainer, final_eval=data.eval is not None)
+    if baseline is not None:
+        final = {key: result.metrics[f"eval_{key}"] for key in ("accuracy", "macro_f1")}
+        logger.info("Validation, TF-IDF baseline vs fine-tuned:\n%s",
+                    side_by_side("tfidf", baseline, "model", final))
+    return result
+
+
+def _train_and_save(cfg: RunConfig, trainer: TuneforgeTrainer, *, final_eval: bool) -> TrainResult:
+    """Write the config, train (resuming if asked), save the model and the metrics."""
+    out = Path(cfg.train.output_dir)
+    if is_main_process():
+        checkpoint.clear_output_dir(cfg.train)
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / checkpoint.CONFIG_NAME)
+    resume = checkpoint.resolve_resume(cfg.train, trainer.data_fingerprint,
+                                       processes=trainer.args.world_size)
     if resume:
         _check_steps_left(trainer, resume)
 
@@ -71,15 +126,15 @@ def train_causal_lm(cfg: RunConfig) -> TrainResult:
     trainer.save_model(str(out))
     trainer.save_state()
     metrics = dict(result.metrics)
-    if data.eval is not None and cfg.train.do_eval:
+    if final_eval:
         metrics.update(trainer.evaluate())
     trainer.save_metrics("all", metrics)
-    if cfg.train.plot_loss:
+    if cfg.train.plot_loss and is_main_process():
         plot_loss(trainer.state.log_history, out / "training_loss.png")
     best = trainer.state.best_model_checkpoint
     if best:
-        logger.info("Best checkpoint: %s (eval_loss %.4f), saved as the result",
-                    best, trainer.state.best_metric)
+        logger.info("Best checkpoint: %s (%s %.4f), saved as the result",
+                    best, trainer.args.metric_for_best_model, trainer.state.best_metric)
     logger.info("Saved to %s", out)
     return TrainResult(output_dir=out, metrics=metrics, best_checkpoint=best)
 
@@ -102,9 +157,11 @@ def _check_steps_left(trainer, resume: str) -> None:
 STAGES: Mapping[str, Callable[[RunConfig], TrainResult]] = MappingProxyType({
     "sft": train_causal_lm,
     "pt": train_causal_lm,
+    "cls": train_classifier,
 })
 
 
-def train(cfg: RunConfig) -> TrainResult:
-    """Run the stage the config names."""
+def train(cfg: RunConfig, *, force: bool = False) -> TrainResult:
+    """Run the stage the config names, once the memory plan says it fits (or `force`)."""
+    check_memory(cfg, force=force)
     return STAGES[cfg.finetune.stage](cfg)

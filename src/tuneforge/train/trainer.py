@@ -17,53 +17,71 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_callback import ProgressCallback as HFProgressCallback
 
+from tuneforge.config.scale import read_engine_config
 from tuneforge.config.schema import RunConfig
 from tuneforge.models.precision import Precision
+from tuneforge.monitor.callbacks import TrainingMonitor
 from tuneforge.train import checkpoint
 from tuneforge.train.callbacks import InterruptCallback, JsonlLogCallback, ProgressCallback
+from tuneforge.train.distributed import batch_advice, world_size
 
 logger = logging.getLogger(__name__)
 
 REAL_TOKENS = "num_real_tokens"
+REAL_SAMPLES = "num_real_samples"
 
 
 class TuneforgeTrainer(Trainer):
     """The stock Trainer with complete-or-not checkpoints and a useful-token count."""
 
     def __init__(self, *args: Any, data_fingerprint: str, save_total_limit: int | None,
-                 **kwargs: Any) -> None:
+                 monitor: TrainingMonitor | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.data_fingerprint = data_fingerprint
         self.keep_checkpoints = save_total_limit
+        self.monitor = monitor
 
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
                       num_items_in_batch: Any = None) -> torch.Tensor:
-        self.state.num_input_tokens_seen += int(inputs.pop(REAL_TOKENS, 0))
+        tokens = int(inputs.pop(REAL_TOKENS, 0))
+        if self.args.world_size > 1:  # every process's share, so tokens/s is the whole run's
+            tokens = int(self.accelerator.reduce(torch.tensor(tokens, device=self.args.device),
+                                                 reduction="sum"))
+        self.state.num_input_tokens_seen += tokens
+        samples = int(inputs.pop(REAL_SAMPLES, 0))
+        if self.monitor is not None:
+            self.monitor.add_samples(samples)
         return super().training_step(model, inputs, num_items_in_batch)
 
     def prediction_step(self, model: torch.nn.Module, inputs: dict[str, Any],
                         prediction_loss_only: bool, ignore_keys: list[str] | None = None) -> Any:
         inputs.pop(REAL_TOKENS, None)
+        inputs.pop(REAL_SAMPLES, None)
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
 
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
         super()._save_checkpoint(model, trial)
+        self.accelerator.wait_for_everyone()  # every rank's shards are written before the mark
         if not self.args.should_save:
             return
         run_dir = Path(self._get_output_dir(trial=trial))
         folder = run_dir / f"checkpoint-{self.state.global_step}"
         checkpoint.mark_complete(folder, step=self.state.global_step,
-                                 fingerprint=self.data_fingerprint)
+                                 fingerprint=self.data_fingerprint,
+                                 processes=self.args.world_size)
         best = self.state.best_model_checkpoint
         checkpoint.rotate(run_dir, self.keep_checkpoints, Path(best) if best else None)
 
 
 def count_real_tokens(collate: Callable[[list[dict]], dict]) -> Callable[[list[dict]], dict]:
-    """Wrap a collator so each batch carries how many of its tokens are not padding."""
+    """Wrap a collator so each batch carries how many of its tokens are not padding, and how
+    many samples it holds (a packed row holds one per restart of its position_ids)."""
 
     def collate_and_count(features: list[dict]) -> dict:
         batch = collate(features)
         batch[REAL_TOKENS] = sum(len(f["input_ids"]) for f in features)
+        batch[REAL_SAMPLES] = sum(list(f["position_ids"]).count(0) if "position_ids" in f else 1
+                                  for f in features)
         return batch
 
     return collate_and_count
@@ -82,7 +100,7 @@ def training_arguments(cfg: RunConfig, precision: Precision, *, has_eval: bool) 
                     "saving every %s, keeping the best checkpoint",
                     t.early_stopping_steps,
                     f"{eval_steps} steps" if eval_strategy == "steps" else "epoch")
-    report_to = [r for r in t.report_to if r != "none"]
+    gpu = torch.cuda.is_available()
     return TrainingArguments(
         output_dir=t.output_dir,
         do_train=t.do_train,
@@ -100,9 +118,16 @@ def training_arguments(cfg: RunConfig, precision: Precision, *, has_eval: bool) 
         optim=t.optim,
         bf16=precision.bf16,
         fp16=precision.fp16,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=not gpu,
+        ddp_backend=("nccl" if gpu else "gloo") if world_size() > 1 else None,
+        ddp_find_unused_parameters=False,  # every trainable weight takes part in every step
+        deepspeed=read_engine_config("deepspeed", t.deepspeed) if t.deepspeed else None,
+        fsdp=t.fsdp or None,
+        fsdp_config=read_engine_config("fsdp_config", t.fsdp_config) if t.fsdp_config else None,
+        use_liger_kernel=t.enable_liger_kernel,
         logging_steps=t.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # a NaN loss must reach the monitor, which stops the run
         eval_strategy=eval_strategy,
         eval_steps=eval_steps if eval_strategy == "steps" else None,
         save_strategy=save_strategy,
@@ -110,11 +135,11 @@ def training_arguments(cfg: RunConfig, precision: Precision, *, has_eval: bool) 
         save_total_limit=None,  # tuneforge rotates, counting complete checkpoints only
         save_only_model=t.save_only_model,
         load_best_model_at_end=early,
-        metric_for_best_model="eval_loss" if early else None,
-        greater_is_better=False if early else None,
+        metric_for_best_model=t.metric_for_best_model if early else None,
+        greater_is_better=not t.metric_for_best_model.endswith("loss") if early else None,
         seed=t.seed,
         data_seed=t.seed,
-        report_to=report_to or "none",
+        report_to="none",  # the TrainingMonitor writes to tensorboard/wandb/mlflow itself
         dataloader_num_workers=t.dataloader_num_workers,
         ddp_timeout=t.ddp_timeout,
         remove_unused_columns=False,
@@ -124,10 +149,16 @@ def training_arguments(cfg: RunConfig, precision: Precision, *, has_eval: bool) 
 
 
 def build_trainer(cfg: RunConfig, model: torch.nn.Module, tokenizer: Any, train_dataset: Any,
-                  eval_dataset: Any, collator: Callable, precision: Precision) -> TuneforgeTrainer:
-    """The configured trainer; callers only call ``.train()`` and save."""
+                  eval_dataset: Any, collator: Callable, precision: Precision,
+                  compute_metrics: Callable | None = None) -> TuneforgeTrainer:
+    """The configured trainer; callers only call ``.train()`` and save. `compute_metrics`
+    adds metrics to every validation (stage cls: accuracy, F1, ...)."""
     args = training_arguments(cfg, precision, has_eval=eval_dataset is not None)
-    callbacks = [ProgressCallback(), JsonlLogCallback(cfg.train.output_dir), InterruptCallback()]
+    logger.info("%s", batch_advice(cfg.train, args.world_size))
+    monitor = TrainingMonitor(cfg, has_eval=eval_dataset is not None)
+    # The monitor first: it adds its values to each log entry before the others see it.
+    callbacks = [monitor, ProgressCallback(), JsonlLogCallback(cfg.train.output_dir),
+                 InterruptCallback()]
     if args.load_best_model_at_end:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_steps))
     trainer = TuneforgeTrainer(
@@ -138,8 +169,10 @@ def build_trainer(cfg: RunConfig, model: torch.nn.Module, tokenizer: Any, train_
         data_collator=count_real_tokens(collator),
         processing_class=tokenizer,
         callbacks=callbacks,
+        compute_metrics=compute_metrics,
         data_fingerprint=checkpoint.data_fingerprint([len(ids) for ids in train_dataset["input_ids"]]),
         save_total_limit=cfg.train.save_total_limit,
+        monitor=monitor,
     )
     trainer.remove_callback(HFProgressCallback)
     trainer.remove_callback(PrinterCallback)

@@ -1,0 +1,183 @@
+"""`tuneforge plan`'s memory estimate against the measured peak of real training runs.
+
+Each configuration (LoRA / full / freeze, two batch sizes, two sequence lengths, with and
+without gradient checkpointing) of the default model and of a tiny random model trains a
+few steps through `tuneforge.train`, each in its own process. Measured: on a CPU the peak
+resident memory (VmHWM) minus the resident memory after the training libraries are imported,
+on a GPU torch's peak of allocated CUDA memory. The estimate is computed in this process,
+before the child starts, for the same hardware.
+
+Run: ``python benchmarks/memory_estimate.py [--steps 2] [--models default,tiny]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EN = ("the model learns from examples and the loss falls slowly while the learning rate "
+      "warms up and then decays along a cosine curve until training ends").split()
+ZH = list("模型从示例中学习损失缓慢下降学习率先预热然后沿余弦曲线衰减直到训练结束")
+
+# (finetuning_type, batch, cutoff_len, gradient_checkpointing)
+CONFIGS = [
+    ("lora", 2, 256, False), ("full", 2, 256, False), ("freeze", 2, 256, False),
+    ("lora", 4, 256, False), ("full", 4, 256, False),
+    ("lora", 2, 512, False), ("full", 2, 512, False),
+    ("lora", 2, 256, True), ("full", 2, 256, True),
+]
+
+
+def make_dataset(folder: Path, n: int = 64, seed: int = 0) -> None:
+    """Alpaca rows longer than any cutoff_len used here, so every row is exactly cutoff_len."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        words, sep = (EN, " ") if i % 2 == 0 else (ZH, "")
+        rows.append({"instruction": sep.join(rng.choices(words, k=600)), "input": "",
+                     "output": sep.join(rng.choices(words, k=900))})
+    (folder / "long.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    (folder / "dataset_info.json").write_text(json.dumps({"long": {"file_name": "long.json"}}))
+
+
+def make_tiny_model(folder: Path) -> Path:
+    """A 2-layer random Llama with the default model's tokenizer (as the tests build it)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from tuneforge.models.default import ensure_default_model
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_default_model())
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def run_config(model: str, data: Path, out: Path, kind: str, batch: int, cutoff: int,
+               checkpointing: bool, steps: int) -> dict:
+    return {
+        "model_name_or_path": model, "dataset": "long", "dataset_dir": str(data),
+        "finetuning_type": kind, "per_device_train_batch_size": batch, "cutoff_len": cutoff,
+        "gradient_checkpointing": checkpointing, "max_steps": steps, "learning_rate": 1e-5,
+        "logging_steps": 1, "save_strategy": "no", "report_to": "none", "seed": 0,
+        "output_dir": str(out), "overwrite_output_dir": True,
+    }
+
+
+def _status(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def child(config: dict) -> None:
+    """Train one configuration and print its peak memory above the libraries' baseline."""
+    import torch
+    import transformers  # noqa: F401  (the libraries a run imports, before the baseline)
+    from transformers import Trainer  # noqa: F401
+
+    import tuneforge
+    from tuneforge.train import stages  # noqa: F401
+
+    cuda = torch.cuda.is_available()
+    cfg = tuneforge.load_config(config)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _status("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    tuneforge.train(cfg)
+    peak = torch.cuda.max_memory_allocated() if cuda else _status("VmHWM")
+    print("RESULT " + json.dumps({"measured": peak - base}))
+
+
+def estimate(config: dict) -> tuple[int, str]:
+    """The plan's peak estimate for this machine (without the runtime reserve on a GPU,
+    which torch's allocation counter does not see) and the precision it assumed."""
+    import tuneforge
+    from tuneforge.models import detect_hardware
+    from tuneforge.plan.memory import estimate as estimate_memory
+    from tuneforge.plan.memory import workload
+    from tuneforge.plan.shape import model_shape
+
+    cfg = tuneforge.load_config(config)
+    hardware = detect_hardware()
+    work = workload(cfg, hardware)
+    peak = estimate_memory(model_shape(cfg), work)
+    total = peak.peak - (peak.runtime if hardware.device == "cuda" else 0)
+    return total, "bf16 autocast" if work.autocast else "fp32"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--models", default="default,tiny")
+    parser.add_argument("--child")
+    args = parser.parse_args()
+    if args.child:
+        child(json.loads(args.child))
+        return
+    import logging
+
+    import torch
+
+    logging.disable(logging.INFO)
+    work = Path(tempfile.mkdtemp(prefix="tuneforge-memory-"))
+    data = work / "data"
+    data.mkdir()
+    make_dataset(data)
+    models = {"default": "smollm2-135m-instruct", "tiny": str(make_tiny_model(work / "tiny"))}
+    rows = []
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1"}
+    for label in args.models.split(","):
+        for kind, batch, cutoff, checkpointing in CONFIGS:
+            config = run_config(models[label], data, work / "out", kind, batch, cutoff,
+                                checkpointing, args.steps)
+            predicted, precision = estimate(config)
+            started = time.perf_counter()
+            proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)],
+                                  capture_output=True, text=True, env=env)
+            lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+            if proc.returncode or not lines:
+                sys.exit(f"{label} {kind} b{batch} s{cutoff} failed:\n{proc.stderr[-3000:]}")
+            measured = json.loads(lines[-1][7:])["measured"]
+            rows.append((label, kind, batch, cutoff, checkpointing, precision, predicted,
+                         measured, time.perf_counter() - started))
+            print(f"{label} {kind} b{batch} s{cutoff} gc={checkpointing}: estimate "
+                  f"{predicted / 1e9:.2f} GB, measured {measured / 1e9:.2f} GB",
+                  file=sys.stderr, flush=True)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    what = "torch CUDA peak" if torch.cuda.is_available() else "peak RSS delta"
+    print(f"\n{time.strftime('%Y-%m-%d')}, {device}, {args.steps} steps per run, "
+          f"measured = {what}")
+    print("| model | method | batch | cutoff_len | grad. ckpt | precision | estimate GB | "
+          "measured GB | error |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    worst = 0.0
+    for label, kind, batch, cutoff, ckpt, precision, predicted, measured, _ in rows:
+        error = predicted / measured - 1
+        worst = max(worst, abs(error))
+        print(f"| {label} | {kind} | {batch} | {cutoff} | {'yes' if ckpt else 'no'} | "
+              f"{precision} | {predicted / 1e9:.2f} | {measured / 1e9:.2f} | {error:+.1%} |")
+    print(f"\nlargest error: {worst:.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""The Train tab's form as a flat config, and back.
+
+The form shows the keys most runs change; every other key goes into a free YAML box, so a
+loaded config keeps all of its settings. Values are checked by `tuneforge.config.load_config`
+and the dataset registry, the same checks as ``tuneforge train``, and each message is placed
+under the field it names.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from tuneforge.config import load_config
+from tuneforge.config.schema import SECTIONS, field_owner
+from tuneforge.data import registry
+from tuneforge.errors import ConfigError, UserError
+
+# Form keys that are not config keys: the mixed-precision choice and the free YAML box.
+PRECISION, EXTRA = "precision", "extra"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+# The form's sections, row by row.
+GROUPS: Mapping[str, tuple[tuple[str, ...], ...]] = {
+    "model": (("model_name_or_path", "stage", "finetuning_type"),
+              ("quantization_bit", "template", "rope_scaling")),
+    "data": (("dataset_dir", "dataset", "cutoff_len", "val_size", "max_samples"),),
+    "training": (("output_dir", "learning_rate", "num_train_epochs", "max_steps"),
+                 ("per_device_train_batch_size", "gradient_accumulation_steps",
+                  "lr_scheduler_type", PRECISION),
+                 ("logging_steps", "save_steps", "eval_steps")),
+    "lora": (("lora_rank", "lora_alpha", "lora_dropout", "lora_target"),
+             ("use_rslora", "use_dora")),
+    "extra": ((EXTRA,),),
+}
+FIELDS: tuple[str, ...] = tuple(key for rows in GROUPS.values() for row in rows for key in row)
+# Optional choices whose empty value ("") means "not set": off, or the tokenizer's own template.
+EMPTY_CHOICE = ("quantization_bit", "template", "rope_scaling")
+# Config keys shown as one form field under another name.
+SHOWN_AS: Mapping[str, str] = {"bf16": PRECISION, "fp16": PRECISION}
+
+_ORIGIN = "config: "
+
+
+def schema_field(key: str) -> Any:
+    """The pydantic field of config key `key`."""
+    return SECTIONS[field_owner()[key]].model_fields[key]
+
+
+def literal_choices(key: str) -> list[Any]:
+    """The allowed values of a config key typed as a Literal (optional or not)."""
+    annotation = schema_field(key).annotation
+    if typing.get_origin(annotation) is typing.Literal:
+        return list(typing.get_args(annotation))
+    return [value for arg in typing.get_args(annotation)
+            if typing.get_origin(arg) is typing.Literal for value in typing.get_args(arg)]
+
+
+def is_number(key: str) -> bool:
+    """Whether a form key holds a number, typed as text so that empty means "not set"."""
+    if key in (PRECISION, EXTRA):
+        return False
+    annotation = schema_field(key).annotation
+    kinds = set(typing.get_args(annotation)) or {annotation}
+    return bool(kinds & {int, float}) and bool not in kinds
+
+
+def default_values() -> dict[str, Any]:
+    """The form filled with the schema's defaults."""
+    return from_config({})
+
+
+def from_config(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Form values for a flat config (as ``RunConfig.flat(only_set=True)`` gives it); keys the
+    form has no field for go into the YAML box."""
+    values: dict[str, Any] = {}
+    for key in FIELDS:
+        if key in (PRECISION, EXTRA):
+            continue
+        value = flat.get(key, schema_field(key).default)
+        if key == "dataset":
+            values[key] = list(value or [])
+        elif isinstance(value, list):
+            values[key] = ", ".join(map(str, value))
+        elif value is None:
+            values[key] = "" if key in EMPTY_CHOICE or is_number(key) else None
+        else:
+            values[key] = str(value) if is_number(key) else value
+    values[PRECISION] = ("bf16" if flat.get("bf16") else "fp16" if flat.get("fp16")
+                         else "fp32" if flat.get("bf16") is False else "auto")
+    others = {key: value for key, value in flat.items()
+              if key not in FIELDS and key not in SHOWN_AS}
+    values[EXTRA] = config_yaml(others) if others else ""
+    return values
+
+
+def to_config(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The flat config the form describes: empty fields are left out (the defaults apply)."""
+    config: dict[str, Any] = {}
+    for key in FIELDS:
+        value = values.get(key)
+        if key == PRECISION:
+            config.update({"auto": {}, "fp32": {"bf16": False, "fp16": False},
+                           "bf16": {"bf16": True}, "fp16": {"fp16": True}}[value or "auto"])
+        elif key == EXTRA:
+            config.update(parse_extra(value or ""))
+        elif isinstance(value, str) and value.strip():
+            config[key] = _number(value.strip()) if is_number(key) else value.strip()
+        elif value is not None and value != "" and value != []:
+            config[key] = value
+    return config
+
+
+def _number(text: str) -> int | float | str:
+    """A typed number as int or float; anything else is passed on for validation to name."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def config_yaml(config: Mapping[str, Any]) -> str:
+    """The flat config as the YAML file ``tuneforge train`` reads."""
+    return yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True)
+
+
+def parse_extra(text: str) -> dict[str, Any]:
+    """The YAML box: ``key: value`` lines."""
+    try:
+        data = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}:" if mark is not None else ""
+        raise ConfigError(f"{EXTRA}:{where} {getattr(exc, 'problem', None) or 'not valid YAML'}"
+                          ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{EXTRA}: expected 'key: value' lines, e.g. early_stopping_steps: 3")
+    return {str(key): value for key, value in data.items()}
+
+
+def validate(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The flat config of the form and its problems by form field (none: it can be trained).
+
+    The field ``""`` collects messages that name no field.
+    """
+    try:
+        config = to_config(values)
+    except ConfigError as exc:
+        return {}, {EXTRA: exc.lines}
+    try:
+        cfg = load_config(config)
+        if cfg.data.dataset:
+            registry.resolve(cfg.data.dataset, cfg.data.dataset_dir)
+    except UserError as exc:
+        return config, problems_by_field(exc.lines, config)
+    return config, {}
+
+
+def problems_by_field(lines: Sequence[str], config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Put each message under the form field of the first key it names: a field of its own,
+    the precision choice (bf16/fp16), or the YAML box (any other key, known or not)."""
+    keys = sorted({*field_owner(), *config, *FIELDS}, key=len, reverse=True)
+    pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, keys)) + r")(?![\w])")
+    placed: dict[str, list[str]] = {}
+    for line in lines:
+        message = line.removeprefix(_ORIGIN)
+        found = pattern.search(message)
+        if found is None:
+            field = ""
+        else:
+            key = found.group(1)
+            field = key if key in FIELDS else SHOWN_AS.get(key, EXTRA)
+        placed.setdefault(field, []).append(message)
+    return placed

@@ -1,0 +1,108 @@
+"""ChatModel, the one generation path: batching, streaming, settings and what it loads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import tuneforge
+from tuneforge.config import GenerationArgs, load_config
+from tuneforge.errors import ConfigError, ModelError
+from tuneforge.serve import Row, chat_config, generation_settings
+
+QUESTIONS = ["Hi", "What is the capital of France? Please answer in one long sentence."]
+
+
+@pytest.fixture(scope="module")
+def chat(tiny_adapter_dir):
+    return tuneforge.chat(tiny_adapter_dir)
+
+
+def test_a_batch_generates_what_each_prompt_generates_alone(chat):
+    greedy = GenerationArgs(max_new_tokens=12)
+    prompts = [chat.encode([{"role": "user", "content": q}]) for q in QUESTIONS]
+    assert len(prompts[0]) != len(prompts[1])  # so the batch needs left padding
+    alone = []
+    for prompt in prompts:
+        row = Row(prompt, 12)
+        chat.generate([row], greedy)
+        alone.append(row.token_ids)
+    together = [Row(prompt, limit) for prompt, limit in zip(prompts, (12, 5), strict=True)]
+    chat.generate(together, greedy)
+    assert together[0].token_ids == alone[0]
+    assert together[1].token_ids == alone[1][:5] and together[1].finish_reason == "length"
+
+
+def test_the_stream_adds_up_to_the_reply(chat):
+    messages = [{"role": "user", "content": QUESTIONS[1]}]
+    gen = GenerationArgs(max_new_tokens=10)
+    pieces = list(chat.stream(messages, gen))
+    assert len(pieces) > 1
+    assert "".join(pieces).strip() == chat.reply(messages, gen)
+
+
+def test_closing_the_stream_early_ends_generation(chat):
+    stream = chat.stream([{"role": "user", "content": "Hi"}], GenerationArgs(max_new_tokens=500))
+    next(stream)
+    stream.close()  # joins the worker: returns only once generation has stopped
+    assert chat._lock.acquire(blocking=False)
+    chat._lock.release()
+
+
+def test_generation_settings_map_cli_and_api_values():
+    base = GenerationArgs(do_sample=False, temperature=0.7, top_p=0.9)
+    assert generation_settings(base) is base
+    sampled = generation_settings(base, temperature=0.3, top_p=0.5, max_new_tokens=9,
+                                  repetition_penalty=1.2)
+    assert (sampled.do_sample, sampled.temperature, sampled.top_p) == (True, 0.3, 0.5)
+    assert (sampled.max_new_tokens, sampled.repetition_penalty) == (9, 1.2)
+    assert generation_settings(sampled, temperature=0).do_sample is False
+    with pytest.raises(ConfigError, match="temperature=-1"):
+        generation_settings(base, temperature=-1)
+    with pytest.raises(ConfigError, match="top_p=1.5"):
+        generation_settings(base, top_p=1.5)
+
+
+def test_chat_config_reads_what_each_kind_of_folder_is(tiny_adapter_dir, tiny_model_dir, tmp_path):
+    plain_peft = chat_config(str(tiny_adapter_dir))  # no tuneforge config: base from peft's file
+    assert plain_peft.model.adapter_name_or_path == str(tiny_adapter_dir)
+    base = json.loads((tiny_adapter_dir / "adapter_config.json").read_text())
+    assert plain_peft.model.model_name_or_path == base["base_model_name_or_path"]
+
+    whole = chat_config(str(tiny_model_dir))
+    assert (whole.model.model_name_or_path, whole.model.adapter_name_or_path) == (
+        str(tiny_model_dir), None)
+
+    given = load_config({"do_train": False, "template": "chatml"})
+    combined = chat_config(str(tiny_adapter_dir), given)
+    assert combined.data.template == "chatml"
+    assert combined.model.adapter_name_or_path == str(tiny_adapter_dir)
+
+    with pytest.raises(ModelError, match="no such folder"):
+        chat_config(str(tmp_path / "missing"))
+    with pytest.raises(ModelError, match="no adapter_config.json"):
+        chat_config(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_the_default_model_answers_alone_and_in_a_batch():
+    chat = tuneforge.chat()
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    assert "Paris" in chat.reply(question, GenerationArgs(max_new_tokens=20))
+    rows = [Row(chat.encode(question), 20),
+            Row(chat.encode([{"role": "user", "content": "Name a primary colour."}]), 20)]
+    chat.generate(rows, GenerationArgs())
+    assert "Paris" in rows[0].text and rows[0].finish_reason == "stop"
+
+
+def test_the_chat_command_keeps_a_conversation_until_exit(tiny_adapter_dir, monkeypatch, capsys):
+    from tuneforge.cli import main
+
+    typed = iter(["Hello there", "", "/clear", "And now?", "/exit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(typed))
+    code = main(["--quiet", "chat", "--adapter", str(tiny_adapter_dir), "--max-new-tokens", "3",
+                 "--temperature", "0"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.count("Assistant: ") == 2 and "(conversation cleared)" in out
+    assert next(typed, None) is None  # every line was read, the last one ended the chat

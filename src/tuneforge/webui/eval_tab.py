@@ -39,7 +39,8 @@ def build_eval_tab(texts: Texts, lang: gr.Radio, runner: TrainingRunner) -> None
                          value=form.schema_field("per_device_eval_batch_size").default)
     start = texts.bind(button("evaluate", "primary"), value="button.evaluate")
     metrics = texts.bind(table("metrics"), label="out.metrics")
-    samples = texts.bind(table("samples"), label="out.samples")
+    samples = texts.bind(table("samples", column_widths=["34%", "22%", "22%", "22%"]),
+                         label="out.samples")
 
     refresh.click(lambda: gr.update(choices=sources.run_choices(runner.output_dirs)), None, run)
     run.focus(lambda: gr.update(choices=sources.run_choices(runner.output_dirs)), None, run)

@@ -96,7 +96,7 @@ def button(elem_id: str, variant: str = "secondary") -> Callable[..., Any]:
     return bound_factory(gr.Button, variant=variant, elem_id=f"tf-{elem_id}")
 
 
-def table(elem_id: str) -> Callable[..., Any]:
+def table(elem_id: str, **kwargs: Any) -> Callable[..., Any]:
     """A read-only table, hidden until it has rows."""
     return bound_factory(gr.Dataframe, visible=False, interactive=False, wrap=True,
-                         elem_id=f"tf-{elem_id}")
+                         elem_id=f"tf-{elem_id}", **kwargs)

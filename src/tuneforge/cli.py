@@ -22,6 +22,7 @@ logger = logging.getLogger("tuneforge")
 # Generation flags of chat and api, as keyword arguments of `generation_settings`.
 GENERATION_FLAGS = ("temperature", "top_p", "max_new_tokens", "repetition_penalty")
 
+TRAINED_FOLDER = "a training output (LoRA adapter or full model) or a merged export folder"
 BUG_REPORT = "This is a bug in tuneforge; please report it with the traceback above."
 
 
@@ -287,16 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(func=_sweep)
 
     chat = sub.add_parser("chat", help="talk to the base model, an adapter or a trained folder")
-    _add_model_arguments(chat, "a training output (LoRA adapter or full model) or a merged "
-                         "export folder")
+    _add_model_arguments(chat, TRAINED_FOLDER)
     _add_generation_arguments(chat)
     chat.add_argument("--query", help="ask one question, print the answer and exit")
     chat.add_argument("--system", help="system prompt for this conversation")
     chat.set_defaults(func=_chat)
 
     api = sub.add_parser("api", help="serve the model over an OpenAI-compatible HTTP API")
-    _add_model_arguments(api, "a training output (LoRA adapter or full model) or a merged "
-                         "export folder")
+    _add_model_arguments(api, TRAINED_FOLDER)
     _add_generation_arguments(api)
     api.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
                      "127.0.0.1, this machine only; 0.0.0.0 for every interface)")

@@ -162,3 +162,51 @@ def test_saved_config_round_trips(tmp_path):
     cfg = load_config({"dataset": "a,b", "lora_rank": 4, "temperature": 0.2})
     save_config(cfg, tmp_path / "saved.yaml")
     assert load_config(tmp_path / "saved.yaml") == cfg
+
+
+def test_config_in_another_encoding_names_the_line_and_column(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes("dataset: x\ndefault_system: Réponds\n".encode("latin-1"))
+    assert problems(path) == [f"{path}:2: not UTF-8 text (byte 0xe9 at column 18); "
+                              f"save the file as UTF-8"]
+
+
+def test_config_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes("\ufeffdataset: x\n".encode())
+    assert load_config(path).data.dataset == ["x"]
+
+
+def test_config_with_a_control_character_names_the_line(tmp_path):
+    (line,) = problems(write(tmp_path, "dataset: x\nstage: s\x00ft\n"))
+    assert line.startswith(f"{tmp_path / 'run.yaml'}:2: character U+0000 is not allowed in YAML")
+
+
+def test_config_that_is_a_folder(tmp_path):
+    assert problems(tmp_path) == [f"{tmp_path}: is a folder; give the YAML config file"]
+
+
+def test_override_with_unbalanced_brackets_names_the_override():
+    (line,) = problems({"dataset": "x"}, ["lora_target=[q_proj"])
+    assert line.startswith("override 'lora_target=[q_proj': the value is not valid YAML")
+
+
+def test_null_override_unsets_the_key_so_the_default_applies(tmp_path):
+    path = write(tmp_path, "dataset: x\nval_size: 0.1\nquantization_bit: 4\nmax_length: 64\n")
+    cfg = load_config(path, ["val_size=null", "quantization_bit=", "cutoff_len=~"])
+    assert cfg.data.val_size == 0.0
+    assert cfg.model.quantization_bit is None
+    assert cfg.data.cutoff_len == 2048
+    assert "val_size" not in cfg.flat(only_set=True)
+
+
+def test_null_override_is_validated_like_any_other(tmp_path):
+    assert problems(write(tmp_path, "dataset: x\n"), ["dataset=null", "lern_rate=null"]) == [
+        f"{tmp_path / 'run.yaml'}: unknown key 'lern_rate'; did you mean 'learning_rate'?"]
+    (line,) = problems(write(tmp_path, "dataset: x\n"), ["dataset=null"])
+    assert "dataset is required for training" in line
+
+
+def test_a_list_as_stage_is_a_config_error_not_a_crash():
+    (line,) = problems({"dataset": "x", "stage": ["sft"]})
+    assert line.startswith("config: stage=['sft']: allowed: sft, pt")

@@ -252,3 +252,35 @@ def test_pt_needs_a_text_column(make_data, make_config):
     assert read_error(folder, make_config, stage="pt") == (
         f"{folder}/x.json: no column 'text' (the text column of stage pt); the file has: "
         f"instruction; set columns.prompt in dataset_info.json")
+
+
+@pytest.mark.parametrize(("name", "content", "line", "column"), [
+    ("x.json", '[{"instruction": "h\xe9", "output": "a"}]', 1, 20),
+    ("x.jsonl", '{"instruction": "q", "output": "a"}\n{"instruction": "h\xe9", "output": "a"}\n',
+     2, 19),
+    ("x.csv", "instruction,output\nq,a\nh\xe9,a\n", 3, 2),
+])
+def test_data_file_in_another_encoding_names_the_line_and_column(make_data, make_config, name,
+                                                                 content, line, column):
+    folder = make_data({"x": {"file_name": name}}, {})
+    (folder / name).write_bytes(content.encode("latin-1"))
+    assert read_error(folder, make_config) == (
+        f"{folder}/{name}:{line}: not UTF-8 text (byte 0xe9 at column {column}); "
+        f"save the file as UTF-8")
+
+
+def test_text_file_in_another_encoding_names_the_line(make_data, make_config):
+    folder = make_data({"x": {"file_name": "x.txt"}}, {})
+    (folder / "x.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    assert read_error(folder, make_config, stage="pt").startswith(f"{folder}/x.txt:1: not UTF-8")
+
+
+@pytest.mark.parametrize(("row", "missing", "role"), [
+    ({"instruction": "q", "input": ""}, "output", "response"),
+    ({"input": "", "output": "a"}, "instruction", "prompt"),
+])
+def test_alpaca_file_without_one_column_names_it(make_data, make_config, row, missing, role):
+    folder = make_data({"x": {"file_name": "x.json"}}, {"x.json": [row]})
+    assert read_error(folder, make_config) == (
+        f"{folder}/x.json: no column '{missing}' (the alpaca {role} column); the file has: "
+        f"{', '.join(row)}; set columns.{role} in dataset_info.json")

@@ -139,3 +139,10 @@ def test_registry_file_must_map_names_to_objects(tmp_path):
     (tmp_path / "dataset_info.json").write_text(json.dumps({"x": ["x.json"]}))
     assert str(resolve_error(tmp_path, "x")) == (
         f"{tmp_path}/dataset_info.json: dataset 'x': must be an object, not list")
+
+
+def test_dataset_info_in_another_encoding_names_the_line(tmp_path):
+    (tmp_path / "dataset_info.json").write_bytes('{\n  "données": {}\n}'.encode("latin-1"))
+    assert str(resolve_error(tmp_path, "x")) == (
+        f"{tmp_path}/dataset_info.json:2: not UTF-8 text (byte 0xe9 at column 8); "
+        f"save the file as UTF-8")

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from tuneforge.config.scale import missing_extra, scale_problems
 from tuneforge.config.schema import SECTIONS, RunConfig, field_owner
 from tuneforge.data.templates import NAMED_TEMPLATES
+from tuneforge.data.textfile import read_utf8
 from tuneforge.errors import ConfigError
 from tuneforge.eval.metrics import BEST_MODEL_METRICS
 
@@ -58,6 +59,9 @@ UNSUPPORTED_KEYS: frozenset[str] = frozenset({
 
 UNSUPPORTED_STAGES = {"rm", "ppo", "dpo", "kto", "orpo", "simpo"}
 
+# What a ``key=null`` override leaves: the key unset, whatever the YAML file said.
+UNSET: Any = object()
+
 
 def load_config(
     source: str | Path | Mapping[str, Any] | None = None,
@@ -79,15 +83,15 @@ def load_config(
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; give the YAML config file")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    text = read_utf8(path, ConfigError)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ConfigError(f"{path}{where}: {problem}") from None
+        raise ConfigError(f"{path}{_yaml_problem(exc, text)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -95,13 +99,32 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """``:line: what`` for a YAML error; reader errors (control characters) carry a position
+    instead of a line."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        return f":{line}: character U+{exc.character:04X} is not allowed in YAML"
+    mark = getattr(exc, "problem_mark", None)
+    where = f":{mark.line + 1}" if mark is not None else ""
+    return f"{where}: {getattr(exc, 'problem', None) or 'not valid YAML'}"
+
+
 def _parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``key=value`` with the value read as YAML; ``key=null`` (or ``key=``) unsets the key,
+    so the schema's default applies as if the YAML file had not set it."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override '{item}': expected key=value, e.g. learning_rate=2e-4")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override '{item}': the value is not valid YAML"
+                              f"{_yaml_problem(exc, value).removeprefix(':1')}; quote it, "
+                              f"or write a list as a,b or [a, b]") from None
+        out[key.strip()] = UNSET if parsed is None else parsed
     return out
 
 
@@ -112,14 +135,17 @@ def _validate(raw: dict[str, Any], origin: str) -> RunConfig:
     for key, value in raw.items():
         key = str(key)
         if key == "disable_gradient_checkpointing":
+            value = value if value is UNSET else not value
             logger.warning("%s: disable_gradient_checkpointing is the LLaMA-Factory name; "
-                           "using gradient_checkpointing=%s", origin, not value)
-            key, value = "gradient_checkpointing", not value
+                           "using gradient_checkpointing=%s", origin, value)
+            key = "gradient_checkpointing"
         elif key in RENAMED_KEYS:
             logger.warning("%s: '%s' is the old name of '%s'; using it as that",
                            origin, key, RENAMED_KEYS[key])
             key = RENAMED_KEYS[key]
-        if key in owner:
+        if key in owner and value is UNSET:
+            sections[owner[key]].pop(key, None)
+        elif key in owner:
             sections[owner[key]][key] = value
         elif key in REPLACED_KEYS:
             problems.append(f"{origin}: '{key}' is no longer used: {REPLACED_KEYS[key]}")
@@ -130,7 +156,7 @@ def _validate(raw: dict[str, Any], origin: str) -> RunConfig:
             problems.append(f"{origin}: unknown key '{key}'{_did_you_mean(key, owner)}")
 
     stage = sections["finetune"].get("stage")
-    if stage in UNSUPPORTED_STAGES:
+    if isinstance(stage, str) and stage in UNSUPPORTED_STAGES:
         problems.append(f"{origin}: stage '{stage}' is not supported by tuneforge yet; "
                         f"allowed: sft, pt, cls")
         sections["finetune"].pop("stage")

@@ -17,10 +17,12 @@ from urllib.parse import urlparse
 import datasets
 
 from tuneforge.data.registry import DatasetSpec
+from tuneforge.data.textfile import check_utf8
 from tuneforge.errors import DataError
 
 BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet",
             ".txt": "text", ".arrow": "arrow"}
+TEXT_BUILDERS = frozenset({"json", "csv", "text"})
 
 
 def data_files(path: Path) -> list[Path]:
@@ -48,6 +50,8 @@ def iter_files(spec: DatasetSpec, cache_dir: str | None) -> Iterator[tuple[str, 
 
 def load_file(path: Path, cache_dir: str | None) -> datasets.Dataset:
     builder = BUILDERS[path.suffix.lower()]
+    if builder in TEXT_BUILDERS:
+        check_utf8(path, DataError)
     try:
         return datasets.load_dataset(builder, data_files=str(path), split="train",
                                      cache_dir=cache_dir)

@@ -103,7 +103,7 @@ def resolve_format(spec: DatasetSpec, where: str, rows: datasets.Dataset, stage:
     elif spec.formatting is not None:
         fmt = _declared(spec)
     else:
-        fmt = _detect(spec, where, rows, answered)
+        fmt = _detect(spec, where, rows)
         logger.info("dataset '%s': read %s as %s", spec.name, where, fmt.describe())
     _check_columns(spec, where, rows.column_names, fmt, stage, answered)
     return fmt
@@ -116,8 +116,7 @@ def _declared(spec: DatasetSpec) -> RowFormat:
     return RowFormat(name, MappingProxyType(columns), MappingProxyType(tags))
 
 
-def _detect(spec: DatasetSpec, where: str, rows: datasets.Dataset,
-            answered: bool = True) -> RowFormat:
+def _detect(spec: DatasetSpec, where: str, rows: datasets.Dataset) -> RowFormat:
     names = rows.column_names
     first = rows[0] if len(rows) else {}
     for style, default in (("sharegpt", "conversations"), ("openai", "messages")):
@@ -128,7 +127,8 @@ def _detect(spec: DatasetSpec, where: str, rows: datasets.Dataset,
             columns = {**DEFAULT_COLUMNS[name], **spec.columns, "messages": column}
             return RowFormat(name, MappingProxyType(columns), MappingProxyType(tags), True)
     alpaca = {**DEFAULT_COLUMNS["alpaca"], **spec.columns}
-    if alpaca["prompt"] in names and (alpaca["response"] in names or not answered):
+    if alpaca["prompt"] in names or alpaca["response"] in names:
+        # The other one may be missing: `_check_columns` names it.
         return RowFormat("alpaca", MappingProxyType(alpaca), detected=True)
     raise DataError(f"{where}: cannot tell the format from the columns ({', '.join(names)}); "
                     f"set formatting in dataset_info.json for dataset '{spec.name}' (alpaca: "

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from tuneforge.data.textfile import read_utf8
 from tuneforge.errors import DataError
 
 INFO_FILE = "dataset_info.json"
@@ -116,7 +117,7 @@ def _read_info(info_path: Path) -> dict[str, Any]:
         raise DataError(f"{info_path}: not found; create it to register datasets "
                         f"(or set dataset_dir to the folder that holds it)")
     try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
+        info = json.loads(read_utf8(info_path, DataError))
     except json.JSONDecodeError as err:
         raise DataError(f"{info_path}:{err.lineno}: invalid JSON ({err.msg})") from None
     if not isinstance(info, dict):

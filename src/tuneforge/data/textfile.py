@@ -1,0 +1,35 @@
+"""Read user text files (configs, dataset_info.json, data files) as UTF-8, or say where not.
+
+A file saved in another encoding would otherwise surface as a UnicodeDecodeError far from
+the file, or (through `datasets`, which stores undecodable JSON-lines strings unchecked)
+as a crash when a row is first looked at. The message names the line and column instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tuneforge.errors import UserError
+
+
+def check_utf8(path: Path, error: type[UserError]) -> None:
+    """Raise `error` naming the first line and column that is not UTF-8, or an unreadable file.
+
+    Lines are decoded one at a time (a newline byte never occurs inside a UTF-8 character),
+    so a large data file is checked without holding it in memory."""
+    try:
+        with path.open("rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise error(f"{path}:{number}: not UTF-8 text (byte 0x{line[err.start]:02x} "
+                                f"at column {err.start + 1}); save the file as UTF-8") from None
+    except OSError as err:
+        raise error(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+def read_utf8(path: Path, error: type[UserError]) -> str:
+    """The text of `path` without a leading byte-order mark, or `error` saying why not."""
+    check_utf8(path, error)
+    return path.read_text(encoding="utf-8-sig")

@@ -192,8 +192,9 @@ def _api(args: argparse.Namespace) -> int:
     cfg = _model_config(args)
     settings = ServerSettings(
         model_name=args.model_name or served_name(cfg), api_key=args.api_key,
-        max_batch=args.max_batch, max_waiting=args.max_waiting,
-        max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens)
+        no_auth=args.no_auth, max_batch=args.max_batch, max_waiting=args.max_waiting,
+        max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens,
+        max_request_bytes=args.max_request_bytes)
     serve(cfg, settings, host=args.host, port=args.port)
     return 0
 
@@ -300,8 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
                      "127.0.0.1, this machine only; 0.0.0.0 for every interface)")
     api.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
-    api.add_argument("--api-key", default=os.environ.get("TUNEFORGE_API_KEY") or None,
-                     help="require 'Authorization: Bearer KEY' (default: $TUNEFORGE_API_KEY)")
+    api.add_argument("--api-key", default=os.environ.get("TUNEFORGE_API_KEY"),
+                     help="require 'Authorization: Bearer KEY' (default: $TUNEFORGE_API_KEY); "
+                     "an empty key is refused")
+    api.add_argument("--no-auth", action="store_true", help="serve without a key, with a "
+                     "warning (without a key or this flag only a loopback --host is allowed)")
     api.add_argument("--model-name", help="the model id clients see (default: the folder name)")
     api.add_argument("--max-batch", type=_positive, default=8, help="requests (choices) "
                      "generated together in one batch (default: 8)")
@@ -311,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="longest prompt accepted, in tokens (default: 4096)")
     api.add_argument("--max-tokens", type=_positive, default=2048,
                      help="most tokens one request may ask for (default: 2048)")
+    api.add_argument("--max-request-bytes", type=_positive, default=1 << 20,
+                     help="largest request body accepted; larger ones get 413 (default: "
+                     "1048576, 1 MiB)")
     api.set_defaults(func=_api)
 
     export = sub.add_parser("export", help="merge a LoRA adapter into its base model; save a "

@@ -1,10 +1,12 @@
-"""A real `tuneforge api` process on 127.0.0.1 serving the tiny adapter, shared by a module."""
+"""Servers for the API tests: a real `tuneforge api` process serving the tiny adapter, shared
+by a module, and an in-process one whose model is a slow fake, to watch generation stop."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,9 +14,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
+from serve_helpers import SlowChat, eventually
+
+from tuneforge.config import GenerationArgs
+from tuneforge.serve.api import ServerSettings, create_app
 
 API_KEY = "test-secret"
 MAX_BATCH, MAX_WAITING = 4, 8
+MAX_REQUEST_BYTES = 16384
 START_TIMEOUT_S = 300
 
 
@@ -25,6 +33,7 @@ class Server:
     api_key: str = API_KEY
     max_batch: int = MAX_BATCH
     max_waiting: int = MAX_WAITING
+    max_request_bytes: int = MAX_REQUEST_BYTES
 
     @property
     def headers(self) -> dict[str, str]:
@@ -44,7 +53,7 @@ def server(tiny_adapter_dir, tmp_path_factory) -> Iterator[Server]:
     command = [sys.executable, "-m", "tuneforge.cli", "api", "--adapter", str(tiny_adapter_dir),
                "--port", str(port), "--api-key", API_KEY, "--max-batch", str(MAX_BATCH),
                "--max-waiting", str(MAX_WAITING), "--max-prompt-tokens", "200",
-               "--max-tokens", "64"]
+               "--max-tokens", "64", "--max-request-bytes", str(MAX_REQUEST_BYTES)]
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -68,3 +77,28 @@ def _wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
             pass
         time.sleep(0.5)
     pytest.fail(f"the server did not start in {START_TIMEOUT_S} s:\n{log.read_text()}")
+
+
+@dataclass(frozen=True)
+class SlowServer:
+    url: str
+    chat: SlowChat
+
+
+@pytest.fixture
+def slow_server() -> Iterator[SlowServer]:
+    """An in-process server (no key, one row per batch) over `SlowChat`."""
+    chat = SlowChat()
+    app = create_app(chat, GenerationArgs(), ServerSettings(model_name="slow", max_batch=1,
+                                                            max_tokens=100_000))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(),
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    assert eventually(lambda: server.started), "the in-process server did not start"
+    try:
+        yield SlowServer(f"http://127.0.0.1:{server.config.port}", chat)
+    finally:
+        chat.stop_all()  # a failed test may leave a long generation behind
+        server.should_exit = True
+        thread.join(timeout=30)

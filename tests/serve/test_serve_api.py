@@ -1,7 +1,7 @@
 """The OpenAI-compatible server, spoken to by the official `openai` client and by raw HTTP.
 
-One real `tuneforge api` process (tiny adapter, --max-batch 4, --max-waiting 8) serves the
-whole module; see conftest.py.
+One real `tuneforge api` process (tiny adapter, --max-batch 4, --max-waiting 8,
+--max-request-bytes 16384) serves the whole module; see conftest.py.
 """
 
 from __future__ import annotations
@@ -76,6 +76,29 @@ def test_a_missing_or_wrong_key_is_refused_with_401(server, headers):
                        json={"model": "tiny", "messages": MESSAGES})
     assert reply.status_code == 401
     assert reply.json()["error"]["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize("oversized", [False, True])
+def test_the_key_is_checked_before_the_body_is_read(server, oversized):
+    body = b"x" * (4 * server.max_request_bytes) if oversized else b'{"model": "t", "messa'
+    reply = httpx.post(f"{server.url}/v1/chat/completions", content=body, headers={
+        "Authorization": "Bearer wrong", "Content-Type": "application/json"})
+    assert reply.status_code == 401, reply.text  # not 400 (invalid JSON) nor 413 (too large)
+    assert reply.json()["error"]["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_the_size_limit_gets_413(server, chunked):
+    raw = json.dumps({"model": "t", "messages": [
+        {"role": "user", "content": "x" * server.max_request_bytes}]}).encode()
+    pieces = [raw[at:at + 4096] for at in range(0, len(raw), 4096)]
+    reply = httpx.post(f"{server.url}/v1/chat/completions", content=iter(pieces) if chunked
+                       else raw, headers={**server.headers, "Content-Type": "application/json"})
+    assert ("content-length" in reply.request.headers) is not chunked
+    assert reply.status_code == 413, reply.text
+    error = reply.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "request_too_large"
+    assert str(server.max_request_bytes) in error["message"]
 
 
 def test_the_openai_client_sees_the_401_as_an_authentication_error(server):

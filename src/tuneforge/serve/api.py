@@ -4,6 +4,10 @@ A thin shell over `ChatModel`, the same generation path as ``tuneforge chat``. G
 on the worker thread of a `GenerationQueue`, never on the event loop, so the server keeps
 answering (health checks, 429s, validation errors) while the model works. Every error leaves
 as OpenAI's error object, which the official clients turn into their exceptions.
+
+The key is checked before the body is read, and the body is read up to a size limit, so a
+stranger can make the server neither parse nor buffer anything. A client that hangs up, streaming
+or not, cancels its rows: the batch stops generating for it and a waiting job is skipped.
 """
 
 import asyncio
@@ -20,6 +24,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from tuneforge.config.schema import GenerationArgs, RunConfig
 from tuneforge.errors import UserError
 from tuneforge.serve import protocol
@@ -28,21 +34,35 @@ from tuneforge.serve.decoding import Row
 from tuneforge.serve.scheduler import GenerationQueue, QueueFull
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from fastapi import FastAPI, Request
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """What the server accepts: the key, the queue's size and the limits of one request."""
+    """What the server accepts: the key, the queue's size and the limits of one request.
+
+    No key means no authentication; `serve` allows that only on a loopback address unless
+    `no_auth` says it is meant. An empty key is refused: it reads like a key but lets anyone in.
+    """
 
     model_name: str
     api_key: str | None = None
+    no_auth: bool = False
     max_batch: int = 8
     max_waiting: int = 32
     max_prompt_tokens: int = 4096
     max_tokens: int = 2048
+    max_request_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        if self.api_key is not None and not self.api_key.strip():
+            raise UserError("the API key is empty (--api-key or $TUNEFORGE_API_KEY); give a "
+                            "non-empty key, or pass --no-auth to serve without one")
+        if self.no_auth and self.api_key is not None:
+            raise UserError("--no-auth and an API key (--api-key or $TUNEFORGE_API_KEY) "
+                            "contradict each other; give one of them")
 
 
 class ApiError(Exception):
@@ -62,7 +82,6 @@ def create_app(chat: ChatModel, gen: GenerationArgs, settings: ServerSettings) -
     (No ``from __future__ import annotations`` in this module: FastAPI reads the handlers'
     annotations, and the types imported inside this function must resolve.)"""
     from fastapi import Depends, FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, StreamingResponse
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
@@ -83,17 +102,13 @@ def create_app(chat: ChatModel, gen: GenerationArgs, settings: ServerSettings) -
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        message, param = _describe(exc.errors())
-        return JSONResponse(protocol.error_body(message, param=param), status_code=400)
-
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse(protocol.error_body(str(exc.detail)), status_code=exc.status_code)
 
     def authorised(request: Request) -> None:
-        if not settings.api_key:
+        """A dependency: FastAPI runs it before the handler, which reads the body itself."""
+        if settings.api_key is None:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
@@ -112,8 +127,8 @@ def create_app(chat: ChatModel, gen: GenerationArgs, settings: ServerSettings) -
                                              "created": int(time.time()), "owned_by": "tuneforge"}]}
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorised)], response_model=None)
-    async def chat_completions(body: protocol.ChatCompletionRequest
-                               ) -> dict[str, Any] | StreamingResponse:
+    async def chat_completions(request: Request) -> dict[str, Any] | StreamingResponse:
+        body = _parse(await _read_body(request, settings.max_request_bytes))
         if body.n > settings.max_batch:
             raise ApiError(400, f"n={body.n}: this server generates at most "
                                 f"{settings.max_batch} choices at once", param="n")
@@ -149,10 +164,7 @@ def create_app(chat: ChatModel, gen: GenerationArgs, settings: ServerSettings) -
                 _stream(cid, settings.model_name, rows, len(prompt), events, usage),
                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         try:
-            while sum(row.finish_reason is not None for row in rows) < len(rows):
-                kind, _, value = await events.get()
-                if kind == "error":
-                    raise ApiError(500, f"generation failed: {value}", kind="server_error")
+            await _answered(rows, events, request)
         finally:
             _cancel(rows)
         return protocol.completion(cid, settings.model_name, len(prompt), rows)
@@ -186,9 +198,66 @@ async def _stream(cid: str, model: str, rows: list[Row], prompt_tokens: int,
         _cancel(rows)
 
 
+async def _answered(rows: list[Row], events: asyncio.Queue[tuple[str, int, Any]],
+                    request: "Request") -> None:
+    """Wait until every row has finished, or until the client hangs up (499): a non-streaming
+    client gets nothing from rows it no longer waits for, so the caller cancels them."""
+    finished = asyncio.ensure_future(_finished(rows, events))
+    gone = asyncio.ensure_future(_hung_up(request))
+    try:
+        done, _ = await asyncio.wait({finished, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        finished.cancel()
+        gone.cancel()
+    if finished not in done:
+        raise ApiError(499, "the client closed the connection before the answer was ready",
+                       code="client_closed_request")
+    finished.result()
+
+
+async def _finished(rows: list[Row], events: asyncio.Queue[tuple[str, int, Any]]) -> None:
+    while any(row.finish_reason is None for row in rows):
+        kind, _, value = await events.get()
+        if kind == "error":
+            raise ApiError(500, f"generation failed: {value}", kind="server_error")
+
+
+async def _hung_up(request: "Request") -> None:
+    """Return when the client disconnects; the body has been read, so nothing else arrives."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def _cancel(rows: list[Row]) -> None:
     for row in rows:
         row.cancelled = True
+
+
+async def _read_body(request: "Request", limit: int) -> bytes:
+    """The body, refused with 413 beyond `limit` bytes: at once when Content-Length says so,
+    else while reading (a chunked body declares no length)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"the request body is larger than this server's limit of {limit} bytes",
+                    code="request_too_large")
+
+
+def _parse(raw: bytes) -> protocol.ChatCompletionRequest:
+    try:
+        return protocol.ChatCompletionRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        message, param = _describe(exc.errors())
+        raise ApiError(400, message, param=param) from None
 
 
 def _check_length(prompt: int, wanted: int, limit: int, context: int | None) -> None:
@@ -202,10 +271,10 @@ def _check_length(prompt: int, wanted: int, limit: int, context: int | None) -> 
 
 
 def _describe(errors: Any) -> tuple[str, str | None]:
-    """Pydantic/FastAPI validation errors -> one message naming every bad field, and the first."""
+    """Pydantic validation errors -> one message naming every bad field, and the first."""
     parts, params = [], []
     for err in errors:
-        loc = [str(part) for part in err.get("loc", ()) if part != "body"]
+        loc = [str(part) for part in err.get("loc", ())]
         if err.get("type") == "json_invalid":
             detail = (err.get("ctx") or {}).get("error", "")
             parts.append(f"the request body is not valid JSON ({detail})" if detail
@@ -226,9 +295,7 @@ def serve(cfg: RunConfig, settings: ServerSettings, *, host: str = "127.0.0.1",
     import uvicorn
 
     _check_port(host, port)
-    if not settings.api_key and not _is_loopback(host):
-        logger.warning("listening on %s without an API key: anyone who can reach this port can "
-                       "use the model; set --api-key", host)
+    _check_auth(settings, host)
     chat = load_chat_model(cfg)
     app = create_app(chat, cfg.generation, settings)
     logger.info("serving %s on http://%s:%d/v1 (%d at once, %d waiting at most); defaults for "
@@ -252,6 +319,23 @@ def _check_port(host: str, port: int) -> None:
         except OSError as exc:
             raise UserError(f"--host {host} --port {port}: cannot listen there "
                             f"({exc.strerror or exc}); choose another port") from None
+
+
+def _check_auth(settings: ServerSettings, host: str) -> None:
+    """Say whenever the server is open to anyone, and refuse to open it to the network unless
+    --no-auth asks for that: a forgotten key should not expose the model to every machine."""
+    if settings.api_key is not None:
+        return
+    if settings.no_auth:
+        logger.warning("authentication is off (--no-auth): anyone who can reach %s can use the "
+                       "model", host)
+    elif _is_loopback(host):
+        logger.warning("no API key: any program on this machine can use the model; set --api-key "
+                       "(or $TUNEFORGE_API_KEY), or pass --no-auth to say this is intended")
+    else:
+        raise UserError(f"--host {host} without an API key would let anyone who can reach the "
+                        f"port use the model; set --api-key (or $TUNEFORGE_API_KEY), or pass "
+                        f"--no-auth")
 
 
 def _is_loopback(host: str) -> bool:

@@ -6,6 +6,9 @@ printed with its traceback and a request for a report.
 
 from __future__ import annotations
 
+# The exit code of a run stopped by Ctrl-C (or the WebUI's Stop): 128 + SIGINT, as shells do.
+INTERRUPTED_EXIT = 130
+
 
 class UserError(Exception):
     """A problem with what the user gave us (config, data, path, request); never a bug."""

@@ -14,7 +14,7 @@ import yaml
 
 import tuneforge
 from tuneforge.errors import OutputError
-from tuneforge.train.checkpoint import MARKER
+from tuneforge.layout import MARKER
 
 # Runs the library in a child process that kills itself (SIGKILL: no cleanup, no handlers)
 # right after the given optimizer step.
@@ -70,6 +70,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(resumable, tmp_path):
     resumed_step, resumed_loss = final_loss(resumed.output_dir)
     assert resumed_step == 12
     assert resumed_loss == pytest.approx(loss, abs=1e-3)
+    # Steps 5 and 6 ran twice (before the kill and after the resume); the log holds them once.
+    entries = [json.loads(x) for x in (killed_out / "trainer_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in entries if "loss" in e] == list(range(1, 13))
 
 
 def test_resume_ignores_a_checkpoint_that_was_not_written_completely(resumable, tmp_path, caplog):

@@ -58,7 +58,8 @@ def server(workspace) -> str:
     process = subprocess.Popen(
         [sys.executable, "-m", "tuneforge.cli", "webui", "--port", str(port), "--lang", "en"],
         cwd=workspace, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
+             "TUNEFORGE_CACHE": str(workspace / "cache")})  # job folders go there
     url = f"http://127.0.0.1:{port}/"
     try:
         _wait_until_up(url, process, workspace / "server.log")

@@ -6,6 +6,7 @@ import re
 import time
 
 from tuneforge.train.checkpoint import checkpoints, is_complete
+from tuneforge.webui.runner import TrainingRunner
 
 TRAINING_S = 240  # generous: the CI machine has two shared cores
 
@@ -140,7 +141,9 @@ def test_train_stop_resume_then_chat_with_the_result(page, shot, workspace):
     expect(page.locator("#tf-progress")).to_contain_text("Stopped", timeout=TRAINING_S * 1000)
     resumed_to = _step(page)
     assert [step for step, _ in checkpoints(output)] == [stopped_at, resumed_to]
-    console = (output / "webui_console.log").read_text()
+    job = TrainingRunner(jobs_dir=workspace / "cache" / "webui-jobs").config_path(output).parent
+    console = (job / "webui_console.log").read_text()
+    assert not list(output.glob("webui_*"))  # job files stay outside the run folder
     assert f"checkpoint-{stopped_at}: step {stopped_at} of 100000" in console
     shot("stopped")
 

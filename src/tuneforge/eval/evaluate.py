@@ -31,7 +31,7 @@ from tuneforge.eval.generate import PREDICTIONS_NAME, eval_samples, generate_pre
 from tuneforge.eval.report import confusion_table, most_different, side_by_side
 from tuneforge.models import resolve_model_path
 from tuneforge.serve.chat import chat_config, load_chat_model
-from tuneforge.train.checkpoint import CONFIG_NAME
+from tuneforge.layout import CONFIG_NAME
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from tuneforge.config.load import save_config
 from tuneforge.config.schema import RunConfig
 from tuneforge.models import resolve_model_path
 from tuneforge.serve.chat import ChatModel, load_chat_model
-from tuneforge.train.checkpoint import CONFIG_NAME
+from tuneforge.layout import CONFIG_NAME
 
 logger = logging.getLogger(__name__)
 

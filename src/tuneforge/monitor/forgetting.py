@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 
 from tuneforge.config.schema import GenerationArgs, RunConfig
 from tuneforge.errors import ConfigError
-from tuneforge.monitor.runlog import EVAL_DIR, FORGETTING_NAME
+from tuneforge.layout import EVAL_DIR
+from tuneforge.monitor.runlog import FORGETTING_NAME
 from tuneforge.serve.chat import ChatModel, load_chat_model
 from tuneforge.serve.decoding import Row
 

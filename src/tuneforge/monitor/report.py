@@ -16,11 +16,10 @@ from typing import Any
 
 from tuneforge.monitor.plots import Curve, Panel, depth_colors, render, run_colors
 from tuneforge.monitor.runlog import Run, read_run
-from tuneforge.train.checkpoint import CONFIG_NAME
+from tuneforge.layout import CONFIG_NAME, REPORT_NAME
 
 logger = logging.getLogger(__name__)
 
-REPORT_NAME = "report.html"
 PLOTS_DIR = "plots"
 CHANGE_MEASURES = ("delta_norm", "change_norm", "weight_norm")  # LoRA, full/freeze, no copy
 _NOT_CURVES = {"eval_loss", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second"}

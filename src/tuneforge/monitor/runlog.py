@@ -19,11 +19,8 @@ from tuneforge.errors import OutputError
 from tuneforge.eval.evaluate import METRICS_NAME
 from tuneforge.eval.generate import PREDICTIONS_NAME
 from tuneforge.monitor.alerts import NONFINITE
-from tuneforge.train.callbacks import LOG_NAME
-from tuneforge.train.checkpoint import CONFIG_NAME
+from tuneforge.layout import CONFIG_NAME, EVAL_DIR, LOG_NAME, RESULTS_NAME
 
-RESULTS_NAME = "all_results.json"
-EVAL_DIR = "eval"  # where `tuneforge eval` writes by default
 BASE_PREDICTIONS_NAME = PREDICTIONS_NAME.replace(".jsonl", "_base.jsonl")
 FORGETTING_NAME = "forgetting.json"
 

@@ -19,9 +19,10 @@ from typing import Protocol
 
 import torch
 
+from tuneforge.layout import TB_DIR
+
 logger = logging.getLogger(__name__)
 
-TB_DIR = "runs"
 
 
 class Sink(Protocol):

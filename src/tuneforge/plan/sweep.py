@@ -25,7 +25,7 @@ from tuneforge.config.schema import RunConfig
 from tuneforge.errors import ConfigError, OutputError, UserError
 from tuneforge.plan.advice import devices
 from tuneforge.train import checkpoint
-from tuneforge.train.callbacks import LOG_NAME
+from tuneforge.layout import LOG_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -194,8 +194,8 @@ def _run(name: str, settings: dict[str, Any], cfg: RunConfig, metric: str) -> Ou
     complete = [path for _, path in checkpoint.checkpoints(out) if checkpoint.is_complete(path)]
     resume = {"resume_from_checkpoint": True} if complete else {"overwrite_output_dir": True}
     result = train(load_config({**cfg.flat(only_set=True), **resume}))
-    steps = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
-    if steps < cfg.train.max_steps:
+    steps = result.step
+    if not result.completed:
         logger.warning("sweep: run %s stopped at step %d of %d; run the same command again to "
                        "continue the sweep from there", name, steps, cfg.train.max_steps)
         raise KeyboardInterrupt

@@ -26,7 +26,7 @@ from tuneforge.data import Template, get_template
 from tuneforge.errors import ModelError
 from tuneforge.models import inference_dtype, load_adapter, load_model, load_tokenizer
 from tuneforge.serve.decoding import Row, RowTracker
-from tuneforge.train.checkpoint import CONFIG_NAME
+from tuneforge.layout import CONFIG_NAME
 
 logger = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -13,9 +14,10 @@ from typing import Any
 from tqdm.auto import tqdm
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from tuneforge.layout import LOG_NAME
+
 logger = logging.getLogger(__name__)
 
-LOG_NAME = "trainer_log.jsonl"
 # Validation scores printed beside eval_loss when present (stage cls).
 CLASSIFICATION_SCORES = ("eval_accuracy", "eval_macro_f1", "eval_baseline_accuracy",
                          "eval_baseline_macro_f1")
@@ -77,6 +79,11 @@ class JsonlLogCallback(TrainerCallback):
         self.path = Path(output_dir) / LOG_NAME
         self.start = time.time()
 
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState,
+                       control: TrainerControl, **kwargs: Any) -> None:
+        if state.is_world_process_zero and state.global_step > 0:
+            truncate_log(self.path, state.global_step)
+
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs:
@@ -93,6 +100,24 @@ def append_log(output_dir: str | Path, entry: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop the log lines after `step`: a resumed run logs those steps again, and each step
+    must stand in the log once. The file is replaced atomically."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line torn by the crash that made this run resume
+        if not isinstance(entry, dict) or int(entry.get("step", 0)) <= step:
+            kept.append(line)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 class InterruptCallback(TrainerCallback):

@@ -12,20 +12,27 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from tuneforge.config.schema import TrainArgs
+from tuneforge import layout
+from tuneforge.config.schema import DataArgs, TrainArgs
 from tuneforge.errors import OutputError
 
 logger = logging.getLogger(__name__)
 
-MARKER = "tuneforge_complete.json"
-CONFIG_NAME = "tuneforge_config.yaml"
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-# Files whose presence means a finished run lives in the folder.
-_RUN_FILES = ("adapter_config.json", "model.safetensors", "model.safetensors.index.json", CONFIG_NAME)
+# How many of the user's own entries an error message names before "and N more".
+_LISTED = 8
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A checkpoint to resume from and the optimizer step its marker records."""
+
+    path: Path
+    step: int
 
 
 def data_fingerprint(lengths: list[int]) -> str:
@@ -34,35 +41,54 @@ def data_fingerprint(lengths: list[int]) -> str:
     return f"{len(lengths)}:{digest[:16]}"
 
 
+def _fsync_dir(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def unmark(folder: Path) -> None:
+    """Remove a checkpoint's marker, durably, before any of its files is written again: a
+    crash while it is rewritten must leave a checkpoint that resume skips, not one whose
+    files are half new and half old under an old "complete" marker."""
+    marker = folder / layout.MARKER
+    if marker.exists():
+        marker.unlink()
+        _fsync_dir(folder)
+
+
 def mark_complete(folder: Path, *, step: int, fingerprint: str, processes: int = 1) -> None:
     """Flush every file of a finished checkpoint, then write its marker atomically.
 
-    The marker records the training data and the number of processes: resuming with either
-    changed would restart from the wrong sample.
+    The marker records the step, the training data and the number of processes: resuming
+    with the data or the processes changed would restart from the wrong sample.
     """
     for path in folder.rglob("*"):
         if path.is_file():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
-    tmp = folder / (MARKER + ".tmp")
+    tmp = folder / (layout.MARKER + ".tmp")
     tmp.write_text(json.dumps({"step": step, "data": fingerprint, "processes": processes}),
                    encoding="utf-8")
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
-    os.replace(tmp, folder / MARKER)
+    os.replace(tmp, folder / layout.MARKER)
+    _fsync_dir(folder)
 
 
 def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     """All checkpoint folders (complete or not), oldest first."""
     if not output_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in output_dir.iterdir()
-             if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
+    found = [(step, p) for p in output_dir.iterdir()
+             if p.is_dir() and (step := layout.checkpoint_step(p)) is not None]
     return sorted(found)
 
 
 def is_complete(folder: Path) -> bool:
-    return (folder / MARKER).is_file()
+    return (folder / layout.MARKER).is_file()
 
 
 def rotate(output_dir: Path, limit: int | None, keep: Path | None) -> None:
@@ -76,52 +102,125 @@ def rotate(output_dir: Path, limit: int | None, keep: Path | None) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def check_output_dir(args: TrainArgs) -> None:
-    """Refuse to write over a run the user has not asked to replace or resume."""
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:_LISTED])
+    return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
+
+
+def _creatable(out: Path) -> str | None:
+    """Why `out` cannot be created (or written), or None. Probes the nearest existing folder
+    with a temporary folder that is removed at once, so nothing is left behind."""
+    parent = out if out.is_dir() else out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"'{parent}' is a file, not a folder"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tuneforge-probe-", dir=parent))
+    except OSError as exc:
+        return f"'{parent}' is not writable ({exc.strerror or exc})"
+    return None
+
+
+def check_output_dir(args: TrainArgs, data: DataArgs | None = None) -> None:
+    """Refuse, before anything is loaded or written, an output_dir that a run could not
+    write to, or whose contents a run could damage.
+
+    A run may write into a new folder, an empty one, or a folder holding a run (to resume it,
+    or with overwrite_output_dir to replace it, which deletes only what a run writes: see
+    `tuneforge.layout`). The current folder, a folder holding the dataset, a folder with
+    anything else in it, and a run folder that also holds the user's own files are refused.
+    """
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"output_dir '{out}' is a file, not a folder")
-    if args.resume_from_checkpoint or args.overwrite_output_dir or not out.is_dir():
+    resume_folder(args)
+    problem = _creatable(out)
+    if problem:
+        raise OutputError(f"output_dir '{out}' cannot be created: {problem}; choose another "
+                          f"output_dir")
+    target = out.resolve()
+    if target == Path.cwd().resolve():
+        raise OutputError(f"output_dir '{out}' is the current folder; name a new folder for "
+                          f"the run, e.g. output_dir: saves/my-run")
+    if data is not None and target in (Path(data.dataset_dir).resolve(),
+                                       *Path(data.dataset_dir).resolve().parents):
+        raise OutputError(f"output_dir '{out}' holds the dataset folder '{data.dataset_dir}'; "
+                          f"name a new folder for the run, e.g. output_dir: saves/my-run")
+    if not out.is_dir() or not any(out.iterdir()):
         return
-    if any((out / name).exists() for name in _RUN_FILES) or checkpoints(out):
+    foreign = layout.foreign_entries(out)
+    if not layout.is_run_folder(out):
+        raise OutputError(f"output_dir '{out}' is not empty and holds no tuneforge run "
+                          f"({_listing(foreign)}); name a new folder for the run")
+    if args.resume_from_checkpoint:
+        return
+    if not args.overwrite_output_dir:
         raise OutputError(
             f"output_dir '{out}' already holds a run; set overwrite_output_dir: true to replace "
             f"it, resume_from_checkpoint: true to continue it, or choose another output_dir"
         )
+    if foreign:
+        raise OutputError(f"output_dir '{out}' holds files that are not a run's "
+                          f"({_listing(foreign)}); overwrite_output_dir deletes only a run's own "
+                          f"files: move them, or name a new folder")
 
 
 def clear_output_dir(args: TrainArgs) -> None:
-    """With overwrite_output_dir, remove the previous run so its checkpoints cannot mix in."""
+    """With overwrite_output_dir, remove the previous run's files (and nothing else) so its
+    checkpoints and logs cannot mix into the new run."""
     out = Path(args.output_dir)
     if args.overwrite_output_dir and not args.resume_from_checkpoint and out.is_dir():
-        logger.info("overwrite_output_dir: removing the previous run in %s", out)
+        logger.info("overwrite_output_dir: removing the previous run's files in %s", out)
         for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+            if layout.is_run_entry(child):
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
-def resolve_resume(args: TrainArgs, fingerprint: str, *, processes: int = 1) -> str | None:
-    """The checkpoint to resume from, checked for completeness, the same data and the same
-    number of processes."""
+def _read_marker(folder: Path) -> dict:
+    try:
+        saved = json.loads((folder / layout.MARKER).read_text(encoding="utf-8"))
+        int(saved["step"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OutputError(f"resume_from_checkpoint: '{folder / layout.MARKER}' cannot be read "
+                          f"({exc}); resume from another checkpoint") from None
+    return saved
+
+
+def resume_folder(args: TrainArgs, *, warn: bool = False) -> Path | None:
+    """The complete checkpoint that resume_from_checkpoint names (the last one in output_dir
+    for ``true``), or None when the run does not resume. Reads no data: `check_output_dir`
+    calls it before anything is loaded, `resolve_resume` again with the data in hand."""
     wanted = args.resume_from_checkpoint
     if not wanted:
         return None
-    out = Path(args.output_dir)
-    if wanted is True:
-        complete = [p for _, p in checkpoints(out) if is_complete(p)]
-        for _, partial in checkpoints(out):
-            if not is_complete(partial):
-                logger.warning("Ignoring %s: it was not written completely", partial)
-        if not complete:
-            raise OutputError(f"resume_from_checkpoint: no complete checkpoint in '{out}'")
-        folder = complete[-1]
-    else:
+    if wanted is not True:
         folder = Path(str(wanted))
         if not folder.is_dir():
             raise OutputError(f"resume_from_checkpoint: '{folder}' is not a folder")
         if not is_complete(folder):
             raise OutputError(f"resume_from_checkpoint: '{folder}' is not a complete tuneforge "
-                              f"checkpoint (no {MARKER})")
-    saved = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+                              f"checkpoint (no {layout.MARKER})")
+        return folder
+    out = Path(args.output_dir)
+    found = checkpoints(out)
+    if warn:
+        for _, partial in found:
+            if not is_complete(partial):
+                logger.warning("Ignoring %s: it was not written completely", partial)
+    complete = [p for _, p in found if is_complete(p)]
+    if not complete:
+        raise OutputError(f"resume_from_checkpoint: no complete checkpoint in '{out}'")
+    return complete[-1]
+
+
+def resolve_resume(args: TrainArgs, fingerprint: str, *, processes: int = 1) -> Resume | None:
+    """The checkpoint to resume from, checked for completeness, the same data and the same
+    number of processes; its step is the one its marker records, whatever the folder's name."""
+    folder = resume_folder(args, warn=True)
+    if folder is None:
+        return None
+    saved = _read_marker(folder)
     if saved.get("data") != fingerprint:
         raise OutputError(
             f"resume_from_checkpoint: '{folder}' was trained on other data "
@@ -136,4 +235,4 @@ def resolve_resume(args: TrainArgs, fingerprint: str, *, processes: int = 1) -> 
             f"process(es) and this run has {processes}; the data position and random state "
             f"belong to {saved_processes}. Resume with --nproc {saved_processes}"
         )
-    return str(folder)
+    return Resume(folder, int(saved["step"]))

@@ -17,6 +17,7 @@ from types import MappingProxyType
 import torch
 from transformers import DataCollatorWithPadding, set_seed
 
+from tuneforge import layout
 from tuneforge.config.load import save_config
 from tuneforge.config.schema import RunConfig
 from tuneforge.data import build_collator, prepare_datasets
@@ -45,15 +46,21 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainResult:
+    """What a run left: `completed` is False when it was interrupted, and `resume_from` is
+    then the checkpoint that continues it (``resume_from_checkpoint: true``)."""
+
     output_dir: Path
     metrics: dict[str, float] = field(default_factory=dict)
     best_checkpoint: str | None = None
+    completed: bool = True
+    resume_from: Path | None = None
+    step: int = 0
+    max_steps: int = 0
 
 
 def train_causal_lm(cfg: RunConfig) -> TrainResult:
     """Supervised fine-tuning (sft) or continued pre-training (pt) of a causal LM."""
     out = Path(cfg.train.output_dir)
-    checkpoint.check_output_dir(cfg.train)
     precision = choose_precision(cfg.train)
     logger.info("Precision: %s", precision.reason)
 
@@ -73,7 +80,7 @@ def train_causal_lm(cfg: RunConfig) -> TrainResult:
                             build_collator(tokenizer, packing=cfg.packing), precision)
     result = _train_and_save(cfg, trainer, final_eval=data.eval is not None and cfg.train.do_eval)
     if cfg.train.do_predict and is_main_process():
-        report = evaluate(cfg, adapter=str(out), output_dir=out / "predict")
+        report = evaluate(cfg, adapter=str(out), output_dir=out / layout.PREDICT_DIR)
         logger.info("Predictions on the validation data:\n%s", report.text)
     return result
 
@@ -81,7 +88,6 @@ def train_causal_lm(cfg: RunConfig) -> TrainResult:
 def train_classifier(cfg: RunConfig) -> TrainResult:
     """Sequence classification (cls): a label per text, measured against a TF-IDF baseline."""
     require(CLASSIFICATION_PACKAGES, "stage cls")
-    checkpoint.check_output_dir(cfg.train)
     precision = choose_precision(cfg.train)
     logger.info("Precision: %s", precision.reason)
 
@@ -111,18 +117,30 @@ def train_classifier(cfg: RunConfig) -> TrainResult:
 
 
 def _train_and_save(cfg: RunConfig, trainer: TuneforgeTrainer, *, final_eval: bool) -> TrainResult:
-    """Write the config, train (resuming if asked), save the model and the metrics."""
+    """Check the resume, then (and only then) write the config, train, save the result.
+
+    An interrupted run saves a checkpoint and nothing that looks final: no model in the run
+    folder, no all_results.json; its result says where to resume from.
+    """
     out = Path(cfg.train.output_dir)
-    if is_main_process():
-        checkpoint.clear_output_dir(cfg.train)
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / checkpoint.CONFIG_NAME)
     resume = checkpoint.resolve_resume(cfg.train, trainer.data_fingerprint,
                                        processes=trainer.args.world_size)
     if resume:
         _check_steps_left(trainer, resume)
+    if is_main_process():
+        checkpoint.clear_output_dir(cfg.train)
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / layout.CONFIG_NAME)
 
-    result = trainer.train(resume_from_checkpoint=resume)
+    result = trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
+    if trainer.interrupted:
+        complete = [p for _, p in checkpoint.checkpoints(out) if checkpoint.is_complete(p)]
+        last = complete[-1] if complete else None
+        logger.warning("Interrupted at step %d of %d; no final model was saved",
+                       trainer.state.global_step, trainer.state.max_steps)
+        return TrainResult(output_dir=out, metrics=dict(result.metrics), completed=False,
+                           resume_from=last, step=trainer.state.global_step,
+                           max_steps=trainer.state.max_steps)
     trainer.save_model(str(out))
     trainer.save_state()
     metrics = dict(result.metrics)
@@ -130,28 +148,30 @@ def _train_and_save(cfg: RunConfig, trainer: TuneforgeTrainer, *, final_eval: bo
         metrics.update(trainer.evaluate())
     trainer.save_metrics("all", metrics)
     if cfg.train.plot_loss and is_main_process():
-        plot_loss(trainer.state.log_history, out / "training_loss.png")
+        plot_loss(trainer.state.log_history, out / layout.PLOT_NAME)
     best = trainer.state.best_model_checkpoint
     if best:
         logger.info("Best checkpoint: %s (%s %.4f), saved as the result",
                     best, trainer.args.metric_for_best_model, trainer.state.best_metric)
     logger.info("Saved to %s", out)
-    return TrainResult(output_dir=out, metrics=metrics, best_checkpoint=best)
+    return TrainResult(output_dir=out, metrics=metrics, best_checkpoint=best,
+                       step=trainer.state.global_step, max_steps=trainer.state.max_steps)
 
 
-def _check_steps_left(trainer, resume: str) -> None:
+def _check_steps_left(trainer: TuneforgeTrainer, resume: checkpoint.Resume) -> None:
     """Say where the run resumes; refuse a resume that has nothing left to train."""
     args = trainer.args
-    step = int(Path(resume).name.split("-")[-1])
     if args.max_steps > 0:
         total = args.max_steps
     else:
         batches = len(trainer.get_train_dataloader())
         total = math.ceil(args.num_train_epochs * math.ceil(batches / args.gradient_accumulation_steps))
-    if step >= total:
-        raise OutputError(f"resume_from_checkpoint: {resume} is at step {step} and this run has "
-                          f"{total} steps: nothing left to train; raise num_train_epochs or max_steps")
-    logger.info("Resuming from %s: step %d of %d, %d steps left", resume, step, total, total - step)
+    if resume.step >= total:
+        raise OutputError(f"resume_from_checkpoint: {resume.path} is at step {resume.step} and "
+                          f"this run has {total} steps: nothing left to train; raise "
+                          f"num_train_epochs or max_steps")
+    logger.info("Resuming from %s: step %d of %d, %d steps left", resume.path, resume.step,
+                total, total - resume.step)
 
 
 STAGES: Mapping[str, Callable[[RunConfig], TrainResult]] = MappingProxyType({
@@ -163,5 +183,6 @@ STAGES: Mapping[str, Callable[[RunConfig], TrainResult]] = MappingProxyType({
 
 def train(cfg: RunConfig, *, force: bool = False) -> TrainResult:
     """Run the stage the config names, once the memory plan says it fits (or `force`)."""
+    checkpoint.check_output_dir(cfg.train, cfg.data)  # before anything is loaded or written
     check_memory(cfg, force=force)
     return STAGES[cfg.finetune.stage](cfg)

@@ -35,11 +35,18 @@ class TuneforgeTrainer(Trainer):
     """The stock Trainer with complete-or-not checkpoints and a useful-token count."""
 
     def __init__(self, *args: Any, data_fingerprint: str, save_total_limit: int | None,
-                 monitor: TrainingMonitor | None = None, **kwargs: Any) -> None:
+                 monitor: TrainingMonitor | None = None,
+                 interrupt: InterruptCallback | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.data_fingerprint = data_fingerprint
         self.keep_checkpoints = save_total_limit
         self.monitor = monitor
+        self.interrupt = interrupt
+
+    @property
+    def interrupted(self) -> bool:
+        """True when Ctrl-C (or the WebUI's Stop) ended the last ``train()`` early."""
+        return self.interrupt is not None and self.interrupt.requested
 
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
                       num_items_in_batch: Any = None) -> torch.Tensor:
@@ -60,12 +67,15 @@ class TuneforgeTrainer(Trainer):
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
 
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+        run_dir = Path(self._get_output_dir(trial=trial))
+        folder = run_dir / f"checkpoint-{self.state.global_step}"
+        if self.args.should_save:  # a rewritten checkpoint is incomplete until marked again
+            checkpoint.unmark(folder)
+        self.accelerator.wait_for_everyone()
         super()._save_checkpoint(model, trial)
         self.accelerator.wait_for_everyone()  # every rank's shards are written before the mark
         if not self.args.should_save:
             return
-        run_dir = Path(self._get_output_dir(trial=trial))
-        folder = run_dir / f"checkpoint-{self.state.global_step}"
         checkpoint.mark_complete(folder, step=self.state.global_step,
                                  fingerprint=self.data_fingerprint,
                                  processes=self.args.world_size)
@@ -157,8 +167,8 @@ def build_trainer(cfg: RunConfig, model: torch.nn.Module, tokenizer: Any, train_
     logger.info("%s", batch_advice(cfg.train, args.world_size))
     monitor = TrainingMonitor(cfg, has_eval=eval_dataset is not None)
     # The monitor first: it adds its values to each log entry before the others see it.
-    callbacks = [monitor, ProgressCallback(), JsonlLogCallback(cfg.train.output_dir),
-                 InterruptCallback()]
+    interrupt = InterruptCallback()
+    callbacks = [monitor, ProgressCallback(), JsonlLogCallback(cfg.train.output_dir), interrupt]
     if args.load_best_model_at_end:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_steps))
     trainer = TuneforgeTrainer(
@@ -173,6 +183,7 @@ def build_trainer(cfg: RunConfig, model: torch.nn.Module, tokenizer: Any, train_
         data_fingerprint=checkpoint.data_fingerprint([len(ids) for ids in train_dataset["input_ids"]]),
         save_total_limit=cfg.train.save_total_limit,
         monitor=monitor,
+        interrupt=interrupt,
     )
     trainer.remove_callback(HFProgressCallback)
     trainer.remove_callback(PrinterCallback)

@@ -13,8 +13,9 @@ import pandas as pd
 import tuneforge
 from tuneforge.config import load_config
 from tuneforge.errors import UserError
-from tuneforge.monitor.runlog import EVAL_DIR, read_run
-from tuneforge.train.checkpoint import CONFIG_NAME
+from tuneforge.layout import EVAL_DIR
+from tuneforge.monitor.runlog import read_run
+from tuneforge.layout import CONFIG_NAME
 from tuneforge.webui import form, sources
 from tuneforge.webui.runner import TrainingRunner
 from tuneforge.webui.widgets import TRACK_TQDM, Texts, button, field, messages_update, table

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.monitor.runlog import Point, read_run
-from tuneforge.train.callbacks import LOG_NAME
+from tuneforge.layout import LOG_NAME
 
 CURVES = ("loss", "eval_loss")
 

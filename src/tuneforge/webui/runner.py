@@ -1,15 +1,18 @@
 """One training job per server: ``tuneforge train`` in a subprocess, stopped like Ctrl-C.
 
-The job's config is written into its output folder and run by the CLI, so training goes on
-when the browser tab closes and the same run can be repeated from a terminal. Its console
-output goes to a file beside the run, which the page tails; the file is read through a handle
-opened before the job starts, so it stays readable even when the run clears its folder
-(``overwrite_output_dir``). Stop sends SIGINT once: the training callbacks then save a
-checkpoint after the current step and end the run cleanly.
+The job's config is written into a job folder of its own (one per output folder, under the
+cache: ``$TUNEFORGE_CACHE/webui-jobs``) and run by the CLI, so training goes on when the
+browser tab closes and the same run can be repeated from a terminal. The job folder is
+outside the run's ``output_dir``: the run refuses a folder holding files it did not write,
+and ``overwrite_output_dir`` could not delete the YAML the page shows as the command. The
+console output goes to a file in the job folder, which the page tails. Stop sends SIGINT
+once: the training callbacks then save a checkpoint after the current step and end the run,
+which exits 130 (interrupted).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -23,6 +26,7 @@ from typing import IO, Any
 
 from tuneforge.config import load_config
 from tuneforge.errors import UserError
+from tuneforge.models.default import cache_root
 from tuneforge.train.checkpoint import check_output_dir
 from tuneforge.webui.form import config_yaml
 
@@ -76,15 +80,23 @@ class Job:
 class TrainingRunner:
     """Starts, stops and remembers the server's one training job."""
 
-    def __init__(self, python: str = sys.executable) -> None:
+    def __init__(self, python: str = sys.executable, jobs_dir: Path | None = None) -> None:
         self.python = python
+        self.jobs_dir = jobs_dir or cache_root() / "webui-jobs"
         self.job: Job | None = None
         self.output_dirs: list[Path] = []  # every run this server started, for the run pickers
         self._lock = threading.Lock()
 
+    def config_path(self, output_dir: str | Path) -> Path:
+        """Where the job for `output_dir` keeps its YAML: the same file every time, so the
+        command the page shows before Start is the one Start runs."""
+        out = Path(output_dir).resolve()
+        digest = hashlib.sha1(str(out).encode()).hexdigest()[:10]
+        return self.jobs_dir / f"{out.name}-{digest}" / CONFIG_FILE
+
     def start(self, config: Mapping[str, Any], *, resume: bool = False) -> Job:
-        """Validate `config`, write it into its output folder and run ``tuneforge train`` on
-        it; `resume` continues from the last complete checkpoint there."""
+        """Validate `config`, write it into its job folder and run ``tuneforge train`` on it;
+        `resume` continues from the last complete checkpoint in its output folder."""
         values = {**config, "resume_from_checkpoint": True} if resume else dict(config)
         cfg = load_config(values)
         with self._lock:
@@ -92,12 +104,12 @@ class TrainingRunner:
                 raise JobRunning(f"a training job is already running in {self.job.output_dir} "
                                  f"(pid {self.job.process.pid}); stop it or wait for it to end "
                                  f"before starting another")
-            check_output_dir(cfg.train)
+            check_output_dir(cfg.train, cfg.data)
             out = Path(cfg.train.output_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            config_path = out / CONFIG_FILE
+            config_path = self.config_path(out)
+            config_path.parent.mkdir(parents=True, exist_ok=True)
             config_path.write_text(config_yaml(values), encoding="utf-8")
-            console_path = out / CONSOLE_FILE
+            console_path = config_path.parent / CONSOLE_FILE
             with console_path.open("wb") as sink:
                 console = console_path.open("rb")
                 process = subprocess.Popen(

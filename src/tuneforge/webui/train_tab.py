@@ -18,7 +18,7 @@ from tuneforge.errors import UserError
 from tuneforge.webui import form, sources
 from tuneforge.webui.form import EMPTY_CHOICE, EXTRA, FIELDS, GROUPS, PRECISION, PRECISIONS
 from tuneforge.webui.run_panel import build_run_panel
-from tuneforge.webui.runner import CONFIG_FILE, TrainingRunner
+from tuneforge.webui.runner import TrainingRunner
 from tuneforge.webui.widgets import (
     Choices,
     Texts,
@@ -93,7 +93,7 @@ def build_train_tab(texts: Texts, lang: gr.Radio, timer: gr.Timer,
         if config is None:
             return [*show(language, problems), gr.update(), gr.update()]
         out = Path(config.get("output_dir") or form.schema_field("output_dir").default)
-        command = f"tuneforge train {shlex.quote(str(out / CONFIG_FILE))}"
+        command = f"tuneforge train {shlex.quote(str(runner.config_path(out)))}"
         return [*show(language, {}), gr.update(value=form.config_yaml(config), visible=True),
                 gr.update(value=command, visible=True)]
 

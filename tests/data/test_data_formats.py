@@ -284,3 +284,34 @@ def test_alpaca_file_without_one_column_names_it(make_data, make_config, row, mi
     assert read_error(folder, make_config) == (
         f"{folder}/x.json: no column '{missing}' (the alpaca {role} column); the file has: "
         f"{', '.join(row)}; set columns.{role} in dataset_info.json")
+
+
+@pytest.mark.parametrize(("name", "content", "expected"), [
+    ("x.jsonl", 'null\n{"instruction": "q", "output": "a"}\n', "x.jsonl:1: the row is null"),
+    ("x.jsonl", '{"instruction": "q", "output": "a"}\nnull\n', "x.jsonl:2: the row is null"),
+    ("x.json", '[null, {"instruction": "q", "output": "a"}]', "x.json: row 1: is null"),
+    ("x.json", '[{"instruction": "q", "output": "a"}, [1]]', "x.json: row 2: is a list"),
+])
+def test_rows_that_are_not_objects_are_named_before_pyarrow_sees_them(make_data, make_config,
+                                                                      name, content, expected):
+    """pyarrow 26 crashes the process (SIGSEGV) on a JSON-lines row that is null."""
+    folder = make_data({"x": {"file_name": name}}, {name: content})
+    assert read_error(folder, make_config).startswith(f"{folder}/{expected}")
+
+
+@pytest.mark.parametrize(("name", "content", "expected"), [
+    ("x.jsonl", "", "the file is empty"),
+    ("x.csv", "", "the file is empty"),
+    ("x.json", " \n\n", "the file holds only blank lines"),
+    ("x.json", "[]", "the list of rows is empty"),
+])
+def test_empty_data_files_say_so(make_data, make_config, name, content, expected):
+    folder = make_data({"x": {"file_name": name}}, {name: content})
+    assert read_error(folder, make_config) == f"{folder}/{name}: {expected}"
+
+
+def test_unparsable_csv_is_reported_once_not_also_logged(make_data, make_config, caplog):
+    folder = make_data({"x": {"file_name": "x.csv"}}, {"x.csv": 'instruction,output\n"q,a\n'})
+    with caplog.at_level(logging.INFO):
+        assert read_error(folder, make_config).startswith(f"{folder}/x.csv: cannot read (")
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]

@@ -8,21 +8,22 @@ line, so the file is re-read here with the `json` module to find the line at fau
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
 import datasets
 
 from tuneforge.data.registry import DatasetSpec
-from tuneforge.data.textfile import check_utf8
+from tuneforge.data.textfile import check_utf8, utf8_lines
 from tuneforge.errors import DataError
 
 BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet",
             ".txt": "text", ".arrow": "arrow"}
-TEXT_BUILDERS = frozenset({"json", "csv", "text"})
 
 
 def data_files(path: Path) -> list[Path]:
@@ -50,11 +51,16 @@ def iter_files(spec: DatasetSpec, cache_dir: str | None) -> Iterator[tuple[str, 
 
 def load_file(path: Path, cache_dir: str | None) -> datasets.Dataset:
     builder = BUILDERS[path.suffix.lower()]
-    if builder in TEXT_BUILDERS:
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    if builder == "json":
+        _check_json(path)
+    elif builder in ("csv", "text"):
         check_utf8(path, DataError)
     try:
-        return datasets.load_dataset(builder, data_files=str(path), split="train",
-                                     cache_dir=cache_dir)
+        with _parse_errors_unlogged():
+            return datasets.load_dataset(builder, data_files=str(path), split="train",
+                                         cache_dir=cache_dir)
     except Exception as err:  # datasets wraps parser errors in several exception types
         if builder == "json":
             raise DataError(diagnose_json(path) or _reason(path, err)) from None
@@ -89,6 +95,42 @@ def _hub_reachable() -> bool:
         return False
 
 
+def _check_json(path: Path) -> None:
+    """What `datasets` cannot be trusted with: pyarrow (26) crashes the whole process on a
+    JSON-lines row that is null, and `datasets` turns a list of rows into such lines, so a
+    list is checked row by row here (`datasets` reads it whole anyway)."""
+    first = ""
+    for number, line in utf8_lines(path, DataError):
+        first = first or line.strip().lstrip("\ufeff")
+        if line.strip() == "null" and not first.startswith("["):
+            raise DataError(f"{path}:{number}: the row is null; every row must be a JSON object")
+    if not first:
+        raise DataError(f"{path}: the file holds only blank lines")
+    if not first.startswith("["):
+        return
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError:
+        return  # `datasets` fails on it too, and `diagnose_json` names the line
+    if rows == []:
+        raise DataError(f"{path}: the list of rows is empty")
+    problem = _non_object_row(path, rows) if isinstance(rows, list) else None
+    if problem:
+        raise DataError(problem)
+
+
+@contextmanager
+def _parse_errors_unlogged() -> Iterator[None]:
+    """`datasets` logs a file it cannot parse and then raises; the DataError says it once."""
+    library = logging.getLogger("datasets")
+    level = library.level
+    library.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        library.setLevel(level)
+
+
 def diagnose_json(path: Path) -> str | None:
     """Name the line or row that makes a JSON / JSON-lines file unreadable, if one does."""
     text = path.read_text(encoding="utf-8", errors="replace")
@@ -119,10 +161,20 @@ def _diagnose_lines(path: Path, text: str) -> str | None:
 
 
 def _diagnose_rows(path: Path, rows: list[object]) -> str | None:
-    first_kind: dict[str, tuple[str, int]] = {}
+    return _non_object_row(path, rows) or _mixed_kinds(path, rows)
+
+
+def _non_object_row(path: Path, rows: list[object]) -> str | None:
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
             return f"{path}: row {number}: is {_kind(row)}; every row must be an object"
+    return None
+
+
+def _mixed_kinds(path: Path, rows: list[object]) -> str | None:
+    """The first field whose kind (text, number, list, ...) differs from an earlier row's."""
+    first_kind: dict[str, tuple[str, int]] = {}
+    for number, row in enumerate(rows, start=1):
         for key, kind in _leaf_kinds(row, ""):
             seen = first_kind.setdefault(key, (kind, number))
             if seen[0] != kind:
@@ -147,6 +199,8 @@ def _leaf_kinds(value: object, path: str) -> Iterator[tuple[str, str]]:
 
 
 def _kind(value: object) -> str:
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "true/false"
     if isinstance(value, (int, float)):

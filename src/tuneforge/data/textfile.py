@@ -7,13 +7,15 @@ as a crash when a row is first looked at. The message names the line and column 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from tuneforge.errors import UserError
 
 
-def check_utf8(path: Path, error: type[UserError]) -> None:
-    """Raise `error` naming the first line and column that is not UTF-8, or an unreadable file.
+def utf8_lines(path: Path, error: type[UserError]) -> Iterator[tuple[int, str]]:
+    """(1-based number, text) of each line; `error` names the first line and column that is
+    not UTF-8, or says why the file cannot be read.
 
     Lines are decoded one at a time (a newline byte never occurs inside a UTF-8 character),
     so a large data file is checked without holding it in memory."""
@@ -21,12 +23,18 @@ def check_utf8(path: Path, error: type[UserError]) -> None:
         with path.open("rb") as handle:
             for number, line in enumerate(handle, start=1):
                 try:
-                    line.decode("utf-8")
+                    yield number, line.decode("utf-8")
                 except UnicodeDecodeError as err:
                     raise error(f"{path}:{number}: not UTF-8 text (byte 0x{line[err.start]:02x} "
                                 f"at column {err.start + 1}); save the file as UTF-8") from None
     except OSError as err:
         raise error(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+def check_utf8(path: Path, error: type[UserError]) -> None:
+    """Raise `error` at the first line that is not UTF-8 (see `utf8_lines`)."""
+    for _ in utf8_lines(path, error):
+        pass
 
 
 def read_utf8(path: Path, error: type[UserError]) -> str:

@@ -383,10 +383,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse with overrides allowed before and after flags.
+
+    argparse fills a positional list only up to the first flag, so the ``key=value`` words
+    after one (``eval cfg.yaml --adapter DIR key=value``) come back unrecognised; they are
+    overrides too. Where the config file is optional (chat, api, export), the first word is
+    the config unless it has an ``=``."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    words = [word for word in extras if not word.startswith("-")]
+    if len(words) < len(extras) or (words and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    if args.command in ("chat", "api", "export"):
+        words = [*([args.config] if args.config else []), *args.overrides, *words]
+        args.config = words.pop(0) if words and "=" not in words[0] else None
+        args.overrides = words
+    elif words:
+        args.overrides = [*args.overrides, *words]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command in ("chat", "api", "export") and args.config and "=" in args.config:
-        args.overrides, args.config = [args.config, *args.overrides], None
+    args = parse_args(argv)
     level = logging.WARNING if args.quiet else logging.INFO
     if not is_main_process():  # rank 0 speaks for all processes of a multi-process run
         level = logging.ERROR

@@ -167,8 +167,8 @@ def test_saved_config_round_trips(tmp_path):
 def test_config_in_another_encoding_names_the_line_and_column(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_bytes("dataset: x\ndefault_system: Réponds\n".encode("latin-1"))
-    assert problems(path) == [f"{path}:2: not UTF-8 text (byte 0xe9 at column 18); "
-                              f"save the file as UTF-8"]
+    assert problems(path) == [
+        f"{path}:2: not UTF-8 text (byte 0xe9 at column 18); save the file as UTF-8"]
 
 
 def test_config_with_a_byte_order_mark_loads(tmp_path):
@@ -210,3 +210,15 @@ def test_null_override_is_validated_like_any_other(tmp_path):
 def test_a_list_as_stage_is_a_config_error_not_a_crash():
     (line,) = problems({"dataset": "x", "stage": ["sft"]})
     assert line.startswith("config: stage=['sft']: allowed: sft, pt")
+
+
+def test_deeply_nested_yaml_is_a_config_error(tmp_path):
+    assert problems(write(tmp_path, "dataset: " + "[" * 5000 + "]" * 5000 + "\n")) == [
+        f"{tmp_path / 'run.yaml'}: nested too deeply to be a config"]
+    assert problems({}, ["lora_target=" + "[" * 5000]) == [
+        "override of 'lora_target': the value is nested too deeply"]
+
+
+def test_config_name_too_long_for_the_file_system(tmp_path):
+    path = tmp_path / ("x" * 300 + ".yaml")
+    assert problems(path) == [f"{path}: config file not found"]

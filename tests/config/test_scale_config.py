@@ -169,5 +169,29 @@ def test_qlora_is_refused_with_sharded_weights(without):
     assert "quantization_bit=8 with fsdp" in line
     stage2 = str(EXAMPLES / "deepspeed" / "ds_z2.json")
     lines = problems({"quantization_bit": 4, "deepspeed": stage2})
-    assert lines == ["config: deepspeed needs the deepspeed package: pip install "
-                     "'tuneforge[deepspeed]'"]
+    assert lines == [("config: deepspeed needs the deepspeed package: pip install "
+                      "'tuneforge[deepspeed]'")]
+
+
+def test_engine_files_that_are_not_text_or_not_there(tmp_path):
+    latin = tmp_path / "ds.json"
+    latin.write_bytes('{"comment": "réglage"}'.encode("latin-1"))
+    control = tmp_path / "fsdp.yaml"
+    control.write_text("version: 2\nreshard: \x00\n")
+    assert problems({"fsdp": True, "fsdp_config": str(control)}) == [
+        (f"config: fsdp_config='{control}': line 2: not valid YAML (character U+0000 is not "
+         f"allowed in YAML)")]
+    assert f"config: {latin}:1: not UTF-8 text (byte 0xe9 at column 15); save the file as " \
+           f"UTF-8" in problems({"deepspeed": str(latin)})
+    for name in ("x" * 300 + ".json", "~nosuchuser/ds.json"):
+        assert f"config: deepspeed='{name}': no such file; ready-made ones are in " \
+               f"examples/deepspeed/" in problems({"deepspeed": name})
+
+
+def test_deepspeed_zero_optimization_that_is_not_a_mapping(tmp_path, without):
+    without("deepspeed")
+    odd = tmp_path / "ds.json"
+    odd.write_text('{"zero_optimization": [3]}')
+    assert problems({"deepspeed": str(odd)}) == [
+        "config: deepspeed needs the deepspeed package: pip install 'tuneforge[deepspeed]'"
+    ]

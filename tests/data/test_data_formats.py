@@ -315,3 +315,10 @@ def test_unparsable_csv_is_reported_once_not_also_logged(make_data, make_config,
     with caplog.at_level(logging.INFO):
         assert read_error(folder, make_config).startswith(f"{folder}/x.csv: cannot read (")
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+def test_deeply_nested_rows_are_a_data_error(make_data, make_config):
+    deep = '{"instruction": ' + "[" * 3000 + "]" * 3000 + ', "output": "a"}\n'
+    folder = make_data({"x": {"file_name": "x.jsonl"}}, {"x.jsonl": deep})
+    assert read_error(folder, make_config) == (
+        f"{folder}/x.jsonl: values nested too deeply (hundreds of levels) to be rows")

@@ -146,3 +146,16 @@ def test_dataset_info_in_another_encoding_names_the_line(tmp_path):
     assert str(resolve_error(tmp_path, "x")) == (
         f"{tmp_path}/dataset_info.json:2: not UTF-8 text (byte 0xe9 at column 8); "
         f"save the file as UTF-8")
+
+
+def test_deeply_nested_dataset_info_is_a_data_error(tmp_path):
+    (tmp_path / "dataset_info.json").write_text('{"x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert str(resolve_error(tmp_path, "x")) == (
+        f"{tmp_path}/dataset_info.json: nested too deeply to be a dataset registry")
+
+
+def test_names_too_long_for_the_file_system_are_not_found(make_data, tmp_path):
+    long_dir = tmp_path / ("d" * 300)
+    assert str(resolve_error(long_dir, "x")).startswith(f"{long_dir}/dataset_info.json: not found")
+    folder = make_data({"x": {"file_name": "f" * 300 + ".json"}}, {})
+    assert str(resolve_error(folder, "x")).startswith(f"{folder}/{'f' * 300}.json: not found")

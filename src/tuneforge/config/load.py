@@ -18,8 +18,9 @@ from pydantic import ValidationError
 
 from tuneforge.config.scale import missing_extra, scale_problems
 from tuneforge.config.schema import SECTIONS, RunConfig, field_owner
+from tuneforge.config.yamlerror import yaml_error
 from tuneforge.data.templates import NAMED_TEMPLATES
-from tuneforge.data.textfile import read_utf8
+from tuneforge.data.userfiles import kind_of, read_utf8
 from tuneforge.errors import ConfigError
 from tuneforge.eval.metrics import BEST_MODEL_METRICS
 
@@ -83,31 +84,24 @@ def load_config(
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if path.is_dir():
+    kind = kind_of(path)
+    if kind == "folder":
         raise ConfigError(f"{path}: is a folder; give the YAML config file")
-    if not path.is_file():
+    if kind is None:
         raise ConfigError(f"{path}: config file not found")
     text = read_utf8(path, ConfigError)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}{_yaml_problem(exc, text)}") from None
+        line, problem = yaml_error(exc, text)
+        raise ConfigError(f"{path}{f':{line}' if line else ''}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of key: value lines, got {type(data).__name__}")
     return data
-
-
-def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
-    """``:line: what`` for a YAML error; reader errors (control characters) carry a position
-    instead of a line."""
-    if isinstance(exc, yaml.reader.ReaderError):
-        line = text.count("\n", 0, exc.position) + 1
-        return f":{line}: character U+{exc.character:04X} is not allowed in YAML"
-    mark = getattr(exc, "problem_mark", None)
-    where = f":{mark.line + 1}" if mark is not None else ""
-    return f"{where}: {getattr(exc, 'problem', None) or 'not valid YAML'}"
 
 
 def _parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -117,13 +111,15 @@ def _parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"override '{item}': expected key=value, e.g. learning_rate=2e-4")
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. learning_rate=2e-4")
         try:
             parsed = yaml.safe_load(value)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override '{item}': the value is not valid YAML"
-                              f"{_yaml_problem(exc, value).removeprefix(':1')}; quote it, "
-                              f"or write a list as a,b or [a, b]") from None
+            raise ConfigError(f"override {item!r}: the value is not valid YAML "
+                              f"({yaml_error(exc, value)[1]}); quote it, or write a list as "
+                              f"a,b or [a, b]") from None
+        except RecursionError:
+            raise ConfigError(f"override of {key!r}: the value is nested too deeply") from None
         out[key.strip()] = UNSET if parsed is None else parsed
     return out
 
@@ -153,7 +149,7 @@ def _validate(raw: dict[str, Any], origin: str) -> RunConfig:
             problems.append(f"{origin}: '{key}' (a LLaMA-Factory feature) is not supported by "
                             f"tuneforge yet; remove the key")
         else:
-            problems.append(f"{origin}: unknown key '{key}'{_did_you_mean(key, owner)}")
+            problems.append(f"{origin}: unknown key {key!r}{_did_you_mean(key, owner)}")
 
     stage = sections["finetune"].get("stage")
     if isinstance(stage, str) and stage in UNSUPPORTED_STAGES:
@@ -202,7 +198,7 @@ def _cross_checks(cfg: RunConfig, origin: str) -> list[str]:
     if data.val_size and data.eval_dataset:
         problems.append(f"{origin}: val_size and eval_dataset are both set; use one of them")
     if data.template is not None and data.template not in NAMED_TEMPLATES:
-        problems.append(f"{origin}: template='{data.template}': allowed: "
+        problems.append(f"{origin}: template={data.template!r}: allowed: "
                         f"{', '.join(NAMED_TEMPLATES)}, or leave it empty for the tokenizer's own")
     if train.bf16 and train.fp16:
         problems.append(f"{origin}: bf16 and fp16 are both true; choose one")

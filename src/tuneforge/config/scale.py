@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from tuneforge.config.yamlerror import yaml_error
+from tuneforge.data.userfiles import kind_of, read_utf8
 from tuneforge.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -33,11 +36,11 @@ def missing_extra(feature: str, module: str, extra: str) -> str | None:
 
 def read_engine_config(key: str, path: str) -> dict[str, Any]:
     """A DeepSpeed or FSDP settings file (JSON, or YAML by its suffix) as a dict."""
-    file = Path(path).expanduser()
-    if not file.is_file():
+    file = Path(os.path.expanduser(path))  # unlike Path's, leaves "~nosuchuser" as it is
+    if kind_of(file) != "file":
         where = "examples/deepspeed/" if key == "deepspeed" else "examples/fsdp/"
         raise ConfigError(f"{key}='{path}': no such file; ready-made ones are in {where}")
-    text = file.read_text(encoding="utf-8")
+    text = read_utf8(file, ConfigError)
     try:
         if file.suffix.lower() in (".yaml", ".yml"):
             data = yaml.safe_load(text)
@@ -47,10 +50,11 @@ def read_engine_config(key: str, path: str) -> dict[str, Any]:
         raise ConfigError(f"{key}='{path}': line {exc.lineno}: not valid JSON "
                           f"({exc.msg})") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(f"{key}='{path}': {line}not valid YAML "
-                          f"({getattr(exc, 'problem', None) or exc})") from None
+        line, problem = yaml_error(exc, text)
+        where = f"line {line}: " if line else ""
+        raise ConfigError(f"{key}='{path}': {where}not valid YAML ({problem})") from None
+    except RecursionError:
+        raise ConfigError(f"{key}='{path}': nested too deeply to be settings") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{key}='{path}': expected a mapping of settings, "
                           f"got {type(data).__name__}")
@@ -90,7 +94,8 @@ def _engine_problems(cfg: RunConfig) -> list[str | None]:
                 settings[key] = read_engine_config(key, path)
             except ConfigError as exc:
                 problems.extend(exc.lines)
-    stage = settings.get("deepspeed", {}).get("zero_optimization", {}).get("stage")
+    zero = settings.get("deepspeed", {}).get("zero_optimization")
+    stage = zero.get("stage") if isinstance(zero, dict) else None
     bits = cfg.model.quantization_bit
     if bits is not None and (train.fsdp or stage == 3):
         engine = "fsdp" if train.fsdp else "DeepSpeed ZeRO-3"

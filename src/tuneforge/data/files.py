@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import datasets
 
 from tuneforge.data.registry import DatasetSpec
-from tuneforge.data.textfile import check_utf8, utf8_lines
+from tuneforge.data.userfiles import check_utf8, utf8_lines
 from tuneforge.errors import DataError
 
 BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet",
@@ -110,8 +110,8 @@ def _check_json(path: Path) -> None:
         return
     try:
         rows = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError:
-        return  # `datasets` fails on it too, and `diagnose_json` names the line
+    except (json.JSONDecodeError, RecursionError):
+        return  # `datasets` fails on it too, and `diagnose_json` says why
     if rows == []:
         raise DataError(f"{path}: the list of rows is empty")
     problem = _non_object_row(path, rows) if isinstance(rows, list) else None
@@ -133,6 +133,13 @@ def _parse_errors_unlogged() -> Iterator[None]:
 
 def diagnose_json(path: Path) -> str | None:
     """Name the line or row that makes a JSON / JSON-lines file unreadable, if one does."""
+    try:
+        return _diagnose_json(path)
+    except RecursionError:
+        return f"{path}: values nested too deeply (hundreds of levels) to be rows"
+
+
+def _diagnose_json(path: Path) -> str | None:
     text = path.read_text(encoding="utf-8", errors="replace")
     try:
         whole = json.loads(text)

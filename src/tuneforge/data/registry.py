@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from tuneforge.data.textfile import read_utf8
+from tuneforge.data.userfiles import kind_of, read_utf8
 from tuneforge.errors import DataError
 
 INFO_FILE = "dataset_info.json"
@@ -113,13 +113,15 @@ def registered(dataset_dir: str | Path) -> list[str]:
 
 
 def _read_info(info_path: Path) -> dict[str, Any]:
-    if not info_path.is_file():
+    if kind_of(info_path) != "file":
         raise DataError(f"{info_path}: not found; create it to register datasets "
                         f"(or set dataset_dir to the folder that holds it)")
     try:
         info = json.loads(read_utf8(info_path, DataError))
     except json.JSONDecodeError as err:
         raise DataError(f"{info_path}:{err.lineno}: invalid JSON ({err.msg})") from None
+    except RecursionError:
+        raise DataError(f"{info_path}: nested too deeply to be a dataset registry") from None
     if not isinstance(info, dict):
         raise DataError(f"{info_path}: must be a JSON object mapping dataset names to entries")
     return info
@@ -192,7 +194,7 @@ def _source_problems(info_path: Path, name: str, entry: Mapping[str, Any]) -> li
                         f"(a local file is one 'train' split)")
     if isinstance(entry["file_name"], str):
         path = info_path.parent / entry["file_name"]
-        if not path.exists():
+        if kind_of(path) is None:
             problems.append(f"{path}: not found (file_name of dataset '{name}' in {info_path})")
     return problems
 

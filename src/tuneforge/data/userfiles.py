@@ -1,4 +1,5 @@
-"""Read user text files (configs, dataset_info.json, data files) as UTF-8, or say where not.
+"""Files the user names (configs, dataset_info.json, data files): whether they are there,
+and their text as UTF-8, or where it is not.
 
 A file saved in another encoding would otherwise surface as a UnicodeDecodeError far from
 the file, or (through `datasets`, which stores undecodable JSON-lines strings unchecked)
@@ -9,8 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 from tuneforge.errors import UserError
+
+
+def kind_of(path: Path) -> Literal["file", "folder"] | None:
+    """What `path` names; None for nothing, including a name too long for the file system
+    (for which `Path.is_file` raises instead of answering)."""
+    try:
+        if path.is_file():
+            return "file"
+        return "folder" if path.is_dir() else None
+    except OSError:
+        return None
 
 
 def utf8_lines(path: Path, error: type[UserError]) -> Iterator[tuple[int, str]]:

@@ -24,6 +24,10 @@ GENERATION_FLAGS = ("temperature", "top_p", "max_new_tokens", "repetition_penalt
 
 TRAINED_FOLDER = "a training output (LoRA adapter or full model) or a merged export folder"
 BUG_REPORT = "This is a bug in tuneforge; please report it with the traceback above."
+# Each problem is one line of output, even when it quotes a name or value that holds a line
+# break (a dataset name, a role read from a data file): those are shown escaped.
+LINE_BREAKS = str.maketrans({char: repr(char)[1:-1]
+                             for char in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -95,6 +99,8 @@ def _data(args: argparse.Namespace) -> int:
     from tuneforge import load_config
     from tuneforge.models import load_tokenizer
 
+    if args.action == "clean" and not args.out:
+        raise UserError("data clean: --out is required (the .jsonl file to write)")
     cfg = load_config(args.config, args.overrides)
     tokenizer = load_tokenizer(cfg.model)
     if args.action == "inspect":
@@ -104,8 +110,6 @@ def _data(args: argparse.Namespace) -> int:
         return 0
     from tuneforge.data.clean import clean_datasets
 
-    if not args.out:
-        raise UserError("data clean: --out is required (the .jsonl file to write)")
     report = clean_datasets(cfg, tokenizer, args.out, dedupe=args.dedupe,
                             min_tokens=args.min_tokens, max_tokens=args.max_tokens)
     print(report.text())
@@ -420,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         if is_main_process():  # the other processes met the same problem; say it once
             for line in exc.lines:
-                print(f"tuneforge: error: {line}", file=sys.stderr)
+                print(f"tuneforge: error: {line.translate(LINE_BREAKS)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("tuneforge: interrupted", file=sys.stderr)

@@ -22,7 +22,7 @@ from pathlib import Path
 import tuneforge
 from tuneforge.eval.classify import load_classifier
 from tuneforge.eval.generate import EvalSample, generate_predictions
-from tuneforge.serve import load_chat_model
+from tuneforge.infer import load_chat_model
 
 EXAMPLES = Path(__file__).parents[1] / "examples" / "data"
 

@@ -92,7 +92,7 @@ def child(config: dict) -> None:
     from transformers import Trainer  # noqa: F401
 
     import tuneforge
-    from tuneforge.train import stages  # noqa: F401
+    from tuneforge.training import stages  # noqa: F401
 
     cuda = torch.cuda.is_available()
     cfg = tuneforge.load_config(config)
@@ -112,9 +112,9 @@ def estimate(config: dict) -> tuple[int, str]:
     which torch's allocation counter does not see) and the precision it assumed."""
     import tuneforge
     from tuneforge.models import detect_hardware
-    from tuneforge.plan.memory import estimate as estimate_memory
-    from tuneforge.plan.memory import workload
-    from tuneforge.plan.shape import model_shape
+    from tuneforge.planning.memory import estimate as estimate_memory
+    from tuneforge.planning.memory import workload
+    from tuneforge.planning.shape import model_shape
 
     cfg = tuneforge.load_config(config)
     hardware = detect_hardware()

@@ -40,7 +40,7 @@ def watch_training_memory(figures: dict) -> None:
     """Add a callback to every trainer tuneforge builds: RSS at train start, peak while training."""
     from transformers import TrainerCallback
 
-    from tuneforge.train import stages
+    from tuneforge.training import stages
 
     class MemoryWatch(TrainerCallback):
         def on_train_begin(self, *args, **kwargs):

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import tuneforge
-from tuneforge.serve import chat_config, load_chat_model
+from tuneforge.infer import chat_config, load_chat_model
 
 HERE = Path(__file__).parent
 NEW_NAME = "ForgeBot"

@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tuneforge import __version__
-from tuneforge.errors import UserError
-from tuneforge.train.distributed import is_main_process, quiet_other_ranks
+from tuneforge.errors import INTERRUPTED_EXIT, UserError
+from tuneforge.training.distributed import is_main_process, quiet_other_ranks
 
 if TYPE_CHECKING:
     from tuneforge.config import RunConfig
+    from tuneforge.training.stages import TrainResult
 
 logger = logging.getLogger("tuneforge")
 
@@ -32,7 +33,7 @@ LINE_BREAKS = str.maketrans({char: repr(char)[1:-1]
 
 def _train(args: argparse.Namespace) -> int:
     from tuneforge import load_config, train
-    from tuneforge.train.distributed import launch_training
+    from tuneforge.training.distributed import launch_training
 
     cfg = load_config(args.config, args.overrides)
     if args.nproc is not None and args.nproc != 1:
@@ -40,12 +41,26 @@ def _train(args: argparse.Namespace) -> int:
                 *(["--force"] if args.force else [])]
         return launch_training(cfg, args.nproc, argv)
     result = train(cfg, force=args.force)
+    if not result.completed:
+        if is_main_process():
+            print(interrupted_message(result, args.config), file=sys.stderr)
+        return INTERRUPTED_EXIT
     if not is_main_process():
         return 0
     for key, value in sorted(result.metrics.items()):
         print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
     print(f"Result in {result.output_dir}")
     return 0
+
+
+def interrupted_message(result: TrainResult, config: str) -> str:
+    """The one line an interrupted run ends with: where it stopped and how to continue."""
+    if result.resume_from is None:
+        return (f"tuneforge: interrupted at step {result.step} of {result.max_steps} before a "
+                f"checkpoint was saved; nothing to resume in {result.output_dir}")
+    return (f"tuneforge: interrupted at step {result.step} of {result.max_steps}; checkpoint "
+            f"saved in {result.resume_from}; continue with: tuneforge train {config} "
+            f"resume_from_checkpoint=true")
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -117,8 +132,8 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from tuneforge import load_config
-    from tuneforge.plan.sweep import parse_grid, sweep
+    from tuneforge import load_config, sweep
+    from tuneforge.planning.sweep import parse_grid
 
     grid = parse_grid(args.lr, args.batch, args.grid)
     cfg = load_config(args.config, args.overrides)
@@ -140,7 +155,7 @@ def _model_config(args: argparse.Namespace) -> RunConfig:
     """chat, api and export: an optional YAML file, the --adapter folder (with its saved
     config), key=value overrides and, where the command has them, the generation flags."""
     from tuneforge import load_config
-    from tuneforge.serve import chat_config, generation_settings
+    from tuneforge.infer import chat_config, generation_settings
 
     given = load_config(args.config, args.overrides) if args.config else None
     cfg = chat_config(args.adapter, given)
@@ -152,7 +167,7 @@ def _model_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from tuneforge.serve import load_chat_model
+    from tuneforge.infer import load_chat_model
 
     cfg = _model_config(args)
     session = load_chat_model(cfg)
@@ -191,7 +206,7 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _api(args: argparse.Namespace) -> int:
-    from tuneforge.serve.api import ServerSettings, serve, served_name
+    from tuneforge.serving.api import ServerSettings, serve, served_name
 
     cfg = _model_config(args)
     settings = ServerSettings(
@@ -428,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("tuneforge: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT
     except Exception:  # noqa: BLE001 - anything else is a bug: show it and ask for a report
         traceback.print_exc()
         print(f"tuneforge: {BUG_REPORT}", file=sys.stderr)

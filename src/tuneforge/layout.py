@@ -66,3 +66,22 @@ def checkpoint_step(folder: Path) -> int | None:
     """The step in a ``checkpoint-N`` folder name, or None for any other name."""
     match = CHECKPOINT_PATTERN.match(folder.name)
     return int(match.group(1)) if match else None
+
+
+def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    """All checkpoint folders of a run (complete or not), oldest first."""
+    if not output_dir.is_dir():
+        return []
+    found = [(step, p) for p in output_dir.iterdir()
+             if p.is_dir() and (step := checkpoint_step(p)) is not None]
+    return sorted(found)
+
+
+def is_complete(checkpoint: Path) -> bool:
+    """Every file of the checkpoint is on disk (its marker is written last)."""
+    return (checkpoint / MARKER).is_file()
+
+
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    """The checkpoints a run can resume from (or chat with), oldest first."""
+    return [path for _, path in checkpoints(output_dir) if is_complete(path)]

@@ -6,7 +6,7 @@ import json
 
 import tuneforge
 from tuneforge.eval.generate import EvalSample, eval_samples, generate_predictions
-from tuneforge.serve import load_chat_model
+from tuneforge.infer import load_chat_model
 
 QUESTIONS = ["Hi", "What is the capital of France, and why is it that city?", "你好吗？"]
 

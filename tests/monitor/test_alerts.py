@@ -11,7 +11,7 @@ from monitor_helpers import read_log, train_run
 from safetensors.torch import load_file
 
 from tuneforge.monitor.alerts import GRAD_SPIKE, NOT_MOVING, OVERFITTING, HealthChecks
-from tuneforge.train import checkpoint
+from tuneforge.layout import checkpoints
 
 
 def test_grad_norm_spike_is_ten_times_the_running_median():
@@ -51,7 +51,7 @@ def test_weights_not_moving_is_judged_only_after_the_learning_rate_is_above_zero
 
 def test_nan_loss_stops_the_run_and_keeps_finite_weights_and_the_last_good_checkpoint(
         run_settings, tmp_path, monkeypatch, caplog):
-    from tuneforge.train import stages
+    from tuneforge.training import stages
 
     calls = {"train": 0}
 
@@ -78,7 +78,7 @@ def test_nan_loss_stops_the_run_and_keeps_finite_weights_and_the_last_good_check
     assert sum("NaN/inf at step 4" in r.getMessage() for r in caplog.records) == 1
     assert math.isnan([e["loss"] for e in log if "loss" in e][-1])
     assert max(e["step"] for e in log) == 4  # stopped: 8 steps were planned
-    assert [step for step, _ in checkpoint.checkpoints(run)] == [2]
+    assert [step for step, _ in checkpoints(run)] == [2]
     assert all(torch.isfinite(w).all() for w in load_file(run / "adapter_model.safetensors").values())
 
 

@@ -16,7 +16,7 @@ from tuneforge.monitor.forgetting import (
     kept_shares,
     load_probe,
 )
-from tuneforge.serve.chat import chat_config
+from tuneforge.infer.chat import chat_config
 
 SMALL = Probe(texts={"en": ["The river grows wider on its way to the sea.", "Bees make honey."],
                      "zh": ["春天来了，花都开了。"]},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 
-from tuneforge.train.checkpoint import checkpoints, is_complete
+from tuneforge.layout import checkpoints, is_complete
 from tuneforge.webui.runner import TrainingRunner
 
 TRAINING_S = 240  # generous: the CI machine has two shared cores
@@ -148,7 +148,7 @@ def test_train_stop_resume_then_chat_with_the_result(page, shot, workspace):
     shot("stopped")
 
     page.get_by_role("tab", name="Chat", exact=True).click()
-    _choose(page, "adapter", str(output))
+    _choose(page, "adapter", str(output))  # stopped, so its last checkpoint is used
     page.locator("#tf-chat-max_new_tokens input[type=number]").fill("8")
     page.locator("#tf-load-model").click()
     expect(page.locator("#tf-chat-status")).to_contain_text(f"Loaded {output}",

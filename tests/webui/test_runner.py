@@ -97,7 +97,7 @@ def test_job_files_live_outside_the_output_dir_so_overwrite_cannot_delete_them(r
     """The run refuses a folder with files it did not write, and overwrite_output_dir deletes
     a run's own files: the page's YAML must not be among either."""
     from tuneforge.config import load_config
-    from tuneforge.train.checkpoint import check_output_dir, clear_output_dir
+    from tuneforge.training.checkpoint import check_output_dir, clear_output_dir
 
     job = runner.start(_config(tmp_path, overwrite_output_dir=True))
     out = tmp_path / "run"

@@ -30,7 +30,7 @@ from tuneforge.eval.classify import load_classifier, prediction_lines
 from tuneforge.eval.generate import PREDICTIONS_NAME, eval_samples, generate_predictions
 from tuneforge.eval.report import confusion_table, most_different, side_by_side
 from tuneforge.models import resolve_model_path
-from tuneforge.serve.chat import chat_config, load_chat_model
+from tuneforge.infer.chat import chat_config, load_chat_model
 from tuneforge.layout import CONFIG_NAME
 
 logger = logging.getLogger(__name__)

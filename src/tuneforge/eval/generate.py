@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 
 from tuneforge.config.schema import GenerationArgs
 from tuneforge.data.formats import Message
-from tuneforge.serve.chat import ChatModel
-from tuneforge.serve.decoding import Row
+from tuneforge.infer.chat import ChatModel
+from tuneforge.infer.decoding import Row
 
 logger = logging.getLogger(__name__)
 

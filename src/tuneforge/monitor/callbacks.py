@@ -22,11 +22,12 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_callback import ExportableState
 
 from tuneforge.config.schema import RunConfig
+from tuneforge.layout import PLOT_NAME, complete_checkpoints
 from tuneforge.monitor.alerts import Alert, HealthChecks, nonfinite_alert
+from tuneforge.monitor.loss_plot import plot_loss
 from tuneforge.monitor.sinks import Sink, open_sinks
 from tuneforge.monitor.weights import WeightStats, WeightTracker
-from tuneforge.train import checkpoint
-from tuneforge.train.callbacks import append_log
+from tuneforge.training.callbacks import append_log
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class TrainingMonitor(TrainerCallback, ExportableState):
 
     def __init__(self, cfg: RunConfig, *, has_eval: bool) -> None:
         self.output_dir = Path(cfg.train.output_dir)
+        self.plot_path = self.output_dir / PLOT_NAME if cfg.train.plot_loss else None
         self.report_to = list(cfg.train.report_to)
         self.config = cfg.flat()
         self.every = cfg.train.weight_stats_steps
@@ -176,6 +178,8 @@ class TrainingMonitor(TrainerCallback, ExportableState):
         for sink in self.sinks:
             sink.close()
         self.sinks = []
+        if self.plot_path is not None and state.is_world_process_zero:
+            plot_loss(state.log_history, self.plot_path)
 
     def _window_metrics(self, state: TrainerState) -> dict[str, float]:
         """Tokens/s over the training time since the last log, samples seen, memory."""
@@ -193,7 +197,7 @@ class TrainingMonitor(TrainerCallback, ExportableState):
         control.should_save = False
         control.should_evaluate = False
         control.should_log = True
-        complete = [p for _, p in checkpoint.checkpoints(self.output_dir) if checkpoint.is_complete(p)]
+        complete = complete_checkpoints(self.output_dir)
         self._alert(state, nonfinite_alert(step, str(complete[-1]) if complete else None))
 
     def _log_weights(self, state: TrainerState, model: torch.nn.Module) -> None:
@@ -238,3 +242,8 @@ class TrainingMonitor(TrainerCallback, ExportableState):
         self._append(state, alert.step, {"alert": alert.kind, "message": alert.message})
         for sink in self.sinks:
             sink.text(f"alerts/{alert.kind}", alert.message, alert.step)
+
+
+def training_observers(cfg: RunConfig, has_eval: bool) -> list[TrainerCallback]:
+    """The monitoring of a run, as `tuneforge.train` passes it to the training stages."""
+    return [TrainingMonitor(cfg, has_eval=has_eval)]

@@ -27,8 +27,8 @@ from tuneforge.config.schema import GenerationArgs, RunConfig
 from tuneforge.errors import ConfigError
 from tuneforge.layout import EVAL_DIR
 from tuneforge.monitor.runlog import FORGETTING_NAME
-from tuneforge.serve.chat import ChatModel, load_chat_model
-from tuneforge.serve.decoding import Row
+from tuneforge.infer.chat import ChatModel, load_chat_model
+from tuneforge.infer.decoding import Row
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The Chat tab: load the base model, a run's adapter or a merged export through the one
-generation path (`tuneforge.serve.chat`), talk to it with streamed replies, unload it."""
+generation path (`tuneforge.infer.chat`), talk to it with streamed replies, unload it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import gradio as gr
 
 from tuneforge.config import RunConfig, load_config
 from tuneforge.errors import UserError
-from tuneforge.serve.chat import ChatModel, chat_config, generation_settings, load_chat_model
+from tuneforge.infer.chat import ChatModel, chat_config, generation_settings, load_chat_model
 from tuneforge.webui import form, sources
 from tuneforge.webui.runner import TrainingRunner
 from tuneforge.webui.widgets import Texts, button, field, messages_update

@@ -27,7 +27,7 @@ from typing import IO, Any
 from tuneforge.config import load_config
 from tuneforge.errors import UserError
 from tuneforge.models.default import cache_root
-from tuneforge.train.checkpoint import check_output_dir
+from tuneforge.training.checkpoint import check_output_dir
 from tuneforge.webui.form import config_yaml
 
 CONFIG_FILE = "webui_train.yaml"

@@ -1,0 +1,151 @@
+"""``tuneforge export``: merge, save, convert, then check the result against the original.
+
+Everything is written into a hidden folder beside the destination and moved into place only
+after it was written completely, so a failed export never leaves a half-written model where
+a good one is expected. The checks reload what was written (the folder with transformers, the
+GGUF with transformers' ``gguf_file=`` loader) and compare its next-token predictions with the
+unmerged base + adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from tuneforge.config.schema import RunConfig
+from tuneforge.data import Template
+from tuneforge.errors import ConfigError, OutputError
+from tuneforge.exporting import merge as merging
+from tuneforge.exporting.gguf import QUANTS, check_supported, write_gguf, write_modelfile
+from tuneforge.exporting.verify import (
+    Check,
+    compare_predictions,
+    compare_tokenization,
+    logits_at_every_position,
+    probe_prompts,
+)
+from tuneforge.models import load_tokenizer, resolve_model_path
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("hf", "gguf")
+# Share of next-token predictions that must agree: exact formats, and rounded ones.
+EXACT, ROUNDED = 0.99, 0.9
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    checks: list[Check] = field(default_factory=list)
+    modelfile: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+
+def export_model(cfg: RunConfig, out: str | Path, *, fmt: str | None = None,
+                 quant: str | None = None, overwrite: bool = False) -> ExportResult:
+    """Merge the config's adapter into its model and write `out` as a Hugging Face folder
+    (``fmt="hf"``) or a GGUF file (``fmt="gguf"``, ``quant`` f32, f16 or q8_0; default f16).
+    The format defaults to gguf when `out` ends in .gguf."""
+    out = Path(out)
+    fmt = fmt or ("gguf" if out.suffix == ".gguf" else "hf")
+    _check_request(cfg, out, fmt, quant, overwrite)
+    if fmt == "gguf":
+        from transformers import AutoConfig
+
+        check_supported(AutoConfig.from_pretrained(resolve_model_path(cfg.model)),
+                        load_tokenizer(cfg.model))
+    chat = merging.load_unmerged(cfg)
+    prompts = probe_prompts(chat.template)
+    reference = logits_at_every_position(chat.model, prompts)
+    model = merging.merge(chat.model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tuneforge-export-", dir=out.parent))
+    try:
+        folder = staging / "model"
+        merging.save_merged(model, chat.tokenizer, cfg, folder, final=out)
+        exact = merging.stored_dtype(cfg) == torch.float32
+        checks = _check_folder(folder, chat.template, prompts, reference, exact)
+        if fmt == "hf":
+            _place(folder, out)
+            return ExportResult(out, checks)
+        written = staging / out.name
+        write_gguf(model, chat.tokenizer, folder, written, quant or "f16", name=out.stem)
+        checks += _check_gguf(written, chat.template, prompts, reference, exact=quant == "f32")
+        _place(written, out)
+        return ExportResult(out, checks, write_modelfile(out, chat.template, cfg.generation))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_request(cfg: RunConfig, out: Path, fmt: str, quant: str | None,
+                   overwrite: bool) -> None:
+    """Every problem with the format, quantisation and destination, before anything loads."""
+    problems = []
+    if fmt not in FORMATS:
+        problems.append(f"--format {fmt}: allowed: {', '.join(FORMATS)}")
+    if quant is not None and quant not in QUANTS:
+        problems.append(f"--quant {quant}: allowed: {', '.join(QUANTS)}")
+    if fmt == "hf" and quant is not None:
+        problems.append("--quant applies to --format gguf; a Hugging Face folder keeps the "
+                        "base model's dtype")
+    if fmt == "gguf" and out.suffix != ".gguf":
+        problems.append(f"--out {out}: a GGUF export is one file; give a path ending in .gguf")
+    if fmt == "hf" and out.suffix == ".gguf":
+        problems.append(f"--out {out}: --format hf writes a folder; drop the .gguf ending "
+                        f"or use --format gguf")
+    if problems:
+        raise ConfigError(*problems)
+    sources = [cfg.model.adapter_name_or_path, cfg.model.model_name_or_path]
+    if any(source and Path(source).resolve() == out.resolve() for source in sources):
+        raise OutputError(f"--out {out}: is the model being exported; choose another path")
+    if out.exists() and not overwrite:
+        raise OutputError(f"--out {out}: already exists; add --overwrite to replace it, or "
+                          f"choose another path")
+
+
+def _check_folder(folder: Path, template: Template, prompts: list[list[int]],
+                  reference: list[torch.Tensor], exact: bool) -> list[Check]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    reloaded = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    candidate = logits_at_every_position(reloaded, prompts)
+    return [
+        compare_predictions("merged folder vs base+adapter", reference, candidate,
+                            required=EXACT if exact else ROUNDED),
+        compare_tokenization("merged folder tokenizer", template,
+                             AutoTokenizer.from_pretrained(folder)),
+    ]
+
+
+def _check_gguf(path: Path, template: Template, prompts: list[list[int]],
+                reference: list[torch.Tensor], exact: bool) -> list[Check]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    where = {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name}
+    reloaded = AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32)
+    candidate = logits_at_every_position(reloaded, prompts)
+    return [
+        compare_predictions("GGUF vs base+adapter", reference, candidate,
+                            required=EXACT if exact else ROUNDED),
+        compare_tokenization("GGUF tokenizer", template, AutoTokenizer.from_pretrained(**where)),
+    ]
+
+
+def _place(written: Path, out: Path) -> None:
+    """Move the finished export to `out`, replacing what was there (the caller checked that
+    replacing was asked for)."""
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out)
+    elif out.exists() or out.is_symlink():
+        out.unlink()
+    os.replace(written, out)
+    logger.info("export written to %s", out)

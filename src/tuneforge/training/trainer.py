@@ -1,0 +1,203 @@
+"""Build the transformers Trainer for a run: arguments, collator, callbacks, checkpoints.
+
+tuneforge adds three things to the stock Trainer: checkpoints marked complete only once
+written (see `checkpoint`), a count of useful (non-padding) tokens for honest tokens/s, and
+early stopping that lines up validation and saving by itself and keeps the best model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_callback import ProgressCallback as HFProgressCallback
+
+from tuneforge.config.scale import read_engine_config
+from tuneforge.config.schema import RunConfig
+from tuneforge.models.precision import Precision
+from tuneforge.training import checkpoint
+from tuneforge.training.callbacks import InterruptCallback, JsonlLogCallback, ProgressCallback
+from tuneforge.training.distributed import batch_advice, world_size
+
+logger = logging.getLogger(__name__)
+
+REAL_TOKENS = "num_real_tokens"
+REAL_SAMPLES = "num_real_samples"
+
+
+@runtime_checkable
+class CountsSamples(Protocol):
+    """A callback that wants each batch's sample count (a packed row holds several); the
+    training monitor is one. Defined here so training never imports the monitor."""
+
+    def add_samples(self, count: int) -> None: ...
+
+
+# Builds a run's observing callbacks (monitoring, sinks) once the stage knows whether the run
+# validates; the caller passes it in, so training does not depend on who observes it.
+CallbackFactory = Callable[[RunConfig, bool], Sequence[TrainerCallback]]
+
+
+class TuneforgeTrainer(Trainer):
+    """The stock Trainer with complete-or-not checkpoints and a useful-token count."""
+
+    def __init__(self, *args: Any, data_fingerprint: str, save_total_limit: int | None,
+                 interrupt: InterruptCallback | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.data_fingerprint = data_fingerprint
+        self.keep_checkpoints = save_total_limit
+        self.interrupt = interrupt
+        self.sample_counters = [cb for cb in self.callback_handler.callbacks
+                                if isinstance(cb, CountsSamples)]
+
+    @property
+    def interrupted(self) -> bool:
+        """True when Ctrl-C (or the WebUI's Stop) ended the last ``train()`` early."""
+        return self.interrupt is not None and self.interrupt.requested
+
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
+                      num_items_in_batch: Any = None) -> torch.Tensor:
+        tokens = int(inputs.pop(REAL_TOKENS, 0))
+        if self.args.world_size > 1:  # every process's share, so tokens/s is the whole run's
+            tokens = int(self.accelerator.reduce(torch.tensor(tokens, device=self.args.device),
+                                                 reduction="sum"))
+        self.state.num_input_tokens_seen += tokens
+        samples = int(inputs.pop(REAL_SAMPLES, 0))
+        for counter in self.sample_counters:
+            counter.add_samples(samples)
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def prediction_step(self, model: torch.nn.Module, inputs: dict[str, Any],
+                        prediction_loss_only: bool, ignore_keys: list[str] | None = None) -> Any:
+        inputs.pop(REAL_TOKENS, None)
+        inputs.pop(REAL_SAMPLES, None)
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+        run_dir = Path(self._get_output_dir(trial=trial))
+        folder = run_dir / f"checkpoint-{self.state.global_step}"
+        if self.args.should_save:  # a rewritten checkpoint is incomplete until marked again
+            checkpoint.unmark(folder)
+        self.accelerator.wait_for_everyone()
+        super()._save_checkpoint(model, trial)
+        self.accelerator.wait_for_everyone()  # every rank's shards are written before the mark
+        if not self.args.should_save:
+            return
+        checkpoint.mark_complete(folder, step=self.state.global_step,
+                                 fingerprint=self.data_fingerprint,
+                                 processes=self.args.world_size)
+        best = self.state.best_model_checkpoint
+        checkpoint.rotate(run_dir, self.keep_checkpoints, Path(best) if best else None)
+
+
+def count_real_tokens(collate: Callable[[list[dict]], dict]) -> Callable[[list[dict]], dict]:
+    """Wrap a collator so each batch carries how many of its tokens are not padding, and how
+    many samples it holds (a packed row holds one per restart of its position_ids)."""
+
+    def collate_and_count(features: list[dict]) -> dict:
+        batch = collate(features)
+        batch[REAL_TOKENS] = sum(len(f["input_ids"]) for f in features)
+        batch[REAL_SAMPLES] = sum(list(f["position_ids"]).count(0) if "position_ids" in f else 1
+                                  for f in features)
+        return batch
+
+    return collate_and_count
+
+
+def training_arguments(cfg: RunConfig, precision: Precision, *, has_eval: bool) -> TrainingArguments:
+    """Translate the run config into transformers' TrainingArguments."""
+    t = cfg.train
+    eval_strategy = (t.eval_strategy or "steps") if has_eval else "no"
+    eval_steps = t.eval_steps or t.logging_steps
+    save_strategy, save_steps = t.save_strategy, t.save_steps
+    early = bool(t.early_stopping_steps) and eval_strategy != "no"
+    if early:
+        save_strategy, save_steps = eval_strategy, eval_steps
+        logger.info("Early stopping after %d validations without improvement; validating and "
+                    "saving every %s, keeping the best checkpoint",
+                    t.early_stopping_steps,
+                    f"{eval_steps} steps" if eval_strategy == "steps" else "epoch")
+    gpu = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=t.output_dir,
+        do_train=t.do_train,
+        do_eval=has_eval,
+        learning_rate=t.learning_rate,
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_steps if t.warmup_steps else t.warmup_ratio,
+        max_grad_norm=t.max_grad_norm,
+        weight_decay=t.weight_decay,
+        optim=t.optim,
+        bf16=precision.bf16,
+        fp16=precision.fp16,
+        use_cpu=not gpu,
+        ddp_backend=("nccl" if gpu else "gloo") if world_size() > 1 else None,
+        ddp_find_unused_parameters=False,  # every trainable weight takes part in every step
+        deepspeed=read_engine_config("deepspeed", t.deepspeed) if t.deepspeed else None,
+        fsdp=t.fsdp or None,
+        fsdp_config=read_engine_config("fsdp_config", t.fsdp_config) if t.fsdp_config else None,
+        use_liger_kernel=t.enable_liger_kernel,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        logging_nan_inf_filter=False,  # a NaN loss must reach the monitor, which stops the run
+        eval_strategy=eval_strategy,
+        eval_steps=eval_steps if eval_strategy == "steps" else None,
+        save_strategy=save_strategy,
+        save_steps=save_steps,
+        save_total_limit=None,  # tuneforge rotates, counting complete checkpoints only
+        save_only_model=t.save_only_model,
+        load_best_model_at_end=early,
+        metric_for_best_model=t.metric_for_best_model if early else None,
+        greater_is_better=not t.metric_for_best_model.endswith("loss") if early else None,
+        seed=t.seed,
+        data_seed=t.seed,
+        report_to="none",  # the TrainingMonitor writes to tensorboard/wandb/mlflow itself
+        dataloader_num_workers=t.dataloader_num_workers,
+        ddp_timeout=t.ddp_timeout,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+    )
+
+
+def build_trainer(cfg: RunConfig, model: torch.nn.Module, tokenizer: Any, train_dataset: Any,
+                  eval_dataset: Any, collator: Callable, precision: Precision,
+                  observers: CallbackFactory, compute_metrics: Callable | None = None,
+                  ) -> TuneforgeTrainer:
+    """The configured trainer; callers only call ``.train()`` and save. `observers` builds
+    the monitoring callbacks; `compute_metrics` adds metrics to every validation (stage cls:
+    accuracy, F1, ...)."""
+    args = training_arguments(cfg, precision, has_eval=eval_dataset is not None)
+    logger.info("%s", batch_advice(cfg.train, args.world_size))
+    # The observers first: they add their values to each log entry before the others see it.
+    interrupt = InterruptCallback()
+    callbacks = [*observers(cfg, eval_dataset is not None), ProgressCallback(),
+                 JsonlLogCallback(cfg.train.output_dir), interrupt]
+    if args.load_best_model_at_end:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_steps))
+    trainer = TuneforgeTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=count_real_tokens(collator),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        compute_metrics=compute_metrics,
+        data_fingerprint=checkpoint.data_fingerprint([len(ids) for ids in train_dataset["input_ids"]]),
+        save_total_limit=cfg.train.save_total_limit,
+        interrupt=interrupt,
+    )
+    trainer.remove_callback(HFProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    return trainer

@@ -1,0 +1,154 @@
+"""The library's entry points: what ``tuneforge <command>``, the WebUI and Python code call.
+
+Each function takes a config (a `RunConfig`, a YAML path or a flat dict) or a trained folder
+and runs one job through the packages below. This module sits above all of them, so it is the
+one place where a training run is put together: output folder check, memory plan, the
+monitoring callbacks and the stage. Heavy packages load inside the functions, so importing
+``tuneforge`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuneforge.config import RunConfig, load_config
+from tuneforge.errors import INTERRUPTED_EXIT, UserError
+from tuneforge.layout import RESULTS_NAME, complete_checkpoints
+
+if TYPE_CHECKING:
+    from tuneforge.eval.evaluate import EvalReport
+    from tuneforge.exporting.pipeline import ExportResult
+    from tuneforge.infer.chat import ChatModel
+    from tuneforge.planning.report import Plan
+    from tuneforge.planning.sweep import SweepResult
+    from tuneforge.training.stages import TrainResult
+
+ConfigLike = RunConfig | str | Path | Mapping[str, Any]
+
+
+class ProcessesFailed(UserError):
+    """The training processes of a multi-process run failed; each has printed its own error."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__()
+        self.exit_code = exit_code
+
+
+def _config(config: ConfigLike, overrides: Sequence[str] = ()) -> RunConfig:
+    return config if isinstance(config, RunConfig) else load_config(config, overrides)
+
+
+def train(config: ConfigLike, *, force: bool = False, nproc: int | None = None) -> TrainResult:
+    """Fine-tune as the config says; returns where the result is, its metrics and whether it
+    completed (an interrupted run says which checkpoint continues it).
+
+    The output folder is checked and the memory estimated before any weights load: a run
+    that would not fit is refused unless `force`. `nproc` > 1 runs that many data-parallel
+    processes on this machine (torchrun)."""
+    from tuneforge.monitor.callbacks import training_observers
+    from tuneforge.planning.report import check_memory
+    from tuneforge.training import checkpoint
+    from tuneforge.training.stages import run_stage
+
+    cfg = _config(config)
+    if nproc is not None and nproc != 1:
+        return _train_processes(cfg, nproc, force=force)
+    checkpoint.check_output_dir(cfg.train, cfg.data)  # before anything is loaded or written
+    check_memory(cfg, force=force)
+    return run_stage(cfg, training_observers)
+
+
+def _train_processes(cfg: RunConfig, nproc: int, *, force: bool) -> TrainResult:
+    """Run the resolved config in `nproc` processes and read back what rank 0 saved."""
+    from tuneforge.config.load import save_config
+    from tuneforge.training.distributed import launch_training
+    from tuneforge.training.stages import TrainResult
+
+    folder = Path(tempfile.mkdtemp(prefix="tuneforge-launch-"))
+    try:
+        path = folder / "config.yaml"
+        save_config(cfg, path)
+        code = launch_training(cfg, nproc, ["train", str(path), *(["--force"] if force else [])])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    out = Path(cfg.train.output_dir)
+    complete = complete_checkpoints(out)
+    if code == INTERRUPTED_EXIT:
+        return TrainResult(output_dir=out, completed=False,
+                           resume_from=complete[-1] if complete else None)
+    if code != 0:
+        raise ProcessesFailed(code)
+    metrics = json.loads((out / RESULTS_NAME).read_text(encoding="utf-8"))
+    return TrainResult(output_dir=out, metrics=metrics)
+
+
+def plan(config: ConfigLike, *, with_data: bool = True) -> Plan:
+    """What the run needs, without training: memory per component against the device, the
+    changes that would make it fit, hyper-parameter advice and (`with_data`) data statistics.
+    ``print(tuneforge.plan("my.yaml").text())``"""
+    from tuneforge.planning.report import make_plan
+
+    return make_plan(_config(config), with_data=with_data)
+
+
+def sweep(config: ConfigLike, grid: Mapping[str, Sequence[Any]], folder: str | Path, *,
+          max_steps: int | None = None, max_tokens: int | None = None) -> SweepResult:
+    """Short runs over every combination of `grid` (e.g. learning rate x batch size), ranked
+    by the validation metric; the same call after an interruption continues the sweep."""
+    from tuneforge.planning.sweep import sweep as run_sweep
+
+    return run_sweep(_config(config), grid, folder, train=train, max_steps=max_steps,
+                     max_tokens=max_tokens)
+
+
+def evaluate(config: ConfigLike, adapter: str | None = None,
+             output_dir: str | Path | None = None) -> EvalReport:
+    """Score a model on the config's test data; with `adapter`, the tuned model beside its
+    base (generation) or beside a TF-IDF baseline (classification)."""
+    from tuneforge.eval.evaluate import evaluate as run_evaluation
+
+    cfg = _config(config, ["do_train=false"])
+    return run_evaluation(cfg, adapter, output_dir)
+
+
+def _model_config(model: RunConfig | str | Path | None) -> RunConfig:
+    """A config as given, or the one a training output folder carries (None: the default)."""
+    from tuneforge.infer.chat import chat_config
+
+    if isinstance(model, RunConfig):
+        return model
+    return chat_config(None if model is None else str(model))
+
+
+def chat(model: RunConfig | str | Path | None = None) -> ChatModel:
+    """Load a model to talk to: a config, a training output or export folder, or None for the
+    default model. ``tuneforge.chat("saves/run1").reply([{"role": "user", "content": "Hi"}])``"""
+    from tuneforge.infer.chat import load_chat_model
+
+    return load_chat_model(_model_config(model))
+
+
+def serve(model: RunConfig | str | Path | None = None, *, host: str = "127.0.0.1",
+          port: int = 8000, **settings: Any) -> None:
+    """Answer OpenAI-style chat requests over HTTP until interrupted; `settings` are the
+    fields of `tuneforge.serving.api.ServerSettings` (api_key, max_batch, max_waiting, ...)."""
+    from tuneforge.serving.api import ServerSettings, served_name
+    from tuneforge.serving.api import serve as run_server
+
+    cfg = _model_config(model)
+    settings.setdefault("model_name", served_name(cfg))
+    run_server(cfg, ServerSettings(**settings), host=host, port=port)
+
+
+def export(model: RunConfig | str | Path, out: str | Path, *, fmt: str | None = None,
+           quant: str | None = None, overwrite: bool = False) -> ExportResult:
+    """Merge a training output into its base model and write a Hugging Face folder or a GGUF
+    file (``fmt="gguf"``, ``quant`` f32/f16/q8_0), checked against the original."""
+    from tuneforge.exporting.pipeline import export_model
+
+    return export_model(_model_config(model), out, fmt=fmt, quant=quant, overwrite=overwrite)

@@ -16,13 +16,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from tuneforge.config.choices import BEST_MODEL_METRICS, TEMPLATE_NAMES
 from tuneforge.config.scale import missing_extra, scale_problems
 from tuneforge.config.schema import SECTIONS, RunConfig, field_owner
 from tuneforge.config.yamlerror import yaml_error
-from tuneforge.data.templates import NAMED_TEMPLATES
-from tuneforge.data.userfiles import kind_of, read_utf8
+from tuneforge.userfiles import kind_of, read_utf8
 from tuneforge.errors import ConfigError
-from tuneforge.eval.metrics import BEST_MODEL_METRICS
 
 logger = logging.getLogger(__name__)
 
@@ -197,9 +196,9 @@ def _cross_checks(cfg: RunConfig, origin: str) -> list[str]:
     has_validation = data.val_size > 0 or bool(data.eval_dataset)
     if data.val_size and data.eval_dataset:
         problems.append(f"{origin}: val_size and eval_dataset are both set; use one of them")
-    if data.template is not None and data.template not in NAMED_TEMPLATES:
+    if data.template is not None and data.template not in TEMPLATE_NAMES:
         problems.append(f"{origin}: template={data.template!r}: allowed: "
-                        f"{', '.join(NAMED_TEMPLATES)}, or leave it empty for the tokenizer's own")
+                        f"{', '.join(TEMPLATE_NAMES)}, or leave it empty for the tokenizer's own")
     if train.bf16 and train.fp16:
         problems.append(f"{origin}: bf16 and fp16 are both true; choose one")
     if train.early_stopping_steps and not has_validation:

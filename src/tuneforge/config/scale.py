@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tuneforge.config.yamlerror import yaml_error
-from tuneforge.data.userfiles import kind_of, read_utf8
+from tuneforge.userfiles import kind_of, read_utf8
 from tuneforge.errors import ConfigError
 
 if TYPE_CHECKING:

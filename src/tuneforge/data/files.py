@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import datasets
 
 from tuneforge.data.registry import DatasetSpec
-from tuneforge.data.userfiles import check_utf8, utf8_lines
+from tuneforge.userfiles import check_utf8, utf8_lines
 from tuneforge.errors import DataError
 
 BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet",

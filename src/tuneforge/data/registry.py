@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from tuneforge.data.userfiles import kind_of, read_utf8
+from tuneforge.userfiles import kind_of, read_utf8
 from tuneforge.errors import DataError
 
 INFO_FILE = "dataset_info.json"

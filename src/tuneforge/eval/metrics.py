@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from tuneforge.errors import ConfigError
 
 # Metrics early stopping may watch in stage cls (the trainer prefixes "eval_").
-BEST_MODEL_METRICS = ("eval_loss", "eval_accuracy", "eval_macro_f1")
 
 # Import name -> PyPI name of what each kind of evaluation needs.
 GENERATION_PACKAGES: Mapping[str, str] = {"sacrebleu": "sacrebleu", "rouge_score": "rouge-score"}

@@ -48,20 +48,26 @@ def write_split(folder: Path, train: int, test: int, seed: int) -> None:
     rows = rows[(rows.confidence == 1.0) & rows.sentiment.isin(["positive", "negative"])]
     rows = rows.drop_duplicates("text")
     per_class = (train + test) // 2
-    sample = pd.concat(group.sample(per_class, random_state=seed)
-                       for _, group in rows.groupby("sentiment"))
+    sample = pd.concat(
+        group.sample(per_class, random_state=seed) for _, group in rows.groupby("sentiment")
+    )
     sample = sample.sample(frac=1, random_state=seed)
     folder.mkdir(parents=True, exist_ok=True)
     for name, part in (("train", sample[:train]), ("test", sample[train:])):
         part[["text", "sentiment"]].rename(columns={"sentiment": "label"}).to_json(
-            folder / f"{name}.jsonl", orient="records", lines=True, force_ascii=False)
-    (folder / "dataset_info.json").write_text(json.dumps({
-        "tweets": {"file_name": "train.jsonl"}, "tweets_test": {"file_name": "test.jsonl"}}))
+            folder / f"{name}.jsonl", orient="records", lines=True, force_ascii=False
+        )
+    (folder / "dataset_info.json").write_text(
+        json.dumps(
+            {"tweets": {"file_name": "train.jsonl"}, "tweets_test": {"file_name": "test.jsonl"}}
+        )
+    )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--test", type=int, default=500)
     parser.add_argument("--rank", type=int, default=16)
@@ -78,25 +84,50 @@ def main() -> int:
     data = Path(args.out) / "data"
     write_split(data, args.train, args.test, args.seed)
     start = time.perf_counter()
-    result = tuneforge.train({
-        "stage": "cls", "dataset": "tweets", "eval_dataset": "tweets_test",
-        "dataset_dir": str(data), "cutoff_len": args.cutoff,
-        "finetuning_type": "lora", "lora_rank": args.rank, "lora_alpha": args.alpha,
-        "lora_dropout": 0.05, "lora_target": "q_proj,k_proj,v_proj,o_proj",
-        "learning_rate": args.lr, "num_train_epochs": args.epochs, "weight_decay": 0.01,
-        "warmup_ratio": 0.1, "per_device_train_batch_size": args.batch, "group_by_length": True,
-        "per_device_eval_batch_size": 32, "eval_strategy": "no", "save_strategy": "no",
-        "logging_steps": 10, "report_to": "none", "seed": args.seed,
-        "output_dir": str(Path(args.out) / "model"), "overwrite_output_dir": True,
-    })
+    result = tuneforge.train(
+        {
+            "stage": "cls",
+            "dataset": "tweets",
+            "eval_dataset": "tweets_test",
+            "dataset_dir": str(data),
+            "cutoff_len": args.cutoff,
+            "finetuning_type": "lora",
+            "lora_rank": args.rank,
+            "lora_alpha": args.alpha,
+            "lora_dropout": 0.05,
+            "lora_target": "q_proj,k_proj,v_proj,o_proj",
+            "learning_rate": args.lr,
+            "num_train_epochs": args.epochs,
+            "weight_decay": 0.01,
+            "warmup_ratio": 0.1,
+            "per_device_train_batch_size": args.batch,
+            "group_by_length": True,
+            "per_device_eval_batch_size": 32,
+            "eval_strategy": "no",
+            "save_strategy": "no",
+            "logging_steps": 10,
+            "report_to": "none",
+            "seed": args.seed,
+            "output_dir": str(Path(args.out) / "model"),
+            "overwrite_output_dir": True,
+        }
+    )
     minutes = (time.perf_counter() - start) / 60
     m = result.metrics
-    print(f"\n{args.train} training / {args.test} held-out tweets (positive/negative), "
-          f"LoRA r={args.rank} alpha={args.alpha} lr={args.lr} epochs={args.epochs}, "
-          f"{minutes:.1f} min")
+    print(
+        f"\n{args.train} training / {args.test} held-out tweets (positive/negative), "
+        f"LoRA r={args.rank} alpha={args.alpha} lr={args.lr} epochs={args.epochs}, "
+        f"{minutes:.1f} min"
+    )
     keys = ("accuracy", "macro_f1")
-    print(side_by_side("tfidf", {k: m[f"eval_baseline_{k}"] for k in keys},
-                       "smollm2+lora", {k: m[f"eval_{k}"] for k in keys}))
+    print(
+        side_by_side(
+            "tfidf",
+            {k: m[f"eval_baseline_{k}"] for k in keys},
+            "smollm2+lora",
+            {k: m[f"eval_{k}"] for k in keys},
+        )
+    )
     return 0
 
 

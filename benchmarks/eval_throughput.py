@@ -36,12 +36,15 @@ def generation(samples: int, batch: int, max_new_tokens: int) -> tuple[float, fl
     cfg = tuneforge.load_config({"do_train": False, "max_new_tokens": max_new_tokens})
     chat = load_chat_model(cfg)
     rows = json.loads((EXAMPLES / "identity_test.json").read_text(encoding="utf-8"))
-    todo = [EvalSample([{"role": "user", "content": r["instruction"]}], r["output"])
-            for r in repeat(rows, samples)]
+    todo = [
+        EvalSample([{"role": "user", "content": r["instruction"]}], r["output"])
+        for r in repeat(rows, samples)
+    ]
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        answers = generate_predictions(chat, todo, cfg.generation, batch,
-                                       Path(folder) / "p.jsonl", "benchmark")
+        answers = generate_predictions(
+            chat, todo, cfg.generation, batch, Path(folder) / "p.jsonl", "benchmark"
+        )
         seconds = time.perf_counter() - start
     tokens = sum(len(chat.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
     return samples / seconds, tokens / seconds
@@ -49,8 +52,9 @@ def generation(samples: int, batch: int, max_new_tokens: int) -> tuple[float, fl
 
 def classification(samples: int, batch: int) -> float:
     """Texts/s of batched label probabilities."""
-    cfg = tuneforge.load_config({"do_train": False, "stage": "cls", "cutoff_len": 128,
-                                 "label_names": "negative,positive"})
+    cfg = tuneforge.load_config(
+        {"do_train": False, "stage": "cls", "cutoff_len": 128, "label_names": "negative,positive"}
+    )
     classifier = load_classifier(cfg)
     lines = (EXAMPLES / "sentiment_en.jsonl").read_text(encoding="utf-8").splitlines()
     texts = repeat([json.loads(line)["text"] for line in lines], samples)
@@ -60,8 +64,9 @@ def classification(samples: int, batch: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--samples", type=int, default=24, help="generation samples")
     parser.add_argument("--texts", type=int, default=256, help="classification texts")
     parser.add_argument("--batch", type=int, default=8, help="generation batch size")
@@ -72,8 +77,10 @@ def main() -> int:
     per_sample, per_token = generation(args.samples, args.batch, args.max_new_tokens)
     texts = classification(args.texts, args.cls_batch)
     print(f"\n{'what':<44}{'samples/s':>10}")
-    print(f"{f'generation eval (batch {args.batch}, <= {args.max_new_tokens} new tokens)':<44}"
-          f"{per_sample:>10.2f}   ({per_token:.1f} generated tokens/s)")
+    print(
+        f"{f'generation eval (batch {args.batch}, <= {args.max_new_tokens} new tokens)':<44}"
+        f"{per_sample:>10.2f}   ({per_token:.1f} generated tokens/s)"
+    )
     print(f"{f'classification inference (batch {args.cls_batch})':<44}{texts:>10.1f}")
     return 0
 

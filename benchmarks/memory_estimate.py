@@ -23,16 +23,23 @@ import tempfile
 import time
 from pathlib import Path
 
-EN = ("the model learns from examples and the loss falls slowly while the learning rate "
-      "warms up and then decays along a cosine curve until training ends").split()
+EN = (
+    "the model learns from examples and the loss falls slowly while the learning rate "
+    "warms up and then decays along a cosine curve until training ends"
+).split()
 ZH = list("模型从示例中学习损失缓慢下降学习率先预热然后沿余弦曲线衰减直到训练结束")
 
 # (finetuning_type, batch, cutoff_len, gradient_checkpointing)
 CONFIGS = [
-    ("lora", 2, 256, False), ("full", 2, 256, False), ("freeze", 2, 256, False),
-    ("lora", 4, 256, False), ("full", 4, 256, False),
-    ("lora", 2, 512, False), ("full", 2, 512, False),
-    ("lora", 2, 256, True), ("full", 2, 256, True),
+    ("lora", 2, 256, False),
+    ("full", 2, 256, False),
+    ("freeze", 2, 256, False),
+    ("lora", 4, 256, False),
+    ("full", 4, 256, False),
+    ("lora", 2, 512, False),
+    ("full", 2, 512, False),
+    ("lora", 2, 256, True),
+    ("full", 2, 256, True),
 ]
 
 
@@ -42,8 +49,13 @@ def make_dataset(folder: Path, n: int = 64, seed: int = 0) -> None:
     rows = []
     for i in range(n):
         words, sep = (EN, " ") if i % 2 == 0 else (ZH, "")
-        rows.append({"instruction": sep.join(rng.choices(words, k=600)), "input": "",
-                     "output": sep.join(rng.choices(words, k=900))})
+        rows.append(
+            {
+                "instruction": sep.join(rng.choices(words, k=600)),
+                "input": "",
+                "output": sep.join(rng.choices(words, k=900)),
+            }
+        )
     (folder / "long.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     (folder / "dataset_info.json").write_text(json.dumps({"long": {"file_name": "long.json"}}))
 
@@ -57,24 +69,50 @@ def make_tiny_model(folder: Path) -> Path:
 
     tokenizer = AutoTokenizer.from_pretrained(ensure_default_model())
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=1024, tie_word_embeddings=True,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
 
-def run_config(model: str, data: Path, out: Path, kind: str, batch: int, cutoff: int,
-               checkpointing: bool, steps: int) -> dict:
+def run_config(
+    model: str,
+    data: Path,
+    out: Path,
+    kind: str,
+    batch: int,
+    cutoff: int,
+    checkpointing: bool,
+    steps: int,
+) -> dict:
     return {
-        "model_name_or_path": model, "dataset": "long", "dataset_dir": str(data),
-        "finetuning_type": kind, "per_device_train_batch_size": batch, "cutoff_len": cutoff,
-        "gradient_checkpointing": checkpointing, "max_steps": steps, "learning_rate": 1e-5,
-        "logging_steps": 1, "save_strategy": "no", "report_to": "none", "seed": 0,
-        "output_dir": str(out), "overwrite_output_dir": True,
+        "model_name_or_path": model,
+        "dataset": "long",
+        "dataset_dir": str(data),
+        "finetuning_type": kind,
+        "per_device_train_batch_size": batch,
+        "cutoff_len": cutoff,
+        "gradient_checkpointing": checkpointing,
+        "max_steps": steps,
+        "learning_rate": 1e-5,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "seed": 0,
+        "output_dir": str(out),
+        "overwrite_output_dir": True,
     }
 
 
@@ -147,35 +185,60 @@ def main() -> None:
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1"}
     for label in args.models.split(","):
         for kind, batch, cutoff, checkpointing in CONFIGS:
-            config = run_config(models[label], data, work / "out", kind, batch, cutoff,
-                                checkpointing, args.steps)
+            config = run_config(
+                models[label], data, work / "out", kind, batch, cutoff, checkpointing, args.steps
+            )
             predicted, precision = estimate(config)
             started = time.perf_counter()
-            proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)],
-                                  capture_output=True, text=True, env=env)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", json.dumps(config)],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
             if proc.returncode or not lines:
                 sys.exit(f"{label} {kind} b{batch} s{cutoff} failed:\n{proc.stderr[-3000:]}")
             measured = json.loads(lines[-1][7:])["measured"]
-            rows.append((label, kind, batch, cutoff, checkpointing, precision, predicted,
-                         measured, time.perf_counter() - started))
-            print(f"{label} {kind} b{batch} s{cutoff} gc={checkpointing}: estimate "
-                  f"{predicted / 1e9:.2f} GB, measured {measured / 1e9:.2f} GB",
-                  file=sys.stderr, flush=True)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+            rows.append(
+                (
+                    label,
+                    kind,
+                    batch,
+                    cutoff,
+                    checkpointing,
+                    precision,
+                    predicted,
+                    measured,
+                    time.perf_counter() - started,
+                )
+            )
+            print(
+                f"{label} {kind} b{batch} s{cutoff} gc={checkpointing}: estimate "
+                f"{predicted / 1e9:.2f} GB, measured {measured / 1e9:.2f} GB",
+                file=sys.stderr,
+                flush=True,
+            )
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    )
     what = "torch CUDA peak" if torch.cuda.is_available() else "peak RSS delta"
-    print(f"\n{time.strftime('%Y-%m-%d')}, {device}, {args.steps} steps per run, "
-          f"measured = {what}")
-    print("| model | method | batch | cutoff_len | grad. ckpt | precision | estimate GB | "
-          "measured GB | error |")
+    print(f"\n{time.strftime('%Y-%m-%d')}, {device}, {args.steps} steps per run, measured = {what}")
+    print(
+        "| model | method | batch | cutoff_len | grad. ckpt | precision | estimate GB | "
+        "measured GB | error |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     worst = 0.0
     for label, kind, batch, cutoff, ckpt, precision, predicted, measured, _ in rows:
         error = predicted / measured - 1
         worst = max(worst, abs(error))
-        print(f"| {label} | {kind} | {batch} | {cutoff} | {'yes' if ckpt else 'no'} | "
-              f"{precision} | {predicted / 1e9:.2f} | {measured / 1e9:.2f} | {error:+.1%} |")
+        print(
+            f"| {label} | {kind} | {batch} | {cutoff} | {'yes' if ckpt else 'no'} | "
+            f"{precision} | {predicted / 1e9:.2f} | {measured / 1e9:.2f} | {error:+.1%} |"
+        )
     print(f"\nlargest error: {worst:.1%}")
 
 

@@ -73,18 +73,33 @@ def run(variant: str, data_dir: Path, args: argparse.Namespace) -> dict:
     watch_training_memory(figures)
 
     out = Path(tempfile.mkdtemp()) / variant
-    cfg = tuneforge.load_config({
-        "dataset": "mixed", "dataset_dir": str(data_dir), "cutoff_len": args.cutoff,
-        "lora_rank": 8, "lora_target": "all", "per_device_train_batch_size": args.batch,
-        "max_steps": args.steps, "learning_rate": 1e-4, "report_to": "none",
-        "save_strategy": "no", "logging_steps": 1, "output_dir": str(out), "seed": 0,
-        "quantization_bit": VARIANTS[variant],
-        **({"bf16": False} if args.precision == "fp32" else {}),
-    })
+    cfg = tuneforge.load_config(
+        {
+            "dataset": "mixed",
+            "dataset_dir": str(data_dir),
+            "cutoff_len": args.cutoff,
+            "lora_rank": 8,
+            "lora_target": "all",
+            "per_device_train_batch_size": args.batch,
+            "max_steps": args.steps,
+            "learning_rate": 1e-4,
+            "report_to": "none",
+            "save_strategy": "no",
+            "logging_steps": 1,
+            "output_dir": str(out),
+            "seed": 0,
+            "quantization_bit": VARIANTS[variant],
+            **({"bf16": False} if args.precision == "fp32" else {}),
+        }
+    )
     result = tuneforge.train(cfg)
     log = [json.loads(line) for line in (out / "trainer_log.jsonl").open()]
-    return {"tokens": log[-1]["tokens"], "seconds": result.metrics["train_runtime"],
-            "loss": [e["loss"] for e in log if "loss" in e][-1], **figures}
+    return {
+        "tokens": log[-1]["tokens"],
+        "seconds": result.metrics["train_runtime"],
+        "loss": [e["loss"] for e in log if "loss" in e][-1],
+        **figures,
+    }
 
 
 def main() -> None:
@@ -106,31 +121,55 @@ def main() -> None:
     results = {}
     for variant in VARIANTS:
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", variant, "--data", str(data_dir),
-             "--steps", str(args.steps), "--batch", str(args.batch), "--cutoff",
-             str(args.cutoff), "--precision", args.precision],
-            capture_output=True, text=True, env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                variant,
+                "--data",
+                str(data_dir),
+                "--steps",
+                str(args.steps),
+                "--batch",
+                str(args.batch),
+                "--cutoff",
+                str(args.cutoff),
+                "--precision",
+                args.precision,
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"},
+        )
         line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
         if proc.returncode or not line:
             sys.exit(f"{variant} run failed:\n{proc.stderr[-3000:]}")
         results[variant] = json.loads(line[-1][7:])
         print(f"{variant}: done", file=sys.stderr)
-    print(f"\n{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, {args.steps} steps, batch {args.batch}, cutoff {args.cutoff}, "
-          f"LoRA r8 all-linear, compute {args.precision}")
-    print("| run | useful tokens/s | RSS at train start GB | peak RSS training GB "
-          "| peak RSS process GB | last loss |")
+    print(
+        f"\n{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, {args.steps} steps, batch {args.batch}, cutoff {args.cutoff}, "
+        f"LoRA r8 all-linear, compute {args.precision}"
+    )
+    print(
+        "| run | useful tokens/s | RSS at train start GB | peak RSS training GB "
+        "| peak RSS process GB | last loss |"
+    )
     print("|---|---|---|---|---|---|")
     for variant, r in results.items():
-        print(f"| {variant} | {r['tokens'] / r['seconds']:.1f} | {r['start_rss_gb']:.2f} | "
-              f"{r['train_peak_rss_gb']:.2f} | {r['peak_rss_gb']:.2f} | {r['loss']:.3f} |")
+        print(
+            f"| {variant} | {r['tokens'] / r['seconds']:.1f} | {r['start_rss_gb']:.2f} | "
+            f"{r['train_peak_rss_gb']:.2f} | {r['peak_rss_gb']:.2f} | {r['loss']:.3f} |"
+        )
     base = results["lora-fp32"]
     for variant in ("qlora-8bit", "qlora-4bit"):
         r = results[variant]
         speed = (r["tokens"] / r["seconds"]) / (base["tokens"] / base["seconds"])
-        print(f"{variant}: {speed:.2f}x the speed of LoRA fp32, "
-              f"{r['train_peak_rss_gb'] / base['train_peak_rss_gb']:.2f}x its peak RSS "
-              f"while training")
+        print(
+            f"{variant}: {speed:.2f}x the speed of LoRA fp32, "
+            f"{r['train_peak_rss_gb'] / base['train_peak_rss_gb']:.2f}x its peak RSS "
+            f"while training"
+        )
 
 
 if __name__ == "__main__":

@@ -27,13 +27,22 @@ from pathlib import Path
 import httpx
 
 QUESTIONS = [
-    "Explain how a rainbow forms.", "Give three tips for learning a language.",
-    "What does a compiler do?", "Describe the water cycle.", "Why is the sky blue?",
-    "How do vaccines work?", "What is a prime number?", "Summarise the plot of Hamlet.",
-    "请介绍一下长城。", "如何学习编程？", "What is machine learning?",
+    "Explain how a rainbow forms.",
+    "Give three tips for learning a language.",
+    "What does a compiler do?",
+    "Describe the water cycle.",
+    "Why is the sky blue?",
+    "How do vaccines work?",
+    "What is a prime number?",
+    "Summarise the plot of Hamlet.",
+    "请介绍一下长城。",
+    "如何学习编程？",
+    "What is machine learning?",
     "How does a bicycle stay up?",
-    "Name the planets of the solar system.", "What is photosynthesis?",
-    "How do I make a cup of tea?", "What causes the seasons?",
+    "Name the planets of the solar system.",
+    "What is photosynthesis?",
+    "How do I make a cup of tea?",
+    "What causes the seasons?",
 ]
 
 
@@ -45,9 +54,14 @@ class Stream:
 
 
 async def one_stream(http: httpx.AsyncClient, question: str, max_tokens: int) -> Stream:
-    body = {"model": "bench", "messages": [{"role": "user", "content": question}],
-            "max_tokens": max_tokens, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": "bench",
+        "messages": [{"role": "user", "content": question}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     start = time.perf_counter()
     first = None
     tokens = 0
@@ -56,7 +70,7 @@ async def one_stream(http: httpx.AsyncClient, question: str, max_tokens: int) ->
         async for line in reply.aiter_lines():
             if not line.startswith("data: {"):
                 continue
-            event = json.loads(line[len("data: "):])
+            event = json.loads(line[len("data: ") :])
             if first is None and any(c["delta"].get("content") for c in event["choices"]):
                 first = time.perf_counter()
             if event.get("usage"):
@@ -68,8 +82,12 @@ async def one_stream(http: httpx.AsyncClient, question: str, max_tokens: int) ->
 
 async def level(url: str, concurrency: int, rounds: int, max_tokens: int) -> dict:
     async def client(index: int, http: httpx.AsyncClient) -> list[Stream]:
-        return [await one_stream(http, QUESTIONS[(index + r * concurrency) % len(QUESTIONS)],
-                                 max_tokens) for r in range(rounds)]
+        return [
+            await one_stream(
+                http, QUESTIONS[(index + r * concurrency) % len(QUESTIONS)], max_tokens
+            )
+            for r in range(rounds)
+        ]
 
     async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(1800)) as http:
         start = time.perf_counter()
@@ -78,16 +96,31 @@ async def level(url: str, concurrency: int, rounds: int, max_tokens: int) -> dic
     streams = [stream for streams in results for stream in streams]
     total = sum(stream.tokens for stream in streams)
     per_stream = [stream.tokens / stream.seconds for stream in streams if stream.seconds > 0]
-    return {"concurrency": concurrency, "requests": len(streams), "tokens": total,
-            "wall_s": wall, "total_tok_s": total / wall,
-            "stream_tok_s": statistics.mean(per_stream) if per_stream else float("nan"),
-            "first_token_s": statistics.mean(stream.first_token_s for stream in streams)}
+    return {
+        "concurrency": concurrency,
+        "requests": len(streams),
+        "tokens": total,
+        "wall_s": wall,
+        "total_tok_s": total / wall,
+        "stream_tok_s": statistics.mean(per_stream) if per_stream else float("nan"),
+        "first_token_s": statistics.mean(stream.first_token_s for stream in streams),
+    }
 
 
 def start_server(args: argparse.Namespace, port: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "tuneforge.cli", "--quiet", "api", "--port", str(port),
-               "--max-batch", str(max(args.concurrency)),
-               "--max-waiting", str(4 * max(args.concurrency))]
+    command = [
+        sys.executable,
+        "-m",
+        "tuneforge.cli",
+        "--quiet",
+        "api",
+        "--port",
+        str(port),
+        "--max-batch",
+        str(max(args.concurrency)),
+        "--max-waiting",
+        str(4 * max(args.concurrency)),
+    ]
     if args.adapter:
         command += ["--adapter", args.adapter]
     with open(log, "wb") as out:
@@ -106,8 +139,9 @@ def start_server(args: argparse.Namespace, port: int, log: Path) -> subprocess.P
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--concurrency", default="1,4,16",
-                        type=lambda text: [int(n) for n in text.split(",")])
+    parser.add_argument(
+        "--concurrency", default="1,4,16", type=lambda text: [int(n) for n in text.split(",")]
+    )
     parser.add_argument("--rounds", type=int, default=2, help="requests per client")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--adapter", help="serve this training output instead of the base model")
@@ -125,16 +159,22 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(timeout=60)
-    print(f"\nAPI server throughput, default model{' + ' + args.adapter if args.adapter else ''}, "
-          f"greedy, max_tokens {args.max_tokens}, {args.rounds} requests per client "
-          f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs)")
-    print("| concurrent | requests | tokens | wall s | total tok/s | one stream tok/s "
-          "| first token s |")
+    print(
+        f"\nAPI server throughput, default model{' + ' + args.adapter if args.adapter else ''}, "
+        f"greedy, max_tokens {args.max_tokens}, {args.rounds} requests per client "
+        f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs)"
+    )
+    print(
+        "| concurrent | requests | tokens | wall s | total tok/s | one stream tok/s "
+        "| first token s |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['concurrency']} | {row['requests']} | {row['tokens']} | "
-              f"{row['wall_s']:.1f} | {row['total_tok_s']:.1f} | {row['stream_tok_s']:.1f} | "
-              f"{row['first_token_s']:.2f} |")
+        print(
+            f"| {row['concurrency']} | {row['requests']} | {row['tokens']} | "
+            f"{row['wall_s']:.1f} | {row['total_tok_s']:.1f} | {row['stream_tok_s']:.1f} | "
+            f"{row['first_token_s']:.2f} |"
+        )
     return 0
 
 

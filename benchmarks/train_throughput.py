@@ -19,13 +19,18 @@ import tempfile
 import time
 from pathlib import Path
 
-EN = ("the model learns from examples and the loss falls slowly while the learning rate "
-      "warms up and then decays along a cosine curve until training ends").split()
-ZH = list("模型从示例中学习损失缓慢下降学习率先预热然后沿余弦曲线衰减直到训练结束数据质量比数量更重要")
+EN = (
+    "the model learns from examples and the loss falls slowly while the learning rate "
+    "warms up and then decays along a cosine curve until training ends"
+).split()
+ZH = list(
+    "模型从示例中学习损失缓慢下降学习率先预热然后沿余弦曲线衰减直到训练结束数据质量比数量更重要"
+)
 
 
 def make_dataset(folder: Path, n: int = 512, seed: int = 0) -> None:
-    """Deterministic alpaca rows: half English, half Chinese, prompts and answers of mixed length."""
+    """Deterministic alpaca rows: half English, half Chinese, prompts and answers of mixed
+    length."""
     rng = random.Random(seed)
     rows = []
     for i in range(n):
@@ -47,10 +52,16 @@ def peak_rss_gb() -> float:
 def run_plain(data_dir: Path, steps: int) -> dict:
     """What a practitioner writes by hand: chat template, prompt masked, pad to longest."""
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq,
-                              Trainer, TrainerCallback, TrainingArguments)
     from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     from tuneforge.models.default import ensure_default_model
 
@@ -61,15 +72,17 @@ def run_plain(data_dir: Path, steps: int) -> dict:
     def encode(row):
         prompt = [{"role": "user", "content": row["instruction"]}]
         p = tok.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)
-        full = tok.apply_chat_template(prompt + [{"role": "assistant", "content": row["output"]}],
-                                       return_dict=True)
+        full = tok.apply_chat_template(
+            prompt + [{"role": "assistant", "content": row["output"]}], return_dict=True
+        )
         p, full = list(p["input_ids"]), list(full["input_ids"])[:512]
-        return {"input_ids": full, "labels": [-100] * len(p) + full[len(p):]}
+        return {"input_ids": full, "labels": [-100] * len(p) + full[len(p) :]}
 
     ds = Dataset.from_list([encode(r) for r in rows])
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
-                                             task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM")
+    )
     counted = {"tokens": 0}
 
     def collate(features):
@@ -83,12 +96,21 @@ def run_plain(data_dir: Path, steps: int) -> dict:
         def on_train_end(self, *a, **k):
             counted["seconds"] = time.perf_counter() - self.t
 
-    args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=4,
-                             max_steps=steps, learning_rate=1e-4, report_to="none",
-                             use_cpu=True, save_strategy="no", logging_steps=10,
-                             disable_tqdm=True, seed=0)
-    Trainer(model=model, args=args, train_dataset=ds, data_collator=collate,
-            callbacks=[Clock()]).train()
+    args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=4,
+        max_steps=steps,
+        learning_rate=1e-4,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        logging_steps=10,
+        disable_tqdm=True,
+        seed=0,
+    )
+    Trainer(
+        model=model, args=args, train_dataset=ds, data_collator=collate, callbacks=[Clock()]
+    ).train()
     return {"tokens": counted["tokens"], "seconds": counted["seconds"], "precision": "fp32"}
 
 
@@ -96,21 +118,36 @@ def run_tuneforge(data_dir: Path, steps: int) -> dict:
     import tuneforge
 
     out = Path(tempfile.mkdtemp())
-    cfg = tuneforge.load_config({
-        "dataset": "mixed", "dataset_dir": str(data_dir), "cutoff_len": 512, "packing": True,
-        "lora_rank": 8, "lora_target": "all", "per_device_train_batch_size": 4,
-        "max_steps": steps, "learning_rate": 1e-4, "report_to": "none", "save_strategy": "no",
-        "logging_steps": 10, "output_dir": str(out / "run"), "seed": 0,
-    })
+    cfg = tuneforge.load_config(
+        {
+            "dataset": "mixed",
+            "dataset_dir": str(data_dir),
+            "cutoff_len": 512,
+            "packing": True,
+            "lora_rank": 8,
+            "lora_target": "all",
+            "per_device_train_batch_size": 4,
+            "max_steps": steps,
+            "learning_rate": 1e-4,
+            "report_to": "none",
+            "save_strategy": "no",
+            "logging_steps": 10,
+            "output_dir": str(out / "run"),
+            "seed": 0,
+        }
+    )
     result = tuneforge.train(cfg)
     log = [json.loads(line) for line in (out / "run" / "trainer_log.jsonl").open()]
-    return {"tokens": log[-1]["tokens"], "seconds": result.metrics["train_runtime"],
-            "precision": "bf16 autocast" if _uses_bf16(out / "run") else "fp32"}
+    return {
+        "tokens": log[-1]["tokens"],
+        "seconds": result.metrics["train_runtime"],
+        "precision": "bf16 autocast" if _uses_bf16(out / "run") else "fp32",
+    }
 
 
 def _uses_bf16(run: Path) -> bool:
-    from tuneforge.models import choose_precision
     from tuneforge.config import TrainArgs
+    from tuneforge.models import choose_precision
 
     return choose_precision(TrainArgs()).bf16
 
@@ -134,22 +171,39 @@ def main() -> None:
     make_dataset(data_dir)
     results = {}
     for kind in ("plain", "tuneforge"):
-        proc = subprocess.run([sys.executable, __file__, "--child", kind, "--data", str(data_dir),
-                               "--steps", str(args.steps)], capture_output=True, text=True,
-                              env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                kind,
+                "--data",
+                str(data_dir),
+                "--steps",
+                str(args.steps),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"},
+        )
         line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
         if proc.returncode or not line:
             sys.exit(f"{kind} run failed:\n{proc.stderr[-3000:]}")
         results[kind] = json.loads(line[-1][7:])
-    print(f"\n{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, {args.steps} steps, batch 4, cutoff 512, LoRA r8 all-linear")
+    print(
+        f"\n{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, {args.steps} steps, batch 4, cutoff 512, LoRA r8 all-linear"
+    )
     print("| run | precision | useful tokens | seconds | useful tokens/s | peak RSS GB |")
     print("|---|---|---|---|---|---|")
     for kind, r in results.items():
-        print(f"| {kind} | {r['precision']} | {r['tokens']} | {r['seconds']:.1f} | "
-              f"{r['tokens'] / r['seconds']:.1f} | {r['peak_rss_gb']:.2f} |")
+        print(
+            f"| {kind} | {r['precision']} | {r['tokens']} | {r['seconds']:.1f} | "
+            f"{r['tokens'] / r['seconds']:.1f} | {r['peak_rss_gb']:.2f} |"
+        )
     speedup = (results["tuneforge"]["tokens"] / results["tuneforge"]["seconds"]) / (
-        results["plain"]["tokens"] / results["plain"]["seconds"])
+        results["plain"]["tokens"] / results["plain"]["seconds"]
+    )
     print(f"\nspeed-up: {speedup:.2f}x")
 
 

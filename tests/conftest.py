@@ -36,8 +36,9 @@ def tokenizer(default_model_dir):
     return AutoTokenizer.from_pretrained(default_model_dir)
 
 
-def build_tiny_model(folder: Path, tokenizer, *, layers: int = 2, seed: int = 0,
-                     hidden_size: int = 32) -> Path:
+def build_tiny_model(
+    folder: Path, tokenizer, *, layers: int = 2, seed: int = 0, hidden_size: int = 32
+) -> Path:
     """Save a tiny random Llama with the default model's tokenizer into `folder`.
 
     bitsandbytes' 4-bit CPU kernels need layers at least 64 wide (``hidden_size=64``).
@@ -88,8 +89,9 @@ def build_lora_adapter(base_dir: Path, folder: Path, *, seed: int = 0, rank: int
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(base_dir)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear",
-                        init_lora_weights=False)
+    config = LoraConfig(
+        r=rank, lora_alpha=2 * rank, target_modules="all-linear", init_lora_weights=False
+    )
     get_peft_model(model, config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder)
     return folder

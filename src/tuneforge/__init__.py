@@ -14,5 +14,14 @@ from tuneforge.workflows import chat, evaluate, export, load_config, plan, serve
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "chat", "evaluate", "export", "load_config", "plan", "serve", "sweep",
-           "train"]
+__all__ = [
+    "__version__",
+    "chat",
+    "evaluate",
+    "export",
+    "load_config",
+    "plan",
+    "serve",
+    "sweep",
+    "train",
+]

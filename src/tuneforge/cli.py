@@ -27,8 +27,9 @@ TRAINED_FOLDER = "a training output (LoRA adapter or full model) or a merged exp
 BUG_REPORT = "This is a bug in tuneforge; please report it with the traceback above."
 # Each problem is one line of output, even when it quotes a name or value that holds a line
 # break (a dataset name, a role read from a data file): those are shown escaped.
-LINE_BREAKS = str.maketrans({char: repr(char)[1:-1]
-                             for char in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
+LINE_BREAKS = str.maketrans(
+    {char: repr(char)[1:-1] for char in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -37,8 +38,13 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     if args.nproc is not None and args.nproc != 1:
-        argv = [*(["--quiet"] if args.quiet else []), "train", args.config, *args.overrides,
-                *(["--force"] if args.force else [])]
+        argv = [
+            *(["--quiet"] if args.quiet else []),
+            "train",
+            args.config,
+            *args.overrides,
+            *(["--force"] if args.force else []),
+        ]
         return launch_training(cfg, args.nproc, argv)
     result = train(cfg, force=args.force)
     if not result.completed:
@@ -56,11 +62,15 @@ def _train(args: argparse.Namespace) -> int:
 def interrupted_message(result: TrainResult, config: str) -> str:
     """The one line an interrupted run ends with: where it stopped and how to continue."""
     if result.resume_from is None:
-        return (f"tuneforge: interrupted at step {result.step} of {result.max_steps} before a "
-                f"checkpoint was saved; nothing to resume in {result.output_dir}")
-    return (f"tuneforge: interrupted at step {result.step} of {result.max_steps}; checkpoint "
-            f"saved in {result.resume_from}; continue with: tuneforge train {config} "
-            f"resume_from_checkpoint=true")
+        return (
+            f"tuneforge: interrupted at step {result.step} of {result.max_steps} before a "
+            f"checkpoint was saved; nothing to resume in {result.output_dir}"
+        )
+    return (
+        f"tuneforge: interrupted at step {result.step} of {result.max_steps}; checkpoint "
+        f"saved in {result.resume_from}; continue with: tuneforge train {config} "
+        f"resume_from_checkpoint=true"
+    )
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -125,8 +135,14 @@ def _data(args: argparse.Namespace) -> int:
         return 0
     from tuneforge.data.clean import clean_datasets
 
-    report = clean_datasets(cfg, tokenizer, args.out, dedupe=args.dedupe,
-                            min_tokens=args.min_tokens, max_tokens=args.max_tokens)
+    report = clean_datasets(
+        cfg,
+        tokenizer,
+        args.out,
+        dedupe=args.dedupe,
+        min_tokens=args.min_tokens,
+        max_tokens=args.max_tokens,
+    )
     print(report.text())
     return 0
 
@@ -146,8 +162,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _webui(args: argparse.Namespace) -> int:
     from tuneforge.webui.app import launch
 
-    launch(host=args.host, port=args.port, lang=args.lang, share=args.share,
-           password=args.password)
+    launch(host=args.host, port=args.port, lang=args.lang, share=args.share, password=args.password)
     return 0
 
 
@@ -210,10 +225,15 @@ def _api(args: argparse.Namespace) -> int:
 
     cfg = _model_config(args)
     settings = ServerSettings(
-        model_name=args.model_name or served_name(cfg), api_key=args.api_key,
-        no_auth=args.no_auth, max_batch=args.max_batch, max_waiting=args.max_waiting,
-        max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens,
-        max_request_bytes=args.max_request_bytes)
+        model_name=args.model_name or served_name(cfg),
+        api_key=args.api_key,
+        no_auth=args.no_auth,
+        max_batch=args.max_batch,
+        max_waiting=args.max_waiting,
+        max_prompt_tokens=args.max_prompt_tokens,
+        max_tokens=args.max_tokens,
+        max_request_bytes=args.max_request_bytes,
+    )
     serve(cfg, settings, host=args.host, port=args.port)
     return 0
 
@@ -221,16 +241,20 @@ def _api(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from tuneforge import export
 
-    result = export(_model_config(args), args.out, fmt=args.format, quant=args.quant,
-                    overwrite=args.overwrite)
+    result = export(
+        _model_config(args), args.out, fmt=args.format, quant=args.quant, overwrite=args.overwrite
+    )
     for check in result.checks:
         print(check)
     print(f"Exported to {result.path}")
     if result.modelfile is not None:
         print(f"Ollama: ollama create {result.path.stem} -f {result.modelfile}")
     if not result.ok:
-        print(f"tuneforge: error: the export in {result.path} does not behave like the model it "
-              f"came from (see the checks above)", file=sys.stderr)
+        print(
+            f"tuneforge: error: the export in {result.path} does not behave like the model it "
+            f"came from (see the checks above)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -243,15 +267,19 @@ def _positive(text: str) -> int:
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser, adapter_help: str) -> None:
-    parser.add_argument("config", nargs="?", help="optional YAML config (model, template, "
-                        "generation)")
+    parser.add_argument(
+        "config", nargs="?", help="optional YAML config (model, template, generation)"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value pairs, e.g. template=chatml")
     parser.add_argument("--adapter", help=adapter_help)
 
 
 def _add_generation_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--temperature", type=float, help="0 = greedy (the default unless the "
-                        "config says do_sample: true); above 0 samples")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        help="0 = greedy (the default unless the config says do_sample: true); above 0 samples",
+    )
     parser.add_argument("--top-p", type=float, help="nucleus sampling share, (0, 1]")
     parser.add_argument("--max-new-tokens", type=_positive, help="longest reply in tokens")
     parser.add_argument("--repetition-penalty", type=float, help="above 1 discourages repeats")
@@ -266,44 +294,70 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="fine-tune a model from a YAML config")
     train.add_argument("config", help="YAML file with LLaMA-Factory style keys")
     train.add_argument("overrides", nargs="*", help="key=value pairs that override the file")
-    train.add_argument("--nproc", type=int, help="data-parallel processes on this machine "
-                       "(one per GPU, or CPU cores); or start tuneforge with torchrun")
-    train.add_argument("--force", action="store_true", help="train even when the memory "
-                       "plan says the run will not fit")
+    train.add_argument(
+        "--nproc",
+        type=int,
+        help="data-parallel processes on this machine "
+        "(one per GPU, or CPU cores); or start tuneforge with torchrun",
+    )
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="train even when the memory plan says the run will not fit",
+    )
     train.set_defaults(func=_train)
 
-    plan = sub.add_parser("plan", help="memory needed (per component, against the device), "
-                          "what would make it fit, hyper-parameter advice; no training")
+    plan = sub.add_parser(
+        "plan",
+        help="memory needed (per component, against the device), "
+        "what would make it fit, hyper-parameter advice; no training",
+    )
     plan.add_argument("config", help="YAML config, as for train")
     plan.add_argument("overrides", nargs="*", help="key=value pairs that override the file")
     plan.add_argument("--no-data", action="store_true", help="skip reading the datasets")
     plan.set_defaults(func=_plan)
 
-    data = sub.add_parser("data", help="inspect the configured datasets, or write a cleaned "
-                          "copy of them")
+    data = sub.add_parser(
+        "data", help="inspect the configured datasets, or write a cleaned copy of them"
+    )
     data.add_argument("action", choices=("inspect", "clean"))
     data.add_argument("config", help="YAML config naming the datasets and the model")
     data.add_argument("overrides", nargs="*", help="key=value pairs that override the file")
     data.add_argument("--out", help="clean: the .jsonl file to write (inputs never change)")
-    data.add_argument("--dedupe", choices=("normalized", "exact", "none"), default="normalized",
-                      help="clean: drop repeats ignoring case/spaces/punctuation (default), "
-                      "exact repeats only, or none")
+    data.add_argument(
+        "--dedupe",
+        choices=("normalized", "exact", "none"),
+        default="normalized",
+        help="clean: drop repeats ignoring case/spaces/punctuation (default), "
+        "exact repeats only, or none",
+    )
     data.add_argument("--min-tokens", type=_positive, help="clean: drop shorter samples")
     data.add_argument("--max-tokens", type=_positive, help="clean: drop longer samples")
     data.set_defaults(func=_data)
 
-    sweep = sub.add_parser("sweep", help="short runs over learning rate x batch size (x any "
-                           "key), ranked by validation result; resumes where it stopped")
+    sweep = sub.add_parser(
+        "sweep",
+        help="short runs over learning rate x batch size (x any "
+        "key), ranked by validation result; resumes where it stopped",
+    )
     sweep.add_argument("config", help="YAML config, as for train")
     sweep.add_argument("overrides", nargs="*", help="key=value pairs that override the file")
     sweep.add_argument("--lr", help="learning rates, e.g. 5e-5,1e-4,2e-4")
     sweep.add_argument("--batch", help="per-device batch sizes, e.g. 2,4,8")
-    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
-                       help="any other key to vary, e.g. lora_rank=8,16 (repeatable)")
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="any other key to vary, e.g. lora_rank=8,16 (repeatable)",
+    )
     budget = sweep.add_mutually_exclusive_group(required=True)
     budget.add_argument("--max-steps", type=_positive, help="optimizer steps per run")
-    budget.add_argument("--max-tokens", type=_positive, help="training tokens per run "
-                        "(steps = tokens / (batch x accumulation x cutoff_len))")
+    budget.add_argument(
+        "--max-tokens",
+        type=_positive,
+        help="training tokens per run (steps = tokens / (batch x accumulation x cutoff_len))",
+    )
     sweep.add_argument("--out", help="folder of the runs (default: <output_dir>-sweep)")
     sweep.set_defaults(func=_sweep)
 
@@ -317,87 +371,151 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="serve the model over an OpenAI-compatible HTTP API")
     _add_model_arguments(api, TRAINED_FOLDER)
     _add_generation_arguments(api)
-    api.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
-                     "127.0.0.1, this machine only; 0.0.0.0 for every interface)")
+    api.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: "
+        "127.0.0.1, this machine only; 0.0.0.0 for every interface)",
+    )
     api.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
-    api.add_argument("--api-key", default=os.environ.get("TUNEFORGE_API_KEY"),
-                     help="require 'Authorization: Bearer KEY' (default: $TUNEFORGE_API_KEY); "
-                     "an empty key is refused")
-    api.add_argument("--no-auth", action="store_true", help="serve without a key, with a "
-                     "warning (without a key or this flag only a loopback --host is allowed)")
+    api.add_argument(
+        "--api-key",
+        default=os.environ.get("TUNEFORGE_API_KEY"),
+        help="require 'Authorization: Bearer KEY' (default: $TUNEFORGE_API_KEY); "
+        "an empty key is refused",
+    )
+    api.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve without a key, with a "
+        "warning (without a key or this flag only a loopback --host is allowed)",
+    )
     api.add_argument("--model-name", help="the model id clients see (default: the folder name)")
-    api.add_argument("--max-batch", type=_positive, default=8, help="requests (choices) "
-                     "generated together in one batch (default: 8)")
-    api.add_argument("--max-waiting", type=_positive, default=32, help="requests that may "
-                     "wait for a batch; more are answered 429 (default: 32)")
-    api.add_argument("--max-prompt-tokens", type=_positive, default=4096,
-                     help="longest prompt accepted, in tokens (default: 4096)")
-    api.add_argument("--max-tokens", type=_positive, default=2048,
-                     help="most tokens one request may ask for (default: 2048)")
-    api.add_argument("--max-request-bytes", type=_positive, default=1 << 20,
-                     help="largest request body accepted; larger ones get 413 (default: "
-                     "1048576, 1 MiB)")
+    api.add_argument(
+        "--max-batch",
+        type=_positive,
+        default=8,
+        help="requests (choices) generated together in one batch (default: 8)",
+    )
+    api.add_argument(
+        "--max-waiting",
+        type=_positive,
+        default=32,
+        help="requests that may wait for a batch; more are answered 429 (default: 32)",
+    )
+    api.add_argument(
+        "--max-prompt-tokens",
+        type=_positive,
+        default=4096,
+        help="longest prompt accepted, in tokens (default: 4096)",
+    )
+    api.add_argument(
+        "--max-tokens",
+        type=_positive,
+        default=2048,
+        help="most tokens one request may ask for (default: 2048)",
+    )
+    api.add_argument(
+        "--max-request-bytes",
+        type=_positive,
+        default=1 << 20,
+        help="largest request body accepted; larger ones get 413 (default: 1048576, 1 MiB)",
+    )
     api.set_defaults(func=_api)
 
-    export = sub.add_parser("export", help="merge a LoRA adapter into its base model; save a "
-                            "Hugging Face folder or a GGUF file (llama.cpp, Ollama)")
+    export = sub.add_parser(
+        "export",
+        help="merge a LoRA adapter into its base model; save a "
+        "Hugging Face folder or a GGUF file (llama.cpp, Ollama)",
+    )
     _add_model_arguments(export, "the training output to export (LoRA adapter or full model)")
     export.add_argument("--out", required=True, help="folder (hf) or .gguf file to write")
-    export.add_argument("--format", choices=("hf", "gguf"), help="default: gguf when --out "
-                        "ends in .gguf, else hf")
-    export.add_argument("--quant", choices=("f32", "f16", "q8_0"), help="GGUF weight type "
-                        "(default: f16)")
+    export.add_argument(
+        "--format", choices=("hf", "gguf"), help="default: gguf when --out ends in .gguf, else hf"
+    )
+    export.add_argument(
+        "--quant", choices=("f32", "f16", "q8_0"), help="GGUF weight type (default: f16)"
+    )
     export.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     export.set_defaults(func=_export)
 
-    evaluate = sub.add_parser("eval", help="score a model on test data: base vs tuned "
-                              "(generation) or vs a TF-IDF baseline (classification)")
-    evaluate.add_argument("config", help="YAML config naming the test data (eval_dataset, or "
-                          "dataset + val_size) and generation settings")
+    evaluate = sub.add_parser(
+        "eval",
+        help="score a model on test data: base vs tuned "
+        "(generation) or vs a TF-IDF baseline (classification)",
+    )
+    evaluate.add_argument(
+        "config",
+        help="YAML config naming the test data (eval_dataset, or "
+        "dataset + val_size) and generation settings",
+    )
     evaluate.add_argument("overrides", nargs="*", help="key=value pairs, e.g. max_new_tokens=64")
     evaluate.add_argument("--adapter", help="a training output folder: compared with its base")
-    evaluate.add_argument("--out", help="folder for the predictions and metrics.json "
-                          "(default: <adapter or output_dir>/eval)")
-    evaluate.add_argument("--forgetting", action="store_true", help="also check what general "
-                          "ability the adapter kept (perplexity and questions, base vs tuned); "
-                          "alone when the config names no test data")
+    evaluate.add_argument(
+        "--out",
+        help="folder for the predictions and metrics.json (default: <adapter or output_dir>/eval)",
+    )
+    evaluate.add_argument(
+        "--forgetting",
+        action="store_true",
+        help="also check what general "
+        "ability the adapter kept (perplexity and questions, base vs tuned); "
+        "alone when the config names no test data",
+    )
     evaluate.set_defaults(func=_eval)
 
-    report = sub.add_parser("report", help="write <run>/report.html: curves, warnings, "
-                            "metrics and config of a training run")
+    report = sub.add_parser(
+        "report",
+        help="write <run>/report.html: curves, warnings, metrics and config of a training run",
+    )
     report.add_argument("run", help="the output_dir of a training run")
     report.set_defaults(func=_report)
 
-    compare = sub.add_parser("compare", help="one HTML page comparing runs: curves, metrics, "
-                             "config differences")
-    compare.add_argument("runs", nargs="+", help="output_dirs of runs, or a folder of runs "
-                         "(a sweep)")
-    compare.add_argument("--out", help="the HTML file to write (default: compare.html in the "
-                         "runs' common folder)")
+    compare = sub.add_parser(
+        "compare", help="one HTML page comparing runs: curves, metrics, config differences"
+    )
+    compare.add_argument(
+        "runs", nargs="+", help="output_dirs of runs, or a folder of runs (a sweep)"
+    )
+    compare.add_argument(
+        "--out", help="the HTML file to write (default: compare.html in the runs' common folder)"
+    )
     compare.set_defaults(func=_compare)
 
     predict = sub.add_parser("predict", help="label a file of texts with a trained classifier")
     predict.add_argument("config", help="the YAML config of the cls run (batch size, cutoff_len)")
-    predict.add_argument("overrides", nargs="*", help="key=value pairs, e.g. "
-                         "per_device_eval_batch_size=32")
+    predict.add_argument(
+        "overrides", nargs="*", help="key=value pairs, e.g. per_device_eval_batch_size=32"
+    )
     predict.add_argument("--adapter", required=True, help="the output folder of a stage cls run")
     predict.add_argument("--input", required=True, help="JSON/JSONL/CSV/Parquet/TXT file of texts")
-    predict.add_argument("--out", required=True, help="JSONL file to write labels and "
-                         "probabilities to")
+    predict.add_argument(
+        "--out", required=True, help="JSONL file to write labels and probabilities to"
+    )
     predict.add_argument("--column", default="text", help="the column holding the texts")
     predict.set_defaults(func=_predict)
 
-    webui = sub.add_parser("webui", help="the browser UI: train, evaluate, chat and export "
-                           "(needs the 'webui' extra)")
+    webui = sub.add_parser(
+        "webui", help="the browser UI: train, evaluate, chat and export (needs the 'webui' extra)"
+    )
     webui.add_argument("--port", type=int, default=7860, help="port to listen on (default: 7860)")
-    webui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
-                       "127.0.0.1, this machine only; 0.0.0.0 for every interface)")
-    webui.add_argument("--lang", choices=("en", "zh"), help="page language (default: from the "
-                       "locale); switchable on the page")
+    webui.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: "
+        "127.0.0.1, this machine only; 0.0.0.0 for every interface)",
+    )
+    webui.add_argument(
+        "--lang",
+        choices=("en", "zh"),
+        help="page language (default: from the locale); switchable on the page",
+    )
     webui.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    webui.add_argument("--password", default=os.environ.get("TUNEFORGE_WEBUI_PASSWORD"),
-                       help="ask for this password, any user name (default: "
-                       "$TUNEFORGE_WEBUI_PASSWORD)")
+    webui.add_argument(
+        "--password",
+        default=os.environ.get("TUNEFORGE_WEBUI_PASSWORD"),
+        help="ask for this password, any user name (default: $TUNEFORGE_WEBUI_PASSWORD)",
+    )
     webui.set_defaults(func=_webui)
     return parser
 

@@ -25,16 +25,40 @@ WANDB_DIR = "wandb"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 # What transformers, peft and the tokenizer write when a run saves its result.
-_SAVED_FILES = frozenset({
-    "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "README.md",
-    "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
-    "pytorch_model.bin", "pytorch_model.bin.index.json", "training_args.bin",
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model",
-    "train_results.json", "eval_results.json",
-})
-_RUN_FILES = _SAVED_FILES | {CONFIG_NAME, LOG_NAME, RESULTS_NAME, STATE_NAME, PLOT_NAME,
-                             REPORT_NAME}
+_SAVED_FILES = frozenset(
+    {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "adapter_model.bin",
+        "README.md",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "pytorch_model.bin.index.json",
+        "training_args.bin",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "chat_template.jinja",
+        "chat_template.json",
+        "vocab.json",
+        "merges.txt",
+        "tokenizer.model",
+        "train_results.json",
+        "eval_results.json",
+    }
+)
+_RUN_FILES = _SAVED_FILES | {
+    CONFIG_NAME,
+    LOG_NAME,
+    RESULTS_NAME,
+    STATE_NAME,
+    PLOT_NAME,
+    REPORT_NAME,
+}
 _RUN_DIRS = frozenset({EVAL_DIR, PREDICT_DIR, TB_DIR, WANDB_DIR})
 _SHARD = re.compile(r"^(model|pytorch_model)-\d+-of-\d+\.(safetensors|bin)$")
 
@@ -51,8 +75,11 @@ def is_run_folder(folder: Path) -> bool:
     """A folder a tuneforge run has written to: its config, its log or a checkpoint."""
     if not folder.is_dir():
         return False
-    return ((folder / CONFIG_NAME).is_file() or (folder / LOG_NAME).is_file()
-            or any(CHECKPOINT_PATTERN.match(p.name) for p in folder.iterdir() if p.is_dir()))
+    return (
+        (folder / CONFIG_NAME).is_file()
+        or (folder / LOG_NAME).is_file()
+        or any(CHECKPOINT_PATTERN.match(p.name) for p in folder.iterdir() if p.is_dir())
+    )
 
 
 def foreign_entries(folder: Path) -> list[str]:
@@ -72,8 +99,11 @@ def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     """All checkpoint folders of a run (complete or not), oldest first."""
     if not output_dir.is_dir():
         return []
-    found = [(step, p) for p in output_dir.iterdir()
-             if p.is_dir() and (step := checkpoint_step(p)) is not None]
+    found = [
+        (step, p)
+        for p in output_dir.iterdir()
+        if p.is_dir() and (step := checkpoint_step(p)) is not None
+    ]
     return sorted(found)
 
 

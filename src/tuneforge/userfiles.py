@@ -38,8 +38,10 @@ def utf8_lines(path: Path, error: type[UserError]) -> Iterator[tuple[int, str]]:
                 try:
                     yield number, line.decode("utf-8")
                 except UnicodeDecodeError as err:
-                    raise error(f"{path}:{number}: not UTF-8 text (byte 0x{line[err.start]:02x} "
-                                f"at column {err.start + 1}); save the file as UTF-8") from None
+                    raise error(
+                        f"{path}:{number}: not UTF-8 text (byte 0x{line[err.start]:02x} "
+                        f"at column {err.start + 1}); save the file as UTF-8"
+                    ) from None
     except OSError as err:
         raise error(f"{path}: cannot read ({err.strerror or err})") from None
 

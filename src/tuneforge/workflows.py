@@ -79,8 +79,9 @@ def _train_processes(cfg: RunConfig, nproc: int, *, force: bool) -> TrainResult:
     out = Path(cfg.train.output_dir)
     complete = complete_checkpoints(out)
     if code == INTERRUPTED_EXIT:
-        return TrainResult(output_dir=out, completed=False,
-                           resume_from=complete[-1] if complete else None)
+        return TrainResult(
+            output_dir=out, completed=False, resume_from=complete[-1] if complete else None
+        )
     if code != 0:
         raise ProcessesFailed(code)
     metrics = json.loads((out / RESULTS_NAME).read_text(encoding="utf-8"))
@@ -96,18 +97,26 @@ def plan(config: ConfigLike, *, with_data: bool = True) -> Plan:
     return make_plan(_config(config), with_data=with_data)
 
 
-def sweep(config: ConfigLike, grid: Mapping[str, Sequence[Any]], folder: str | Path, *,
-          max_steps: int | None = None, max_tokens: int | None = None) -> SweepResult:
+def sweep(
+    config: ConfigLike,
+    grid: Mapping[str, Sequence[Any]],
+    folder: str | Path,
+    *,
+    max_steps: int | None = None,
+    max_tokens: int | None = None,
+) -> SweepResult:
     """Short runs over every combination of `grid` (e.g. learning rate x batch size), ranked
     by the validation metric; the same call after an interruption continues the sweep."""
     from tuneforge.planning.sweep import sweep as run_sweep
 
-    return run_sweep(_config(config), grid, folder, train=train, max_steps=max_steps,
-                     max_tokens=max_tokens)
+    return run_sweep(
+        _config(config), grid, folder, train=train, max_steps=max_steps, max_tokens=max_tokens
+    )
 
 
-def evaluate(config: ConfigLike, adapter: str | None = None,
-             output_dir: str | Path | None = None) -> EvalReport:
+def evaluate(
+    config: ConfigLike, adapter: str | None = None, output_dir: str | Path | None = None
+) -> EvalReport:
     """Score a model on the config's test data; with `adapter`, the tuned model beside its
     base (generation) or beside a TF-IDF baseline (classification)."""
     from tuneforge.eval.evaluate import evaluate as run_evaluation
@@ -133,8 +142,13 @@ def chat(model: RunConfig | str | Path | None = None) -> ChatModel:
     return load_chat_model(_model_config(model))
 
 
-def serve(model: RunConfig | str | Path | None = None, *, host: str = "127.0.0.1",
-          port: int = 8000, **settings: Any) -> None:
+def serve(
+    model: RunConfig | str | Path | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    **settings: Any,
+) -> None:
     """Answer OpenAI-style chat requests over HTTP until interrupted; `settings` are the
     fields of `tuneforge.serving.api.ServerSettings` (api_key, max_batch, max_waiting, ...)."""
     from tuneforge.serving.api import ServerSettings, served_name
@@ -145,8 +159,14 @@ def serve(model: RunConfig | str | Path | None = None, *, host: str = "127.0.0.1
     run_server(cfg, ServerSettings(**settings), host=host, port=port)
 
 
-def export(model: RunConfig | str | Path, out: str | Path, *, fmt: str | None = None,
-           quant: str | None = None, overwrite: bool = False) -> ExportResult:
+def export(
+    model: RunConfig | str | Path,
+    out: str | Path,
+    *,
+    fmt: str | None = None,
+    quant: str | None = None,
+    overwrite: bool = False,
+) -> ExportResult:
     """Merge a training output into its base model and write a Hugging Face folder or a GGUF
     file (``fmt="gguf"``, ``quant`` f32/f16/q8_0), checked against the original."""
     from tuneforge.exporting.pipeline import export_model

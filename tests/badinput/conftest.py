@@ -21,16 +21,16 @@ import yaml
 
 from tuneforge.cli import main
 
-ROWS = [{"instruction": f"Question {i}?", "input": "", "output": f"Answer {i}."}
-        for i in range(6)]
+ROWS = [{"instruction": f"Question {i}?", "input": "", "output": f"Answer {i}."} for i in range(6)]
 ERROR_PREFIX = "tuneforge: error: "
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bool, int, int]]:
     """Every path under `folder` with (is a folder, size, mtime in ns)."""
-    return {str(path.relative_to(folder)): (path.is_dir(), path.stat().st_size,
-                                            path.stat().st_mtime_ns)
-            for path in sorted(folder.rglob("*"))}
+    return {
+        str(path.relative_to(folder)): (path.is_dir(), path.stat().st_size, path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+    }
 
 
 @dataclass
@@ -46,10 +46,16 @@ class Project:
     def config(self, **keys: Any) -> dict[str, Any]:
         """The flat config of ``run.yaml``: a short LoRA run on ``demo``, updated by `keys`
         (a key set to `...` is left out)."""
-        base = {"model_name_or_path": str(self.model_dir or "smollm2-135m-instruct"),
-                "dataset": "demo", "dataset_dir": "data", "template": "chatml",
-                "output_dir": "saves/run", "max_steps": 1, "report_to": "none",
-                "cutoff_len": 64}
+        base = {
+            "model_name_or_path": str(self.model_dir or "smollm2-135m-instruct"),
+            "dataset": "demo",
+            "dataset_dir": "data",
+            "template": "chatml",
+            "output_dir": "saves/run",
+            "max_steps": 1,
+            "report_to": "none",
+            "cutoff_len": 64,
+        }
         return {key: value for key, value in {**base, **keys}.items() if value is not ...}
 
     def write_config(self, **keys: Any) -> Path:
@@ -71,8 +77,10 @@ class Project:
 
     def register(self, entry: dict[str, Any] | None = None, name: str = "demo") -> Path:
         """``data/dataset_info.json`` with one entry (default: ``demo.jsonl``, detected)."""
-        return self.write("data/dataset_info.json",
-                          {name: entry if entry is not None else {"file_name": "demo.jsonl"}})
+        return self.write(
+            "data/dataset_info.json",
+            {name: entry if entry is not None else {"file_name": "demo.jsonl"}},
+        )
 
     def rejects(self, argv: list[str], exit_code: int, *names: str) -> str:
         """Run the CLI; assert one error line naming every one of `names`, `exit_code`, no
@@ -91,8 +99,9 @@ class Project:
         for name in names:
             assert name in line, line
         assert code == exit_code, line
-        logged = [record.getMessage() for record in self.caplog.records
-                  if record.levelno >= logging.ERROR]
+        logged = [
+            record.getMessage() for record in self.caplog.records if record.levelno >= logging.ERROR
+        ]
         assert not logged, logged
         assert snapshot(self.root) == before, "files changed"
         return line
@@ -101,8 +110,14 @@ class Project:
         """`rejects` for ``python -m tuneforge.cli``: every line the process prints (progress
         bars, library logs, warnings) is checked, and only one may mention an error."""
         before = snapshot(self.root)
-        done = subprocess.run([sys.executable, "-m", "tuneforge.cli", *argv], cwd=self.root,
-                              capture_output=True, text=True, timeout=300, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "tuneforge.cli", *argv],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         output = done.stdout + done.stderr
         errors = [line for line in output.splitlines() if "error" in line.lower()]
         assert "Traceback" not in output, output

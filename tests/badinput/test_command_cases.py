@@ -11,20 +11,29 @@ def test_eval_without_test_data(project):
 
 
 def test_eval_with_an_adapter_that_is_not_there(project):
-    project.rejects(["eval", "run.yaml", "--adapter", "saves/nowhere", "val_size=0.5"], 4,
-                    "adapter 'saves/nowhere': no such folder")
+    project.rejects(
+        ["eval", "run.yaml", "--adapter", "saves/nowhere", "val_size=0.5"],
+        4,
+        "adapter 'saves/nowhere': no such folder",
+    )
 
 
-@pytest.mark.parametrize("argv", [["chat", "--adapter", "saves/nowhere", "--query", "hi"],
-                                  ["export", "--adapter", "saves/nowhere", "--out", "merged"]],
-                         ids=lambda argv: argv[0])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["chat", "--adapter", "saves/nowhere", "--query", "hi"],
+        ["export", "--adapter", "saves/nowhere", "--out", "merged"],
+    ],
+    ids=lambda argv: argv[0],
+)
 def test_model_commands_with_an_adapter_that_is_not_there(project, argv):
     project.rejects(argv, 4, "adapter 'saves/nowhere': no such folder")
 
 
 def test_data_clean_without_out_fails_before_the_tokenizer_loads(project):
-    project.rejects(["data", "clean", "run.yaml", "model_name_or_path=nowhere"], 1,
-                    "--out is required")
+    project.rejects(
+        ["data", "clean", "run.yaml", "model_name_or_path=nowhere"], 1, "--out is required"
+    )
 
 
 def test_report_on_a_folder_that_is_not_there(project):
@@ -39,8 +48,9 @@ def test_a_name_with_a_line_break_stays_on_one_line(model_project):
 
 
 def test_as_a_process_a_bad_override_is_one_line(project):
-    project.rejects_as_process(["train", "run.yaml", "--force", "lora_target=[q_proj"], 2,
-                               "override 'lora_target=[q_proj'")
+    project.rejects_as_process(
+        ["train", "run.yaml", "--force", "lora_target=[q_proj"], 2, "override 'lora_target=[q_proj'"
+    )
 
 
 def test_as_a_process_an_unparsable_csv_is_one_line(model_project):

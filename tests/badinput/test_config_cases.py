@@ -8,12 +8,16 @@ CONFIG_ERROR = 2
 
 # (keys written into run.yaml, names the error line must contain)
 BAD_KEYS = {
-    "unknown key": ({"lerning_rate": 1e-4},
-                    ["run.yaml", "unknown key 'lerning_rate'", "did you mean 'learning_rate'"]),
+    "unknown key": (
+        {"lerning_rate": 1e-4},
+        ["run.yaml", "unknown key 'lerning_rate'", "did you mean 'learning_rate'"],
+    ),
     "wrong type": ({"lora_rank": "eight"}, ["run.yaml", "lora_rank='eight'"]),
     "wrong type bool": ({"do_sample": "maybe"}, ["do_sample='maybe'"]),
-    "negative learning rate": ({"learning_rate": -1e-4},
-                               ["learning_rate=-0.0001", "greater than 0"]),
+    "negative learning rate": (
+        {"learning_rate": -1e-4},
+        ["learning_rate=-0.0001", "greater than 0"],
+    ),
     "val_size above 1": ({"val_size": 1.5}, ["val_size=1.5", "share in [0, 1)"]),
     "negative val_size": ({"val_size": -0.1}, ["val_size=-0.1"]),
     "lora_rank 0": ({"lora_rank": 0}, ["lora_rank=0", "greater than or equal to 1"]),
@@ -25,26 +29,38 @@ BAD_KEYS = {
     "bf16 and fp16": ({"bf16": True, "fp16": True}, ["bf16 and fp16 are both true"]),
     "unknown stage": ({"stage": "sfft"}, ["stage='sfft'", "allowed: sft, pt or cls"]),
     "unsupported stage": ({"stage": "dpo"}, ["stage 'dpo' is not supported"]),
-    "unknown finetuning_type": ({"finetuning_type": "qlora"},
-                                ["finetuning_type='qlora'", "allowed: lora, full or freeze"]),
+    "unknown finetuning_type": (
+        {"finetuning_type": "qlora"},
+        ["finetuning_type='qlora'", "allowed: lora, full or freeze"],
+    ),
     "unknown template": ({"template": "chatmll"}, ["template='chatmll'", "chatml"]),
     "quantization_bit 3": ({"quantization_bit": 3}, ["quantization_bit=3"]),
     "unknown report_to": ({"report_to": "slack"}, ["report_to.0='slack'"]),
     "bad fsdp words": ({"fsdp": "half_shard"}, ["fsdp='half_shard'", "full_shard"]),
     "missing dataset": ({"dataset": ...}, ["dataset is required for training"]),
-    "replaced key": ({"max_source_length": 512}, ["'max_source_length' is no longer used",
-                                                  "cutoff_len"]),
+    "replaced key": (
+        {"max_source_length": 512},
+        ["'max_source_length' is no longer used", "cutoff_len"],
+    ),
     "unsupported feature": ({"use_unsloth": True}, ["'use_unsloth'", "not supported"]),
-    "eval_strategy without validation": ({"eval_strategy": "steps"},
-                                         ["eval_strategy=steps needs validation data"]),
-    "val_size and eval_dataset": ({"val_size": 0.1, "eval_dataset": "demo"},
-                                  ["val_size and eval_dataset are both set"]),
+    "eval_strategy without validation": (
+        {"eval_strategy": "steps"},
+        ["eval_strategy=steps needs validation data"],
+    ),
+    "val_size and eval_dataset": (
+        {"val_size": 0.1, "eval_dataset": "demo"},
+        ["val_size and eval_dataset are both set"],
+    ),
     "packing for cls": ({"stage": "cls", "packing": True}, ["packing does not apply to stage cls"]),
     "do_predict for pt": ({"stage": "pt", "do_predict": True}, ["do_predict", "needs stage sft"]),
-    "dora without lora": ({"finetuning_type": "full", "use_dora": True},
-                          ["use_dora/use_rslora need finetuning_type=lora"]),
-    "metric for stage": ({"metric_for_best_model": "eval_accuracy"},
-                         ["metric_for_best_model='eval_accuracy'", "eval_loss"]),
+    "dora without lora": (
+        {"finetuning_type": "full", "use_dora": True},
+        ["use_dora/use_rslora need finetuning_type=lora"],
+    ),
+    "metric for stage": (
+        {"metric_for_best_model": "eval_accuracy"},
+        ["metric_for_best_model='eval_accuracy'", "eval_loss"],
+    ),
 }
 
 
@@ -57,8 +73,10 @@ def test_bad_key_in_the_yaml_file(project, keys, names):
 BAD_OVERRIDES = {
     "unknown key": (["lora_rnk=4"], ["unknown key 'lora_rnk'", "did you mean 'lora_rank'"]),
     "out of range": (["learning_rate=-1"], ["learning_rate=-1"]),
-    "unbalanced bracket": (["lora_target=[q_proj"], ["override 'lora_target=[q_proj'",
-                                                     "not valid YAML"]),
+    "unbalanced bracket": (
+        ["lora_target=[q_proj"],
+        ["override 'lora_target=[q_proj'", "not valid YAML"],
+    ),
     "unbalanced brace": (["lora_target={q_proj"], ["override 'lora_target={q_proj'"]),
     "without =": (["lora_rank"], ["override 'lora_rank'", "expected key=value"]),
     "without a key": (["=4"], ["override '=4'", "expected key=value"]),
@@ -73,8 +91,10 @@ def test_bad_override(project, words, names):
 
 
 BAD_FILES = {
-    "not UTF-8": ("dataset: demo\ndefault_system: R\xe9ponds\n".encode("latin-1"),
-                  ["run.yaml:2:", "not UTF-8", "column 18"]),
+    "not UTF-8": (
+        "dataset: demo\ndefault_system: R\xe9ponds\n".encode("latin-1"),
+        ["run.yaml:2:", "not UTF-8", "column 18"],
+    ),
     "UTF-16": ("dataset: demo\n".encode("utf-16"), ["run.yaml:1:", "not UTF-8"]),
     "a list": ("- dataset: demo\n", ["run.yaml", "expected a mapping", "got list"]),
     "a scalar": ("just some words\n", ["run.yaml", "got str"]),
@@ -100,14 +120,26 @@ def test_config_that_is_a_folder(project):
     project.rejects(["plan", "data"], CONFIG_ERROR, "data: is a folder")
 
 
-@pytest.mark.parametrize("argv", [
-    ["plan", "run.yaml", "--no-data"],
-    ["data", "inspect", "run.yaml"],
-    ["sweep", "run.yaml", "--max-steps", "1", "--lr", "1e-4,2e-4"],
-    ["eval", "run.yaml", "--adapter", "saves/run"],
-    ["predict", "run.yaml", "--adapter", "saves/run", "--input", "data/demo.jsonl", "--out",
-     "labels.jsonl"],
-], ids=lambda argv: argv[0])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["plan", "run.yaml", "--no-data"],
+        ["data", "inspect", "run.yaml"],
+        ["sweep", "run.yaml", "--max-steps", "1", "--lr", "1e-4,2e-4"],
+        ["eval", "run.yaml", "--adapter", "saves/run"],
+        [
+            "predict",
+            "run.yaml",
+            "--adapter",
+            "saves/run",
+            "--input",
+            "data/demo.jsonl",
+            "--out",
+            "labels.jsonl",
+        ],
+    ],
+    ids=lambda argv: argv[0],
+)
 def test_every_command_validates_its_overrides(project, argv):
     project.rejects([*argv, "lora_rank=0"], CONFIG_ERROR, "lora_rank=0")
 

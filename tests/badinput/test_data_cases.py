@@ -9,19 +9,31 @@ DATA_ERROR = 3
 INFO = "data/dataset_info.json"
 
 BAD_ENTRIES = {
-    "key typo": ({"file_name": "demo.jsonl", "formating": "alpaca"},
-                 [INFO, "dataset 'demo'", "unknown key 'formating'", "did you mean 'formatting'"]),
-    "column key typo": ({"file_name": "demo.jsonl", "columns": {"promt": "instruction"}},
-                        [INFO, "unknown key 'columns.promt'", "did you mean 'prompt'"]),
-    "formatting typo": ({"file_name": "demo.jsonl", "formatting": "sharegtp"},
-                        [INFO, "formatting 'sharegtp'", "did you mean 'sharegpt'"]),
-    "wrong value type": ({"file_name": "demo.jsonl", "num_samples": "ten"},
-                         [INFO, "'num_samples' must be a whole number"]),
-    "column as a list": ({"file_name": "demo.jsonl", "columns": {"prompt": ["a"]}},
-                         [INFO, "'columns.prompt' must be a string"]),
+    "key typo": (
+        {"file_name": "demo.jsonl", "formating": "alpaca"},
+        [INFO, "dataset 'demo'", "unknown key 'formating'", "did you mean 'formatting'"],
+    ),
+    "column key typo": (
+        {"file_name": "demo.jsonl", "columns": {"promt": "instruction"}},
+        [INFO, "unknown key 'columns.promt'", "did you mean 'prompt'"],
+    ),
+    "formatting typo": (
+        {"file_name": "demo.jsonl", "formatting": "sharegtp"},
+        [INFO, "formatting 'sharegtp'", "did you mean 'sharegpt'"],
+    ),
+    "wrong value type": (
+        {"file_name": "demo.jsonl", "num_samples": "ten"},
+        [INFO, "'num_samples' must be a whole number"],
+    ),
+    "column as a list": (
+        {"file_name": "demo.jsonl", "columns": {"prompt": ["a"]}},
+        [INFO, "'columns.prompt' must be a string"],
+    ),
     "no source": ({"formatting": "alpaca"}, [INFO, "needs exactly one of 'file_name'"]),
-    "unsupported feature": ({"file_name": "demo.jsonl", "ranking": True},
-                            [INFO, "ranking: true (preference data) is not supported"]),
+    "unsupported feature": (
+        {"file_name": "demo.jsonl", "ranking": True},
+        [INFO, "ranking: true (preference data) is not supported"],
+    ),
     "entry not an object": ("demo.jsonl", [INFO, "dataset 'demo': must be an object, not str"]),
     "missing data file": ({"file_name": "missing.jsonl"}, ["data/missing.jsonl: not found"]),
 }
@@ -35,14 +47,17 @@ def test_bad_registry_entry(model_project, entry, names):
 
 def test_dataset_name_not_registered(model_project):
     model_project.write_config(dataset="dmeo")
-    model_project.rejects(["train", "run.yaml"], DATA_ERROR,
-                          INFO, "no dataset named 'dmeo'", "did you mean 'demo'")
+    model_project.rejects(
+        ["train", "run.yaml"], DATA_ERROR, INFO, "no dataset named 'dmeo'", "did you mean 'demo'"
+    )
 
 
 BAD_INFO_FILES = {
     "invalid JSON": ('{\n  "demo": {"file_name": "demo.jsonl",}\n}', [f"{INFO}:2: invalid JSON"]),
-    "not UTF-8": ('{"d\xe9mo": {"file_name": "demo.jsonl"}}'.encode("latin-1"),
-                  [f"{INFO}:1:", "not UTF-8", "column 4"]),
+    "not UTF-8": (
+        '{"d\xe9mo": {"file_name": "demo.jsonl"}}'.encode("latin-1"),
+        [f"{INFO}:1:", "not UTF-8", "column 4"],
+    ),
     "a list": ('[{"file_name": "demo.jsonl"}]', [INFO, "must be a JSON object"]),
 }
 
@@ -56,8 +71,9 @@ def test_bad_dataset_info_file(model_project, content, names):
 def test_dataset_info_missing(model_project):
     model_project.write_config(dataset_dir="elsewhere")
     model_project.write("elsewhere/readme.txt", "no registry here")
-    model_project.rejects(["train", "run.yaml"], DATA_ERROR,
-                          "elsewhere/dataset_info.json: not found")
+    model_project.rejects(
+        ["train", "run.yaml"], DATA_ERROR, "elsewhere/dataset_info.json: not found"
+    )
 
 
 GOOD_LINE = '{"instruction": "q", "output": "a"}\n'
@@ -66,38 +82,74 @@ BAD_DATA_FILES = {
     "empty": ("demo.jsonl", "", ["data/demo.jsonl: the file is empty"]),
     "blank lines": ("demo.json", "\n \n", ["data/demo.json: the file holds only blank lines"]),
     "empty list": ("demo.json", "[]", ["data/demo.json: the list of rows is empty"]),
-    "malformed line": ("demo.jsonl", GOOD_LINE * 3 + '{"instruction": "q" "output": "a"}\n',
-                       ["data/demo.jsonl:4: invalid JSON"]),
-    "malformed JSON": ("demo.json", '[\n{"instruction": "q", "output": "a"},\n{"instruction"\n]',
-                       ["data/demo.json:4: invalid JSON"]),
-    "top level text": ("demo.json", '"just some text"',
-                       ["data/demo.json: the top level is str; expected a list of rows"]),
+    "malformed line": (
+        "demo.jsonl",
+        GOOD_LINE * 3 + '{"instruction": "q" "output": "a"}\n',
+        ["data/demo.jsonl:4: invalid JSON"],
+    ),
+    "malformed JSON": (
+        "demo.json",
+        '[\n{"instruction": "q", "output": "a"},\n{"instruction"\n]',
+        ["data/demo.json:4: invalid JSON"],
+    ),
+    "top level text": (
+        "demo.json",
+        '"just some text"',
+        ["data/demo.json: the top level is str; expected a list of rows"],
+    ),
     "null row": ("demo.jsonl", GOOD_LINE + "null\n", ["data/demo.jsonl:2: the row is null"]),
-    "row not an object": ("demo.json", '[{"instruction": "q", "output": "a"}, 7]',
-                          ["data/demo.json: row 2: is a number"]),
-    "row without output": ("demo.jsonl", GOOD_LINE + '{"instruction": "q2"}\n',
-                           ["data/demo.jsonl: row 2: missing 'output'"]),
-    "empty output": ("demo.jsonl", GOOD_LINE + '{"instruction": "q2", "output": " "}\n',
-                     ["data/demo.jsonl: row 2: 'output' is empty"]),
-    "no output column": ("demo.jsonl", '{"instruction": "q", "input": ""}\n',
-                         ["data/demo.jsonl", "no column 'output'",
-                          "the file has: instruction, input", "columns.response"]),
-    "no known columns": ("demo.jsonl", '{"question": "q", "answer": "a"}\n',
-                         ["data/demo.jsonl", "cannot tell the format", "question, answer"]),
+    "row not an object": (
+        "demo.json",
+        '[{"instruction": "q", "output": "a"}, 7]',
+        ["data/demo.json: row 2: is a number"],
+    ),
+    "row without output": (
+        "demo.jsonl",
+        GOOD_LINE + '{"instruction": "q2"}\n',
+        ["data/demo.jsonl: row 2: missing 'output'"],
+    ),
+    "empty output": (
+        "demo.jsonl",
+        GOOD_LINE + '{"instruction": "q2", "output": " "}\n',
+        ["data/demo.jsonl: row 2: 'output' is empty"],
+    ),
+    "no output column": (
+        "demo.jsonl",
+        '{"instruction": "q", "input": ""}\n',
+        [
+            "data/demo.jsonl",
+            "no column 'output'",
+            "the file has: instruction, input",
+            "columns.response",
+        ],
+    ),
+    "no known columns": (
+        "demo.jsonl",
+        '{"question": "q", "answer": "a"}\n',
+        ["data/demo.jsonl", "cannot tell the format", "question, answer"],
+    ),
     "unsupported type": ("demo.xlsx", "x", ["data/demo.xlsx: unsupported file type '.xlsx'"]),
-    "CSV that does not parse": ("demo.csv", 'instruction,output\n"q,a\n',
-                                ["data/demo.csv: cannot read"]),
+    "CSV that does not parse": (
+        "demo.csv",
+        'instruction,output\n"q,a\n',
+        ["data/demo.csv: cannot read"],
+    ),
     "CSV without output": ("demo.csv", "instruction,answer\nq,a\n", ["no column 'output'"]),
-    "not UTF-8 jsonl": ("demo.jsonl", '{"instruction": "caf\xe9", "output": "a"}\n',
-                        ["data/demo.jsonl:1:", "not UTF-8", "byte 0xe9", "column 21"]),
-    "not UTF-8 json": ("demo.json", '[\n{"instruction": "q", "output": "caf\xe9"}]',
-                       ["data/demo.json:2:", "not UTF-8"]),
+    "not UTF-8 jsonl": (
+        "demo.jsonl",
+        '{"instruction": "caf\xe9", "output": "a"}\n',
+        ["data/demo.jsonl:1:", "not UTF-8", "byte 0xe9", "column 21"],
+    ),
+    "not UTF-8 json": (
+        "demo.json",
+        '[\n{"instruction": "q", "output": "caf\xe9"}]',
+        ["data/demo.json:2:", "not UTF-8"],
+    ),
     "not UTF-8 csv": ("demo.csv", "instruction,output\nq,caf\xe9\n", ["data/demo.csv:2:"]),
 }
 
 
-@pytest.mark.parametrize(("name", "content", "names"), BAD_DATA_FILES.values(),
-                         ids=BAD_DATA_FILES)
+@pytest.mark.parametrize(("name", "content", "names"), BAD_DATA_FILES.values(), ids=BAD_DATA_FILES)
 def test_bad_data_file(model_project, name, content, names):
     model_project.register({"file_name": name})
     model_project.write(f"data/{name}", content.encode("latin-1"))
@@ -111,13 +163,22 @@ def test_not_utf8_text_file_for_pretraining(model_project):
 
 
 BAD_CHATS = {
-    "unknown role": ([{"from": "human", "value": "q"}, {"from": "robot", "value": "a"}],
-                     ["row 1: conversations[1].from is 'robot'"]),
-    "ends with the user": ([{"from": "human", "value": "q"}],
-                           ["row 1: 'conversations' ends with a 'human' message"]),
-    "two users in a row": ([{"from": "human", "value": "q"}, {"from": "human", "value": "q"},
-                            {"from": "gpt", "value": "a"}],
-                           ["row 1: conversations[1].from is 'human' where 'gpt' was expected"]),
+    "unknown role": (
+        [{"from": "human", "value": "q"}, {"from": "robot", "value": "a"}],
+        ["row 1: conversations[1].from is 'robot'"],
+    ),
+    "ends with the user": (
+        [{"from": "human", "value": "q"}],
+        ["row 1: 'conversations' ends with a 'human' message"],
+    ),
+    "two users in a row": (
+        [
+            {"from": "human", "value": "q"},
+            {"from": "human", "value": "q"},
+            {"from": "gpt", "value": "a"},
+        ],
+        ["row 1: conversations[1].from is 'human' where 'gpt' was expected"],
+    ),
 }
 
 
@@ -129,17 +190,22 @@ def test_bad_sharegpt_row(model_project, conversation, names):
 
 def test_tools_that_are_not_json(model_project):
     model_project.write("data/demo.jsonl", [{"instruction": "q", "output": "a", "tools": "[{oops"}])
-    model_project.rejects(["train", "run.yaml"], DATA_ERROR,
-                          "data/demo.jsonl: row 1: 'tools' is not valid JSON")
+    model_project.rejects(
+        ["train", "run.yaml"], DATA_ERROR, "data/demo.jsonl: row 1: 'tools' is not valid JSON"
+    )
 
 
 def test_val_size_larger_than_the_data(model_project):
-    model_project.rejects(["train", "run.yaml", "val_size=100"], 2,
-                          "val_size: 100.0 gives 100 validation samples out of")
+    model_project.rejects(
+        ["train", "run.yaml", "val_size=100"],
+        2,
+        "val_size: 100.0 gives 100 validation samples out of",
+    )
 
 
 def test_dataset_folder_without_files(model_project):
     model_project.register({"file_name": "parts"})
     (model_project.root / "data/parts").mkdir()
-    model_project.rejects(["train", "run.yaml"], DATA_ERROR,
-                          "data/parts: the folder holds no data files")
+    model_project.rejects(
+        ["train", "run.yaml"], DATA_ERROR, "data/parts: the folder holds no data files"
+    )

@@ -15,8 +15,17 @@ FLAGGED = {
     "api": ["api", "run.yaml", "--port", "9000", "x=1"],
     "export": ["export", "run.yaml", "--out", "merged", "x=1"],
     "eval": ["eval", "run.yaml", "--adapter", "saves/run", "x=1"],
-    "predict": ["predict", "run.yaml", "--adapter", "saves/run", "--input", "in.jsonl",
-                "--out", "out.jsonl", "x=1"],
+    "predict": [
+        "predict",
+        "run.yaml",
+        "--adapter",
+        "saves/run",
+        "--input",
+        "in.jsonl",
+        "--out",
+        "out.jsonl",
+        "x=1",
+    ],
 }
 
 
@@ -27,10 +36,13 @@ def test_overrides_after_flags_are_overrides(argv):
     assert (args.config, args.overrides) == ("run.yaml", ["w=0", "x=1"])
 
 
-@pytest.mark.parametrize("argv", [
-    ["chat", "--adapter", "saves/run", "run.yaml", "x=1"],
-    ["chat", "run.yaml", "--adapter", "saves/run", "x=1"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["chat", "--adapter", "saves/run", "run.yaml", "x=1"],
+        ["chat", "run.yaml", "--adapter", "saves/run", "x=1"],
+    ],
+)
 def test_an_optional_config_may_follow_a_flag(argv):
     args = parse_args(argv)
     assert (args.config, args.overrides) == ("run.yaml", ["x=1"])
@@ -46,11 +58,13 @@ def test_override_after_a_flag_is_validated(tmp_path, monkeypatch, capsys):
     (tmp_path / "run.yaml").write_text("dataset: x\n")
     assert main(["eval", "run.yaml", "--adapter", "saves/run", "lora_rank=0"]) == 2
     assert capsys.readouterr().err == (
-        "tuneforge: error: run.yaml: lora_rank=0: Input should be greater than or equal to 1\n")
+        "tuneforge: error: run.yaml: lora_rank=0: Input should be greater than or equal to 1\n"
+    )
 
 
-@pytest.mark.parametrize("argv", [["report", "saves/run", "x=1"],
-                                  ["train", "run.yaml", "--force", "--bogus"]])
+@pytest.mark.parametrize(
+    "argv", [["report", "saves/run", "x=1"], ["train", "run.yaml", "--force", "--bogus"]]
+)
 def test_unknown_words_are_still_refused(argv, capsys):
     with pytest.raises(SystemExit) as exited:
         parse_args(argv)

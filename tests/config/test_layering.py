@@ -11,8 +11,10 @@ from tuneforge.data.templates import NAMED_TEMPLATES
 
 
 def test_importing_the_config_package_does_not_import_torch():
-    probe = ("import sys, tuneforge.config; "
-             "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
+    probe = (
+        "import sys, tuneforge.config; "
+        "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

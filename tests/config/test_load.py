@@ -76,8 +76,10 @@ def test_llama_factory_example_loads_unchanged(tmp_path):
 
 
 def test_overrides_win_and_are_parsed_as_yaml(tmp_path):
-    cfg = load_config(write(tmp_path, LF_LORA_SFT), ["learning_rate=2e-4", "num_train_epochs=2",
-                                                     "packing=true", "lora_target=q_proj,v_proj"])
+    cfg = load_config(
+        write(tmp_path, LF_LORA_SFT),
+        ["learning_rate=2e-4", "num_train_epochs=2", "packing=true", "lora_target=q_proj,v_proj"],
+    )
     assert cfg.train.learning_rate == pytest.approx(2e-4)
     assert cfg.train.num_train_epochs == 2
     assert cfg.packing is True
@@ -85,14 +87,19 @@ def test_overrides_win_and_are_parsed_as_yaml(tmp_path):
 
 
 def test_all_problems_reported_together_each_naming_the_key(tmp_path):
-    lines = problems(write(tmp_path, """\
+    lines = problems(
+        write(
+            tmp_path,
+            """\
         dataset: identity
         lora_rnak: 8
         learning_rate: -1
         lora_rank: 0
         val_size: 1.5
         lr_scheduler_type: cosin
-    """))
+    """,
+        )
+    )
     text = "\n".join(lines)
     assert len(lines) == 5
     assert "unknown key 'lora_rnak'; did you mean 'lora_rank'?" in text
@@ -119,8 +126,14 @@ def test_unsupported_stage():
 
 
 def test_renamed_keys_map_to_new_names(caplog):
-    cfg = load_config({"dataset": "x", "num_layer_trainable": 3, "evaluation_strategy": "no",
-                       "disable_gradient_checkpointing": False})
+    cfg = load_config(
+        {
+            "dataset": "x",
+            "num_layer_trainable": 3,
+            "evaluation_strategy": "no",
+            "disable_gradient_checkpointing": False,
+        }
+    )
     assert cfg.finetune.freeze_trainable_layers == 3
     assert cfg.train.eval_strategy == "no"
     assert cfg.train.gradient_checkpointing is True
@@ -168,7 +181,8 @@ def test_config_in_another_encoding_names_the_line_and_column(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_bytes("dataset: x\ndefault_system: Réponds\n".encode("latin-1"))
     assert problems(path) == [
-        f"{path}:2: not UTF-8 text (byte 0xe9 at column 18); save the file as UTF-8"]
+        f"{path}:2: not UTF-8 text (byte 0xe9 at column 18); save the file as UTF-8"
+    ]
 
 
 def test_config_with_a_byte_order_mark_loads(tmp_path):
@@ -202,7 +216,8 @@ def test_null_override_unsets_the_key_so_the_default_applies(tmp_path):
 
 def test_null_override_is_validated_like_any_other(tmp_path):
     assert problems(write(tmp_path, "dataset: x\n"), ["dataset=null", "lern_rate=null"]) == [
-        f"{tmp_path / 'run.yaml'}: unknown key 'lern_rate'; did you mean 'learning_rate'?"]
+        f"{tmp_path / 'run.yaml'}: unknown key 'lern_rate'; did you mean 'learning_rate'?"
+    ]
     (line,) = problems(write(tmp_path, "dataset: x\n"), ["dataset=null"])
     assert "dataset is required for training" in line
 
@@ -214,9 +229,11 @@ def test_a_list_as_stage_is_a_config_error_not_a_crash():
 
 def test_deeply_nested_yaml_is_a_config_error(tmp_path):
     assert problems(write(tmp_path, "dataset: " + "[" * 5000 + "]" * 5000 + "\n")) == [
-        f"{tmp_path / 'run.yaml'}: nested too deeply to be a config"]
+        f"{tmp_path / 'run.yaml'}: nested too deeply to be a config"
+    ]
     assert problems({}, ["lora_target=" + "[" * 5000]) == [
-        "override of 'lora_target': the value is nested too deeply"]
+        "override of 'lora_target': the value is nested too deeply"
+    ]
 
 
 def test_config_name_too_long_for_the_file_system(tmp_path):

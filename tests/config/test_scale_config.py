@@ -27,15 +27,25 @@ def without(monkeypatch):
     """Make the named packages look uninstalled."""
 
     def hide(*names: str) -> None:
-        monkeypatch.setattr(importlib.util, "find_spec",
-                            lambda name, *a: None if name in names else REAL_FIND_SPEC(name, *a))
+        monkeypatch.setattr(
+            importlib.util,
+            "find_spec",
+            lambda name, *a: None if name in names else REAL_FIND_SPEC(name, *a),
+        )
 
     return hide
 
 
 def test_qlora_keys_load_from_a_llama_factory_config():
-    cfg = load_config({"dataset": "x", "quantization_bit": 4, "quantization_method": "bnb",
-                       "quantization_type": "fp4", "double_quantization": False})
+    cfg = load_config(
+        {
+            "dataset": "x",
+            "quantization_bit": 4,
+            "quantization_method": "bnb",
+            "quantization_type": "fp4",
+            "double_quantization": False,
+        }
+    )
     assert (cfg.model.quantization_bit, cfg.model.quantization_type) == (4, "fp4")
     assert cfg.model.double_quantization is False
 
@@ -54,8 +64,9 @@ def test_qlora_needs_lora():
 def test_missing_bitsandbytes_names_the_extra(without):
     without("bitsandbytes")
     (line,) = problems({"quantization_bit": 8})
-    assert line == ("config: quantization_bit=8 needs the bitsandbytes package: "
-                    "pip install 'tuneforge[qlora]'")
+    assert line == (
+        "config: quantization_bit=8 needs the bitsandbytes package: pip install 'tuneforge[qlora]'"
+    )
 
 
 def test_rope_keys():
@@ -72,10 +83,13 @@ def test_deepspeed_file_that_does_not_exist(tmp_path, without):
     without("deepspeed")
     missing = tmp_path / "ds.json"
     lines = problems({"deepspeed": str(missing)})
-    assert f"config: deepspeed='{missing}': no such file; ready-made ones are in " \
-           f"examples/deepspeed/" in lines
-    assert "config: deepspeed needs the deepspeed package: pip install " \
-           "'tuneforge[deepspeed]'" in lines
+    assert (
+        f"config: deepspeed='{missing}': no such file; ready-made ones are in "
+        f"examples/deepspeed/" in lines
+    )
+    assert (
+        "config: deepspeed needs the deepspeed package: pip install 'tuneforge[deepspeed]'" in lines
+    )
 
 
 def test_engine_files_that_do_not_parse(tmp_path):
@@ -96,8 +110,9 @@ def test_engine_files_that_do_not_parse(tmp_path):
 def test_fsdp_options_and_config(tmp_path):
     settings = tmp_path / "fsdp.json"
     settings.write_text(json.dumps({"version": 2}))
-    cfg = load_config({"dataset": "x", "fsdp": "full_shard auto_wrap",
-                       "fsdp_config": str(settings)})
+    cfg = load_config(
+        {"dataset": "x", "fsdp": "full_shard auto_wrap", "fsdp_config": str(settings)}
+    )
     assert cfg.train.fsdp == "full_shard auto_wrap"
     (line,) = problems({"fsdp": "full_shard everywhere"})
     assert "fsdp='full_shard everywhere': allowed: true, or words from full_shard" in line
@@ -113,15 +128,19 @@ def test_engine_files_are_not_checked_when_not_training(tmp_path):
 def test_liger_kernel_needs_its_package(without):
     without("liger_kernel")
     lines = problems({"enable_liger_kernel": True})
-    assert "config: enable_liger_kernel needs the liger_kernel package: pip install " \
-           "'tuneforge[liger]'" in lines
+    assert (
+        "config: enable_liger_kernel needs the liger_kernel package: pip install "
+        "'tuneforge[liger]'" in lines
+    )
 
 
 def test_cli_reports_each_problem_on_one_line(tmp_path, capsys, without):
     without("bitsandbytes")
     config = tmp_path / "qlora.yaml"
-    config.write_text(f"dataset: x\nquantization_bit: 4\nfinetuning_type: freeze\n"
-                      f"deepspeed: {tmp_path / 'nope.json'}\n")
+    config.write_text(
+        f"dataset: x\nquantization_bit: 4\nfinetuning_type: freeze\n"
+        f"deepspeed: {tmp_path / 'nope.json'}\n"
+    )
     code = cli.main(["train", str(config)])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == ConfigError.exit_code
@@ -133,22 +152,26 @@ def test_cli_reports_each_problem_on_one_line(tmp_path, capsys, without):
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.mark.parametrize(("name", "stage", "offload"), [
-    ("ds_z2.json", 2, False), ("ds_z3.json", 3, False), ("ds_z3_offload.json", 3, True)])
+@pytest.mark.parametrize(
+    ("name", "stage", "offload"),
+    [("ds_z2.json", 2, False), ("ds_z3.json", 3, False), ("ds_z3_offload.json", 3, True)],
+)
 def test_shipped_deepspeed_configs(name, stage, offload):
     zero = read_engine_config("deepspeed", str(EXAMPLES / "deepspeed" / name))["zero_optimization"]
     assert zero["stage"] == stage
     assert ("offload_optimizer" in zero) is offload
 
 
-@pytest.mark.parametrize(("name", "offload"), [("fsdp_full_shard.yaml", False),
-                                               ("fsdp_offload.yaml", True)])
+@pytest.mark.parametrize(
+    ("name", "offload"), [("fsdp_full_shard.yaml", False), ("fsdp_offload.yaml", True)]
+)
 def test_shipped_fsdp_configs_reach_accelerate(tmp_path, name, offload):
     from transformers import TrainingArguments
 
     settings = read_engine_config("fsdp_config", str(EXAMPLES / "fsdp" / name))
-    args = TrainingArguments(output_dir=str(tmp_path), fsdp=True, fsdp_config=settings,
-                             use_cpu=True, report_to="none")
+    args = TrainingArguments(
+        output_dir=str(tmp_path), fsdp=True, fsdp_config=settings, use_cpu=True, report_to="none"
+    )
     assert args.fsdp_plugin_args["fsdp_version"] == 2
     assert args.fsdp_plugin_args["reshard_after_forward"] is True
     assert args.fsdp_plugin_args.get("cpu_offload", False) is offload
@@ -163,14 +186,17 @@ def test_qlora_is_refused_with_sharded_weights(without):
     without("deepspeed")  # so a config with deepspeed always has a problem to report
     stage3 = str(EXAMPLES / "deepspeed" / "ds_z3.json")
     lines = problems({"quantization_bit": 4, "deepspeed": stage3})
-    assert any("quantization_bit=4 with DeepSpeed ZeRO-3: bitsandbytes weights cannot be "
-               "sharded" in line for line in lines)
+    assert any(
+        "quantization_bit=4 with DeepSpeed ZeRO-3: bitsandbytes weights cannot be sharded" in line
+        for line in lines
+    )
     (line,) = problems({"quantization_bit": 8, "fsdp": True})
     assert "quantization_bit=8 with fsdp" in line
     stage2 = str(EXAMPLES / "deepspeed" / "ds_z2.json")
     lines = problems({"quantization_bit": 4, "deepspeed": stage2})
-    assert lines == [("config: deepspeed needs the deepspeed package: pip install "
-                      "'tuneforge[deepspeed]'")]
+    assert lines == [
+        ("config: deepspeed needs the deepspeed package: pip install 'tuneforge[deepspeed]'")
+    ]
 
 
 def test_engine_files_that_are_not_text_or_not_there(tmp_path):
@@ -179,13 +205,20 @@ def test_engine_files_that_are_not_text_or_not_there(tmp_path):
     control = tmp_path / "fsdp.yaml"
     control.write_text("version: 2\nreshard: \x00\n")
     assert problems({"fsdp": True, "fsdp_config": str(control)}) == [
-        (f"config: fsdp_config='{control}': line 2: not valid YAML (character U+0000 is not "
-         f"allowed in YAML)")]
-    assert f"config: {latin}:1: not UTF-8 text (byte 0xe9 at column 15); save the file as " \
-           f"UTF-8" in problems({"deepspeed": str(latin)})
+        (
+            f"config: fsdp_config='{control}': line 2: not valid YAML (character U+0000 is not "
+            f"allowed in YAML)"
+        )
+    ]
+    assert (
+        f"config: {latin}:1: not UTF-8 text (byte 0xe9 at column 15); save the file as "
+        f"UTF-8" in problems({"deepspeed": str(latin)})
+    )
     for name in ("x" * 300 + ".json", "~nosuchuser/ds.json"):
-        assert f"config: deepspeed='{name}': no such file; ready-made ones are in " \
-               f"examples/deepspeed/" in problems({"deepspeed": name})
+        assert (
+            f"config: deepspeed='{name}': no such file; ready-made ones are in "
+            f"examples/deepspeed/" in problems({"deepspeed": name})
+        )
 
 
 def test_deepspeed_zero_optimization_that_is_not_a_mapping(tmp_path, without):

@@ -42,12 +42,13 @@ def make_config(tmp_path: Path) -> Callable[..., RunConfig]:
     """make_config(folder, dataset=..., stage="sft", seed=42, **data keys) -> RunConfig."""
 
     def make(folder: Path, *, stage: str = "sft", seed: int = 42, **data: Any) -> RunConfig:
-        return RunConfig.model_validate({
-            "model": {"cache_dir": str(tmp_path / "hf-cache")},
-            "data": {"dataset_dir": str(folder), **data},
-            "finetune": {"stage": stage},
-            "train": {"seed": seed},
-        })
+        return RunConfig.model_validate(
+            {
+                "model": {"cache_dir": str(tmp_path / "hf-cache")},
+                "data": {"dataset_dir": str(folder), **data},
+                "finetune": {"stage": stage},
+                "train": {"seed": seed},
+            }
+        )
 
     return make
-

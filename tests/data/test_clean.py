@@ -26,30 +26,36 @@ def digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_clean_writes_a_readable_copy_and_never_touches_the_input(make_data, make_config,
-                                                                  tokenizer, tmp_path):
+def test_clean_writes_a_readable_copy_and_never_touches_the_input(
+    make_data, make_config, tokenizer, tmp_path
+):
     folder = make_data({"qa": {"file_name": "qa.json"}}, {"qa.json": ROWS})
     source = folder / "qa.json"
     before = (digest(source), source.stat().st_mtime_ns)
     out = tmp_path / "clean" / "qa_clean.jsonl"
-    report = clean_datasets(make_config(folder, dataset=["qa"]), tokenizer, out,
-                            max_tokens=150)
+    report = clean_datasets(make_config(folder, dataset=["qa"]), tokenizer, out, max_tokens=150)
     assert (digest(source), source.stat().st_mtime_ns) == before
     assert report.kept == {"qa": 2}
     assert report.dropped["qa"] == {"duplicates": 1, "unusable": 1, "too long": 1}
     dropped = [json.loads(line) for line in report.dropped_list.read_text().splitlines()]
     assert [(row["row"], row["reason"].split(":")[0]) for row in dropped] == [
-        (2, f"duplicate of {source}"), (3, "unusable"), (5, "too long")]
+        (2, f"duplicate of {source}"),
+        (3, "unusable"),
+        (5, "too long"),
+    ]
 
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert rows[0]["messages"][-1] == {"role": "assistant", "content": "Paris."}
     assert rows[1]["messages"][-1]["content"] == "Hi!\n\nBye."
-    (folder / "dataset_info.json").write_text(json.dumps({
-        "qa": {"file_name": "qa.json"}, "clean": report.entry}))
+    (folder / "dataset_info.json").write_text(
+        json.dumps({"qa": {"file_name": "qa.json"}, "clean": report.entry})
+    )
     (spec,) = resolve(["clean"], folder)
     conversations, _ = read_dataset(spec, make_config(folder, dataset=["clean"]), None)
     assert [c["messages"][0]["content"] for c in conversations] == [
-        "What is the capital of France?", "Say hi."]
+        "What is the capital of France?",
+        "Say hi.",
+    ]
 
 
 def test_clean_refuses_to_write_over_its_input(make_data, make_config, tokenizer):
@@ -60,15 +66,17 @@ def test_clean_refuses_to_write_over_its_input(make_data, make_config, tokenizer
     assert digest(folder / "qa.jsonl") == before
 
 
-def test_a_dataset_empty_after_cleaning_is_one_line(make_data, make_config, tokenizer,
-                                                    tmp_path):
+def test_a_dataset_empty_after_cleaning_is_one_line(make_data, make_config, tokenizer, tmp_path):
     rows = [{"instruction": "Hi", "input": "", "output": "Hello"}] * 3
     folder = make_data({"same": {"file_name": "same.json"}}, {"same.json": rows})
     with pytest.raises(DataError) as caught:
-        clean_datasets(make_config(folder, dataset=["same"]), tokenizer, tmp_path / "c.jsonl",
-                       min_tokens=1000)
-    assert caught.value.lines == ["dataset 'same': every sample was dropped by cleaning "
-                                  "(3 too short); nothing would be left to train on"]
+        clean_datasets(
+            make_config(folder, dataset=["same"]), tokenizer, tmp_path / "c.jsonl", min_tokens=1000
+        )
+    assert caught.value.lines == [
+        "dataset 'same': every sample was dropped by cleaning "
+        "(3 too short); nothing would be left to train on"
+    ]
     assert not (tmp_path / "c.jsonl").exists()
 
 

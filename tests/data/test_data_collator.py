@@ -6,8 +6,10 @@ import torch
 
 from tuneforge.data import build_collator
 
-ROWS = [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
-        {"input_ids": [8, 9, 10, 11, 12], "labels": [-100, -100, 10, 11, 12]}]
+ROWS = [
+    {"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
+    {"input_ids": [8, 9, 10, 11, 12], "labels": [-100, -100, 10, 11, 12]},
+]
 
 
 def test_unpacked_batches_are_right_padded_with_an_attention_mask(tokenizer):

@@ -19,7 +19,7 @@ def assistant(text):
 
 
 def trained_text(tokenizer, ids, labels) -> str:
-    return tokenizer.decode([t for t, label in zip(ids, labels) if label != IGNORE])
+    return tokenizer.decode([t for t, label in zip(ids, labels, strict=True) if label != IGNORE])
 
 
 def test_short_samples_are_untouched(tokenizer):
@@ -44,10 +44,15 @@ def test_long_prompt_is_cut_in_the_middle_keeping_the_response(tokenizer):
 
 def test_oldest_exchanges_are_dropped_before_the_prompt_is_cut(tokenizer):
     template = get_template("chatml", tokenizer)
-    messages = [{"role": "system", "content": "Be brief."},
-                user("old " * 40), assistant("old answer"),
-                user("middle question"), assistant("middle answer"),
-                user("last question"), assistant("last answer")]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        user("old " * 40),
+        assistant("old answer"),
+        user("middle question"),
+        assistant("middle answer"),
+        user("last question"),
+        assistant("last answer"),
+    ]
     ids, labels, _ = encode_sample(template, messages, None, cutoff_len=40)
     text = tokenizer.decode(ids)
     assert "old" not in text and "Be brief." in text and "middle question" in text
@@ -67,30 +72,40 @@ def test_response_is_cut_only_when_it_alone_does_not_fit(tokenizer):
 
 def test_truncated_and_dropped_samples_are_counted(tokenizer):
     template = get_template("chatml", tokenizer)
-    rows = datasets.Dataset.from_list([
-        {"messages": [user("short"), assistant("ok")], "tools": None},
-        {"messages": [user("long " * 100), assistant("ok")], "tools": None},
-        {"messages": [user("also long " * 50), assistant("ok")], "tools": None},
-    ])
+    rows = datasets.Dataset.from_list(
+        [
+            {"messages": [user("short"), assistant("ok")], "tools": None},
+            {"messages": [user("long " * 100), assistant("ok")], "tools": None},
+            {"messages": [user("also long " * 50), assistant("ok")], "tools": None},
+        ]
+    )
     encoded, report = encode_conversations(
-        rows, template, cutoff_len=32, train_on_prompt=False, mask_history=False,
-        num_proc=None, load_from_cache_file=False)
+        rows,
+        template,
+        cutoff_len=32,
+        train_on_prompt=False,
+        mask_history=False,
+        num_proc=None,
+        load_from_cache_file=False,
+    )
     assert (report.samples, report.truncated, report.dropped) == (3, 2, 0)
     assert encoded.column_names == ["input_ids", "labels"]
     assert max(len(ids) for ids in encoded["input_ids"]) == 32
     assert report.lengths[1] > 100
     assert report.tokens == sum(len(ids) for ids in encoded["input_ids"])
     assert report.trained_tokens == sum(
-        1 for labels in encoded["labels"] for label in labels if label != IGNORE)
+        1 for labels in encoded["labels"] for label in labels if label != IGNORE
+    )
 
 
 def test_pt_chunks_lose_no_token_and_empty_texts_are_dropped(tokenizer):
     text = " ".join(f"token{i}" for i in range(60))
     rows = datasets.Dataset.from_dict({"text": [text, "", "short one"]})
-    encoded, report = encode_texts(rows, tokenizer, cutoff_len=16, num_proc=None,
-                                   load_from_cache_file=False)
+    encoded, report = encode_texts(
+        rows, tokenizer, cutoff_len=16, num_proc=None, load_from_cache_file=False
+    )
     eos = tokenizer.eos_token_id
-    expected = (tokenizer(text)["input_ids"] + [eos] + tokenizer("short one")["input_ids"] + [eos])
+    expected = tokenizer(text)["input_ids"] + [eos] + tokenizer("short one")["input_ids"] + [eos]
     assert [t for ids in encoded["input_ids"] for t in ids] == expected
     assert all(len(ids) <= 16 for ids in encoded["input_ids"])
     assert encoded["labels"] == encoded["input_ids"]

@@ -28,10 +28,12 @@ def test_bins_hold_every_sample_once_and_never_overflow():
 
 
 def encoded(samples: list[list[int]]) -> datasets.Dataset:
-    return datasets.Dataset.from_dict({
-        "input_ids": samples,
-        "labels": [[IGNORE] + ids[1:] if k % 2 else list(ids) for k, ids in enumerate(samples)],
-    })
+    return datasets.Dataset.from_dict(
+        {
+            "input_ids": samples,
+            "labels": [[IGNORE] + ids[1:] if k % 2 else list(ids) for k, ids in enumerate(samples)],
+        }
+    )
 
 
 def test_pack_keeps_every_token_resets_positions_and_masks_first_labels():
@@ -39,16 +41,17 @@ def test_pack_keeps_every_token_resets_positions_and_masks_first_labels():
     packed = pack(encoded(samples), cutoff_len=10)
     assert all(len(row) <= 10 for row in packed["input_ids"])
     found = []
-    for ids, labels, positions in zip(packed["input_ids"], packed["labels"],
-                                      packed["position_ids"]):
+    for ids, labels, positions in zip(
+        packed["input_ids"], packed["labels"], packed["position_ids"], strict=True
+    ):
         starts = [i for i, p in enumerate(positions) if p == 0]
         assert starts[0] == 0
-        for start, end in zip(starts, starts[1:] + [len(ids)]):
+        for start, end in zip(starts, starts[1:] + [len(ids)], strict=True):
             sample = ids[start:end]
             assert positions[start:end] == list(range(len(sample)))
             assert labels[start] == IGNORE
             original = samples.index(sample)
-            assert labels[start + 1:end] == encoded(samples)["labels"][original][1:]
+            assert labels[start + 1 : end] == encoded(samples)["labels"][original][1:]
             found.append(sample)
     assert sorted(found) == sorted(samples)
 
@@ -65,13 +68,17 @@ def test_packed_samples_give_the_same_logits_as_alone(tiny_model_dir):
     batch = build_collator(tokenizer, packing=True)(list(packed))
     assert "attention_mask" not in batch
     with torch.no_grad():
-        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                       attention_mask=None, use_cache=False).logits
+        logits = model(
+            input_ids=batch["input_ids"],
+            position_ids=batch["position_ids"],
+            attention_mask=None,
+            use_cache=False,
+        ).logits
         unpacked = model(input_ids=batch["input_ids"], use_cache=False).logits
         checked = 0
         for row, positions in enumerate(batch["position_ids"].tolist()):
             starts = [i for i, p in enumerate(positions) if p == 0]
-            for start, end in zip(starts, starts[1:] + [len(positions)]):
+            for start, end in zip(starts, starts[1:] + [len(positions)], strict=True):
                 ids = batch["input_ids"][row, start:end].tolist()
                 if ids not in samples:
                     continue  # the padded tail

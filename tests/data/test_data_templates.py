@@ -23,7 +23,7 @@ MULTI = [
 def trained_runs(tokenizer, ids, labels) -> list[str]:
     """The labelled tokens, decoded run by run (a run = consecutive labelled positions)."""
     runs, current = [], []
-    for token, label in zip(ids, labels):
+    for token, label in zip(ids, labels, strict=True):
         if label != IGNORE:
             assert label == token
             current.append(token)
@@ -47,7 +47,9 @@ def test_multi_turn_trains_every_assistant_turn_and_nothing_else(tokenizer):
     template = get_template(None, tokenizer)
     ids, labels = template.encode_conversation(MULTI)
     assert trained_runs(tokenizer, ids, labels) == ["It is 4.<|im_end|>", "It is 6.<|im_end|>"]
-    untrained = tokenizer.decode([t for t, label in zip(ids, labels) if label == IGNORE])
+    untrained = tokenizer.decode(
+        [t for t, label in zip(ids, labels, strict=True) if label == IGNORE]
+    )
     assert "Be brief." in untrained and "And 3 + 3?" in untrained and "It is" not in untrained
 
 
@@ -65,14 +67,15 @@ def test_train_on_prompt_with_mask_history_trains_the_last_exchange(tokenizer):
     template = get_template(None, tokenizer)
     ids, labels = template.encode_conversation(MULTI, train_on_prompt=True, mask_history=True)
     assert trained_runs(tokenizer, ids, labels) == [
-        "\n<|im_start|>user\nAnd 3 + 3?<|im_end|>\n<|im_start|>assistant\nIt is 6.<|im_end|>\n"]
+        "\n<|im_start|>user\nAnd 3 + 3?<|im_end|>\n<|im_start|>assistant\nIt is 6.<|im_end|>\n"
+    ]
 
 
 def test_encode_prompt_is_the_training_prefix_and_ends_with_the_assistant_header(tokenizer):
     template = get_template("chatml", tokenizer)
     prompt = template.encode_prompt(MULTI[:-1])
     ids, _ = template.encode_conversation(MULTI)
-    assert ids[:len(prompt)] == prompt
+    assert ids[: len(prompt)] == prompt
     assert tokenizer.decode(prompt).endswith("And 3 + 3?<|im_end|>\n<|im_start|>assistant\n")
 
 
@@ -83,23 +86,39 @@ def test_default_system_is_added_only_when_a_sample_has_none(tokenizer):
 
 
 def test_tokenizer_template_adds_its_own_system_prompt(tokenizer):
-    assert "You are a helpful AI assistant named SmolLM" in get_template(
-        None, tokenizer).render(SINGLE)
+    assert "You are a helpful AI assistant named SmolLM" in get_template(None, tokenizer).render(
+        SINGLE
+    )
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("chatml", "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n"),
-    ("qwen", "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
-             "assistant.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n"
-             "<|im_start|>assistant\nHello!<|im_end|>\n"),
-    ("llama3", "<|im_start|><|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>"
-               "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"),
-    ("alpaca", "Below is an instruction that describes a task. Write a response that "
-               "appropriately completes the request.\n\n### Instruction:\nHi there\n\n"
-               "### Response:\nHello!<|im_end|>\n\n"),
-    ("default", "Human: Hi there\nAssistant: Hello!<|im_end|>\n"),
-    ("empty", "Hi thereHello!<|im_end|>"),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "chatml",
+            "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n",
+        ),
+        (
+            "qwen",
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+            "assistant.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n"
+            "<|im_start|>assistant\nHello!<|im_end|>\n",
+        ),
+        (
+            "llama3",
+            "<|im_start|><|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>",
+        ),
+        (
+            "alpaca",
+            "Below is an instruction that describes a task. Write a response that "
+            "appropriately completes the request.\n\n### Instruction:\nHi there\n\n"
+            "### Response:\nHello!<|im_end|>\n\n",
+        ),
+        ("default", "Human: Hi there\nAssistant: Hello!<|im_end|>\n"),
+        ("empty", "Hi thereHello!<|im_end|>"),
+    ],
+)
 def test_named_templates_render_as_expected(tokenizer, name, expected):
     template = get_template(name, tokenizer)
     assert template.render(SINGLE) == expected
@@ -114,18 +133,25 @@ def test_named_templates_registry_is_immutable():
 
 
 def test_generation_prompts(tokenizer):
-    assert get_template("llama3", tokenizer).render(SINGLE[:1], add_generation_prompt=True) \
+    assert (
+        get_template("llama3", tokenizer)
+        .render(SINGLE[:1], add_generation_prompt=True)
         .endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
-    assert get_template("default", tokenizer).render(SINGLE[:1], add_generation_prompt=True) \
+    )
+    assert (
+        get_template("default", tokenizer).render(SINGLE[:1], add_generation_prompt=True)
         == "Human: Hi there\nAssistant:"
+    )
 
 
 def test_qwen_renders_tools_and_tool_results(tokenizer):
     template = get_template("qwen", tokenizer)
-    messages = [{"role": "user", "content": "2+2?"},
-                {"role": "function", "content": '{"name": "add"}'},
-                {"role": "observation", "content": "4"},
-                {"role": "assistant", "content": "4."}]
+    messages = [
+        {"role": "user", "content": "2+2?"},
+        {"role": "function", "content": '{"name": "add"}'},
+        {"role": "observation", "content": "4"},
+        {"role": "assistant", "content": "4."},
+    ]
     text = template.render(messages, tools=[{"name": "add"}])
     assert '<tools>\n{"name": "add"}\n</tools>' in text
     assert "<|im_start|>user\n<tool_response>\n4\n</tool_response><|im_end|>" in text
@@ -143,8 +169,10 @@ def test_stop_token_ids(tokenizer):
 def test_unknown_template_name_suggests_and_lists(tokenizer):
     with pytest.raises(ConfigError) as caught:
         get_template("chatlm", tokenizer)
-    assert str(caught.value).startswith("template: unknown template 'chatlm'; did you mean "
-                                        "'chatml'? choose one of chatml, qwen, llama3")
+    assert str(caught.value).startswith(
+        "template: unknown template 'chatlm'; did you mean "
+        "'chatml'? choose one of chatml, qwen, llama3"
+    )
 
 
 def test_tokenizer_without_template_needs_a_name(tokenizer):
@@ -152,15 +180,19 @@ def test_tokenizer_without_template_needs_a_name(tokenizer):
     bare.chat_template = None
     with pytest.raises(ConfigError) as caught:
         get_template(None, bare)
-    assert str(caught.value) == ("template: the tokenizer has no chat template of its own; set "
-                                 "template to one of chatml, qwen, llama3, alpaca, default, empty")
+    assert str(caught.value) == (
+        "template: the tokenizer has no chat template of its own; set "
+        "template to one of chatml, qwen, llama3, alpaca, default, empty"
+    )
 
 
 def test_template_that_rewrites_history_is_refused(tokenizer):
     # renders an assistant reply only when it is the last message (like reasoning stripping)
-    source = ("{% for m in messages %}{% if m.role != 'assistant' or loop.last %}"
-              "{{ m.role + ': ' + m.content + '<|im_end|>' }}{% endif %}{% endfor %}"
-              "{% if add_generation_prompt %}assistant: {% endif %}")
+    source = (
+        "{% for m in messages %}{% if m.role != 'assistant' or loop.last %}"
+        "{{ m.role + ': ' + m.content + '<|im_end|>' }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}assistant: {% endif %}"
+    )
     template = Template("odd", source, ("<|im_end|>",), tokenizer)
     template.encode_conversation(SINGLE)
     with pytest.raises(ConfigError) as caught:
@@ -178,7 +210,8 @@ def test_template_without_a_stop_word_is_refused(tokenizer):
 def test_mismatch_warns_for_a_foreign_template(tokenizer):
     warning = template_mismatch(get_template("llama3", tokenizer), tokenizer)
     assert warning is not None and warning.startswith(
-        "template 'llama3' renders conversations differently from the tokenizer's own")
+        "template 'llama3' renders conversations differently from the tokenizer's own"
+    )
     assert "\n" not in warning
 
 

@@ -31,8 +31,7 @@ def test_duplicates_exact_and_normalised_are_found_and_located(make_data, make_c
     assert normalize("  What IS the capital,  of France?! ") == "what is the capital of france"
 
 
-def test_inspect_reports_empty_fields_lengths_truncation_and_mix(make_data, make_config,
-                                                                 tokenizer):
+def test_inspect_reports_empty_fields_lengths_truncation_and_mix(make_data, make_config, tokenizer):
     folder = make_data({"qa": {"file_name": "qa.json"}}, {"qa.json": ROWS})
     report = inspect_datasets(make_config(folder, dataset=["qa"], cutoff_len=100), tokenizer)
     (facts,) = report.datasets
@@ -44,9 +43,9 @@ def test_inspect_reports_empty_fields_lengths_truncation_and_mix(make_data, make
     assert report.truncated == 1
     assert report.suggested_cutoff_len % 64 == 0
     assert report.suggested_cutoff_len >= total.percentile(95)
-    for prompt, response, whole in zip(report.lengths.prompt.values,
-                                       report.lengths.response.values, total.values,
-                                       strict=True):
+    for prompt, response, whole in zip(
+        report.lengths.prompt.values, report.lengths.response.values, total.values, strict=True
+    ):
         assert prompt + response == whole and response > 0
     assert report.languages["zh"] == 1 and report.scripts["Han"] == 1
     assert report.scripts["Latin"] == 4
@@ -71,8 +70,9 @@ def test_histogram_bars_scale_with_counts_and_mark_the_cutoff():
 
 
 def test_cli_inspect_and_a_missing_dataset_file_is_one_line(make_data, tmp_path, capsys):
-    folder = make_data({"qa": {"file_name": "qa.json"}, "gone": {"file_name": "gone.json"}},
-                       {"qa.json": ROWS})
+    folder = make_data(
+        {"qa": {"file_name": "qa.json"}, "gone": {"file_name": "gone.json"}}, {"qa.json": ROWS}
+    )
     config = tmp_path / "data.yaml"
     config.write_text(f"dataset: qa\ndataset_dir: {folder}\ncutoff_len: 100\n")
     assert main(["data", "inspect", str(config)]) == 0

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from tuneforge.eval.baseline import fit_baseline
 
-TRAIN = ["great phone, love it", "awful battery, hate it", "love the screen", "hate the noise",
-         "really great value", "awful support"]
+TRAIN = [
+    "great phone, love it",
+    "awful battery, hate it",
+    "love the screen",
+    "hate the noise",
+    "really great value",
+    "awful support",
+]
 LABELS = [1, 0, 1, 0, 1, 0]
 
 

@@ -12,11 +12,18 @@ QUESTIONS = ["Hi", "What is the capital of France, and why is it that city?", "ä
 
 
 def test_batched_left_padded_answers_equal_one_at_a_time(tiny_model_dir, tmp_path):
-    cfg = tuneforge.load_config({"model_name_or_path": str(tiny_model_dir), "do_train": False,
-                                 "max_new_tokens": 8, "infer_dtype": "float32"})
+    cfg = tuneforge.load_config(
+        {
+            "model_name_or_path": str(tiny_model_dir),
+            "do_train": False,
+            "max_new_tokens": 8,
+            "infer_dtype": "float32",
+        }
+    )
     chat = load_chat_model(cfg)
-    samples = [EvalSample([{"role": "user", "content": q}], f"ref {i}")
-               for i, q in enumerate(QUESTIONS)]
+    samples = [
+        EvalSample([{"role": "user", "content": q}], f"ref {i}") for i, q in enumerate(QUESTIONS)
+    ]
     path = tmp_path / "predictions.jsonl"
     predictions = generate_predictions(chat, samples, cfg.generation, 2, path, "model")
     assert predictions == [chat.reply(s.messages, cfg.generation) for s in samples]
@@ -28,9 +35,13 @@ def test_batched_left_padded_answers_equal_one_at_a_time(tiny_model_dir, tmp_pat
 
 
 def test_conversations_split_into_prompt_and_reference():
-    rows = {"messages": [[{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}],
-                         [{"role": "user", "content": "open"}]],
-            "tools": [None, json.dumps([{"name": "f"}])]}
+    rows = {
+        "messages": [
+            [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}],
+            [{"role": "user", "content": "open"}],
+        ],
+        "tools": [None, json.dumps([{"name": "f"}])],
+    }
     first, second = eval_samples(rows)
     assert (first.messages, first.reference) == ([{"role": "user", "content": "Q"}], "A")
     assert (second.question, second.reference, second.tools) == ("open", None, [{"name": "f"}])

@@ -26,18 +26,30 @@ def test_configured_label_names_set_the_ids():
 
 
 def test_labels_may_be_text_or_whole_numbers():
-    assert [label_name(v) for v in (" pos ", 3, 1.0, 2.5, None, True, "")] == \
-        ["pos", "3", "1", None, None, None, None]
+    assert [label_name(v) for v in (" pos ", 3, 1.0, 2.5, None, True, "")] == [
+        "pos",
+        "3",
+        "1",
+        None,
+        None,
+        None,
+        None,
+    ]
 
 
 def test_a_single_class_is_refused():
-    with pytest.raises(DataError, match="single class \\('pos'\\); a classifier needs at least two"):
+    with pytest.raises(
+        DataError, match="single class \\('pos'\\); a classifier needs at least two"
+    ):
         label_names(None, ["pos", "pos"])
 
 
 def test_validation_labels_never_seen_in_training_are_named():
-    with pytest.raises(DataError, match="the validation split: labels never seen in training: "
-                                        "'neu' \\(2 rows\\); the training data has: neg, pos"):
+    with pytest.raises(
+        DataError,
+        match="the validation split: labels never seen in training: "
+        "'neu' \\(2 rows\\); the training data has: neg, pos",
+    ):
         check_seen(["pos", "neu", "neu"], ["neg", "pos"], "the validation split")
 
 
@@ -50,17 +62,21 @@ def test_rows_become_text_and_label_names():
 def test_missing_label_column_is_one_line_naming_the_key():
     with pytest.raises(DataError) as err:
         to_labelled(rows(text=["a"], sentiment=["pos"]), "f.jsonl", DatasetSpec("s"))
-    assert err.value.lines == ["f.jsonl: no label column 'label' (stage cls); the file has: "
-                               "text, sentiment; set columns.response in dataset_info.json"]
+    assert err.value.lines == [
+        "f.jsonl: no label column 'label' (stage cls); the file has: "
+        "text, sentiment; set columns.response in dataset_info.json"
+    ]
 
 
 def test_empty_texts_and_missing_labels_name_their_rows():
     with pytest.raises(DataError) as err:
-        to_labelled(rows(text=["ok", "  ", "fine"], label=["a", "b", None]), "f.json",
-                    DatasetSpec("s"))
-    assert err.value.lines == ["f.json: row 2: empty text in 'text'",
-                               "f.json: row 3: 'label' is None; expected a label (text or a "
-                               "whole number)"]
+        to_labelled(
+            rows(text=["ok", "  ", "fine"], label=["a", "b", None]), "f.json", DatasetSpec("s")
+        )
+    assert err.value.lines == [
+        "f.json: row 2: empty text in 'text'",
+        "f.json: row 3: 'label' is None; expected a label (text or a whole number)",
+    ]
 
 
 def test_conversation_columns_do_not_apply_to_classification():

@@ -72,14 +72,20 @@ def test_classification_metrics_and_confusion_matrix():
 
 
 def test_missing_metric_package_is_named_with_the_install_command():
-    with pytest.raises(ConfigError, match=r"tuneforge eval needs no-such-package: "
-                                          r"pip install 'tuneforge\[eval\]'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"tuneforge eval needs no-such-package: "
+        r"pip install 'tuneforge\[eval\]'",
+    ):
         require({"no_such_module_xyz": "no-such-package", "json": "json"}, "tuneforge eval")
 
 
 def test_a_mixed_test_set_scores_each_sample_in_its_own_script():
-    scores = score_generation(["the cat sat on the mat", "我很好，谢谢。"],
-                              ["the cat sat on a mat", "我很好，谢谢你。"], "auto")
+    scores = score_generation(
+        ["the cat sat on the mat", "我很好，谢谢。"],
+        ["the cat sat on a mat", "我很好，谢谢你。"],
+        "auto",
+    )
     assert scores.tokenize == "jieba (1), words (1)"
     assert scores.per_sample == [pytest.approx(5 / 6), pytest.approx(12 / 13)]
     assert scores.metrics["rouge_score_rouge1"] == pytest.approx((5 / 6 + 12 / 13) / 2)

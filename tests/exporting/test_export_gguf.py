@@ -20,16 +20,20 @@ def logits_of(model, tokenizer) -> list[torch.Tensor]:
     out = []
     with torch.no_grad():
         for text in PROBES:
-            ids = tokenizer.apply_chat_template([{"role": "user", "content": text}],
-                                                add_generation_prompt=True, return_tensors="pt",
-                                                return_dict=True)["input_ids"]
+            ids = tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}],
+                add_generation_prompt=True,
+                return_tensors="pt",
+                return_dict=True,
+            )["input_ids"]
             out.append(model(input_ids=ids).logits[0])
     return out
 
 
 @pytest.mark.parametrize("quant", ["f32", "f16", "q8_0"])
-def test_a_gguf_predicts_what_base_plus_adapter_predicts(small_llama_adapter, tmp_path, quant,
-                                                         unmerged):
+def test_a_gguf_predicts_what_base_plus_adapter_predicts(
+    small_llama_adapter, tmp_path, quant, unmerged
+):
     from gguf import GGUFReader
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -44,8 +48,9 @@ def test_a_gguf_predicts_what_base_plus_adapter_predicts(small_llama_adapter, tm
     assert fields["tokenizer.ggml.model"].contents() == "gpt2"
     assert fields["tokenizer.ggml.eos_token_id"].contents() == tokenizer.eos_token_id
 
-    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name,
-                                                    dtype=torch.float32)
+    reloaded = AutoModelForCausalLM.from_pretrained(
+        tmp_path, gguf_file=path.name, dtype=torch.float32
+    )
     expected = logits_of(unmerged(small_llama_adapter), tokenizer)
     got = logits_of(reloaded, tokenizer)
     for want, have in zip(expected, got, strict=True):
@@ -58,14 +63,16 @@ def test_a_gguf_predicts_what_base_plus_adapter_predicts(small_llama_adapter, tm
     assert 'PARAMETER stop "<|im_end|>"' in modelfile
 
 
-
 @pytest.mark.slow
-def test_the_default_model_with_an_adapter_round_trips_through_q8_0(default_model_dir, tmp_path,
-                                                                     make_lora_adapter):
+def test_the_default_model_with_an_adapter_round_trips_through_q8_0(
+    default_model_dir, tmp_path, make_lora_adapter
+):
     adapter = make_lora_adapter(default_model_dir, tmp_path / "lora", rank=2)
     result = tuneforge.export(adapter, tmp_path / "smollm2-tuned.gguf", quant="q8_0")
     assert result.ok, [str(check) for check in result.checks]
     by_name = {check.name: check for check in result.checks}
-    assert by_name["merged folder vs base+adapter"].agreed == by_name[
-        "merged folder vs base+adapter"].total
+    assert (
+        by_name["merged folder vs base+adapter"].agreed
+        == by_name["merged folder vs base+adapter"].total
+    )
     assert by_name["GGUF tokenizer"].agreed == len(PROBES)

@@ -33,9 +33,10 @@ def test_merged_logits_equal_base_plus_adapter_logits(tiny_adapter_dir, tmp_path
     assert AutoTokenizer.from_pretrained(out).chat_template  # the template travels along
     saved = yaml.safe_load((out / "tuneforge_config.yaml").read_text())
     assert saved["model_name_or_path"] == str(out) and saved["adapter_name_or_path"] is None
-    assert tuneforge.chat(out).reply([{"role": "user", "content": "Hi"}],
-                                     tuneforge.load_config({"do_train": False,
-                                                            "max_new_tokens": 3}).generation)
+    assert tuneforge.chat(out).reply(
+        [{"role": "user", "content": "Hi"}],
+        tuneforge.load_config({"do_train": False, "max_new_tokens": 3}).generation,
+    )
 
 
 def test_an_existing_out_is_replaced_only_with_overwrite(tiny_adapter_dir, tmp_path):
@@ -52,12 +53,20 @@ def test_an_existing_out_is_replaced_only_with_overwrite(tiny_adapter_dir, tmp_p
 
 def run_cli(capsys, *argv: str) -> tuple[int, list[str]]:
     code = main(["--quiet", *argv])
-    return code, [line for line in capsys.readouterr().err.splitlines()
-                  if line.startswith("tuneforge")]
+    return code, [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("tuneforge")
+    ]
 
 
-def test_bad_inputs_get_one_line_each(capsys, tmp_path, tiny_model_dir, wide_tiny_model_dir,
-                                      make_lora_adapter, make_tiny_model, tokenizer):
+def test_bad_inputs_get_one_line_each(
+    capsys,
+    tmp_path,
+    tiny_model_dir,
+    wide_tiny_model_dir,
+    make_lora_adapter,
+    make_tiny_model,
+    tokenizer,
+):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     empty = tmp_path / "not-an-adapter"
@@ -66,19 +75,39 @@ def test_bad_inputs_get_one_line_each(capsys, tmp_path, tiny_model_dir, wide_tin
     assert code != 0 and len(err) == 1 and "no adapter_config.json" in err[0]
 
     wide_adapter = make_lora_adapter(wide_tiny_model_dir, tmp_path / "wide-lora")
-    code, err = run_cli(capsys, "export", f"model_name_or_path={tiny_model_dir}",
-                        "--adapter", str(wide_adapter), "--out", str(tmp_path / "b"))
+    code, err = run_cli(
+        capsys,
+        "export",
+        f"model_name_or_path={tiny_model_dir}",
+        "--adapter",
+        str(wide_adapter),
+        "--out",
+        str(tmp_path / "b"),
+    )
     assert code != 0 and len(err) == 1 and "made for a different model" in err[0]
 
     gpt2 = tmp_path / "gpt2"
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2,
-                               n_positions=64)).save_pretrained(gpt2)
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64)
+    ).save_pretrained(gpt2)
     tokenizer.save_pretrained(gpt2)
     code, err = run_cli(capsys, "export", "--adapter", str(gpt2), "--out", str(tmp_path / "c.gguf"))
     assert code != 0 and len(err) == 1
     assert "GGUF export supports llama models; this one is 'gpt2'" in err[0]
 
-    code, err = run_cli(capsys, "export", "--adapter", str(tiny_model_dir), "--out",
-                        str(tmp_path / "d"), "--format", "gguf")
-    assert code != 0 and err == [(f"tuneforge: error: --out {tmp_path / 'd'}: a GGUF export is "
-                                  f"one file; give a path ending in .gguf")]
+    code, err = run_cli(
+        capsys,
+        "export",
+        "--adapter",
+        str(tiny_model_dir),
+        "--out",
+        str(tmp_path / "d"),
+        "--format",
+        "gguf",
+    )
+    assert code != 0 and err == [
+        (
+            f"tuneforge: error: --out {tmp_path / 'd'}: a GGUF export is "
+            f"one file; give a path ending in .gguf"
+        )
+    ]

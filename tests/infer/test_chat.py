@@ -68,8 +68,9 @@ def test_closing_the_stream_early_ends_generation(chat, monkeypatch):
 def test_generation_settings_map_cli_and_api_values():
     base = GenerationArgs(do_sample=False, temperature=0.7, top_p=0.9)
     assert generation_settings(base) is base
-    sampled = generation_settings(base, temperature=0.3, top_p=0.5, max_new_tokens=9,
-                                  repetition_penalty=1.2)
+    sampled = generation_settings(
+        base, temperature=0.3, top_p=0.5, max_new_tokens=9, repetition_penalty=1.2
+    )
     assert (sampled.do_sample, sampled.temperature, sampled.top_p) == (True, 0.3, 0.5)
     assert (sampled.max_new_tokens, sampled.repetition_penalty) == (9, 1.2)
     assert generation_settings(sampled, temperature=0).do_sample is False
@@ -87,7 +88,9 @@ def test_chat_config_reads_what_each_kind_of_folder_is(tiny_adapter_dir, tiny_mo
 
     whole = chat_config(str(tiny_model_dir))
     assert (whole.model.model_name_or_path, whole.model.adapter_name_or_path) == (
-        str(tiny_model_dir), None)
+        str(tiny_model_dir),
+        None,
+    )
 
     given = load_config({"do_train": False, "template": "chatml"})
     combined = chat_config(str(tiny_adapter_dir), given)
@@ -105,8 +108,10 @@ def test_the_default_model_answers_alone_and_in_a_batch():
     chat = tuneforge.chat()
     question = [{"role": "user", "content": "What is the capital of France?"}]
     assert "Paris" in chat.reply(question, GenerationArgs(max_new_tokens=20))
-    rows = [Row(chat.encode(question), 20),
-            Row(chat.encode([{"role": "user", "content": "Name a primary colour."}]), 20)]
+    rows = [
+        Row(chat.encode(question), 20),
+        Row(chat.encode([{"role": "user", "content": "Name a primary colour."}]), 20),
+    ]
     chat.generate(rows, GenerationArgs())
     assert "Paris" in rows[0].text and rows[0].finish_reason == "stop"
 
@@ -116,16 +121,26 @@ def test_the_chat_command_keeps_a_conversation_until_exit(tiny_adapter_dir, monk
 
     typed = iter(["Hello there", "", "/clear", "And now?", "/exit"])
     monkeypatch.setattr("builtins.input", lambda prompt="": next(typed))
-    code = main(["--quiet", "chat", "--adapter", str(tiny_adapter_dir), "--max-new-tokens", "3",
-                 "--temperature", "0"])
+    code = main(
+        [
+            "--quiet",
+            "chat",
+            "--adapter",
+            str(tiny_adapter_dir),
+            "--max-new-tokens",
+            "3",
+            "--temperature",
+            "0",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and out.count("Assistant: ") == 2 and "(conversation cleared)" in out
     assert next(typed, None) is None  # every line was read, the last one ended the chat
 
 
-def test_an_interrupted_run_is_loaded_from_its_last_complete_checkpoint(tiny_adapter_dir,
-                                                                        tiny_model_dir, tmp_path,
-                                                                        caplog):
+def test_an_interrupted_run_is_loaded_from_its_last_complete_checkpoint(
+    tiny_adapter_dir, tiny_model_dir, tmp_path, caplog
+):
     import shutil
 
     from tuneforge.config.load import save_config
@@ -133,8 +148,10 @@ def test_an_interrupted_run_is_loaded_from_its_last_complete_checkpoint(tiny_ada
 
     run = tmp_path / "run"
     run.mkdir()
-    save_config(load_config({"model_name_or_path": str(tiny_model_dir), "do_train": False}),
-                run / CONFIG_NAME)
+    save_config(
+        load_config({"model_name_or_path": str(tiny_model_dir), "do_train": False}),
+        run / CONFIG_NAME,
+    )
     with pytest.raises(ModelError, match="has not finished and has no complete checkpoint"):
         chat_config(str(run))
     for step in (2, 4):
@@ -143,5 +160,7 @@ def test_an_interrupted_run_is_loaded_from_its_last_complete_checkpoint(tiny_ada
     cfg = chat_config(str(run))
     assert cfg.model.adapter_name_or_path == str(run / "checkpoint-2")
     assert cfg.model.model_name_or_path == str(tiny_model_dir)
-    assert "has not finished (no final model): using its last complete checkpoint, " \
-           "checkpoint-2" in caplog.text
+    assert (
+        "has not finished (no final model): using its last complete checkpoint, "
+        "checkpoint-2" in caplog.text
+    )

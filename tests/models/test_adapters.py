@@ -53,11 +53,17 @@ def _one_line_error(kind: type[Exception], call, *args, **kwargs) -> str:
 
 
 def test_lora_all_targets_every_linear_layer_but_the_output_head(tiny_model_dir):
-    base_linear = {name for name, module in _model(tiny_model_dir).named_modules()
-                   if isinstance(module, torch.nn.Linear)}
+    base_linear = {
+        name
+        for name, module in _model(tiny_model_dir).named_modules()
+        if isinstance(module, torch.nn.Linear)
+    }
     model = _apply(tiny_model_dir)
-    wrapped = {name.removeprefix("base_model.model.") for name, module in model.named_modules()
-               if hasattr(module, "lora_A")}
+    wrapped = {
+        name.removeprefix("base_model.model.")
+        for name, module in model.named_modules()
+        if hasattr(module, "lora_A")
+    }
     assert wrapped == base_linear - {"lm_head"}
     assert len(wrapped) == 14
     assert _trainable(model) == LORA_R8_ALL_LINEAR
@@ -95,71 +101,120 @@ def test_additional_target_trains_a_full_copy(tiny_model_dir):
     assert any("norm.modules_to_save" in name for name in _trainable_names(model))
 
 
-@pytest.mark.parametrize(("finetune", "expected"), [
-    ({"lora_target": "q_prj"}, "lora_target: no module named 'q_prj' in this model; valid: all, "
-                               "down_proj, embed_tokens, gate_proj, k_proj, lm_head, o_proj, "
-                               "q_proj, up_proj, v_proj"),
-    ({"lora_target": "all,q_proj"}, "lora_target: 'all' already covers every linear layer"),
-    ({"additional_target": "embeddings"}, "additional_target: no module named 'embeddings'"),
-])
+@pytest.mark.parametrize(
+    ("finetune", "expected"),
+    [
+        (
+            {"lora_target": "q_prj"},
+            "lora_target: no module named 'q_prj' in this model; valid: all, "
+            "down_proj, embed_tokens, gate_proj, k_proj, lm_head, o_proj, "
+            "q_proj, up_proj, v_proj",
+        ),
+        ({"lora_target": "all,q_proj"}, "lora_target: 'all' already covers every linear layer"),
+        ({"additional_target": "embeddings"}, "additional_target: no module named 'embeddings'"),
+    ],
+)
 def test_bad_lora_names_are_one_line_errors(tiny_model_dir, finetune, expected):
     assert expected in _one_line_error(ConfigError, _apply, tiny_model_dir, **finetune)
 
 
-@pytest.mark.parametrize(("layers", "modules", "trained"), [
-    (2, "all", ["layers.2.", "layers.3."]),
-    (-1, "all", ["layers.0."]),
-    (2, "mlp", ["layers.2.mlp.", "layers.3.mlp."]),
-    (-2, "self_attn,input_layernorm", ["layers.0.self_attn.", "layers.0.input_layernorm.",
-                                       "layers.1.self_attn.", "layers.1.input_layernorm."]),
-])
-def test_freeze_trains_exactly_the_chosen_layers_and_modules(four_layer_dir, layers, modules,
-                                                             trained):
-    model = _apply(four_layer_dir, finetuning_type="freeze", freeze_trainable_layers=layers,
-                   freeze_trainable_modules=modules)
-    expected = {name for name, _ in model.named_parameters()
-                if any(f"model.{prefix}" in name for prefix in trained)}
+@pytest.mark.parametrize(
+    ("layers", "modules", "trained"),
+    [
+        (2, "all", ["layers.2.", "layers.3."]),
+        (-1, "all", ["layers.0."]),
+        (2, "mlp", ["layers.2.mlp.", "layers.3.mlp."]),
+        (
+            -2,
+            "self_attn,input_layernorm",
+            [
+                "layers.0.self_attn.",
+                "layers.0.input_layernorm.",
+                "layers.1.self_attn.",
+                "layers.1.input_layernorm.",
+            ],
+        ),
+    ],
+)
+def test_freeze_trains_exactly_the_chosen_layers_and_modules(
+    four_layer_dir, layers, modules, trained
+):
+    model = _apply(
+        four_layer_dir,
+        finetuning_type="freeze",
+        freeze_trainable_layers=layers,
+        freeze_trainable_modules=modules,
+    )
+    expected = {
+        name
+        for name, _ in model.named_parameters()
+        if any(f"model.{prefix}" in name for prefix in trained)
+    }
     assert expected and _trainable_names(model) == expected
 
 
 def test_freeze_extra_modules_train_outside_the_layers(four_layer_dir):
-    model = _apply(four_layer_dir, finetuning_type="freeze", freeze_trainable_layers=1,
-                   freeze_trainable_modules="mlp", freeze_extra_modules="embed_tokens,norm")
+    model = _apply(
+        four_layer_dir,
+        finetuning_type="freeze",
+        freeze_trainable_layers=1,
+        freeze_trainable_modules="mlp",
+        freeze_extra_modules="embed_tokens,norm",
+    )
     names = _trainable_names(model)
     assert {"model.embed_tokens.weight", "model.norm.weight"} <= names
     assert names - {"model.embed_tokens.weight", "model.norm.weight"} == {
-        "model.layers.3.mlp.gate_proj.weight", "model.layers.3.mlp.up_proj.weight",
-        "model.layers.3.mlp.down_proj.weight"}
+        "model.layers.3.mlp.gate_proj.weight",
+        "model.layers.3.mlp.up_proj.weight",
+        "model.layers.3.mlp.down_proj.weight",
+    }
 
 
-@pytest.mark.parametrize(("finetune", "expected"), [
-    ({"freeze_trainable_layers": 5}, "freeze_trainable_layers=5: the model has 4 decoder layers; "
-                                     "use 1..4 (the last n) or -1..-4 (the first n)"),
-    ({"freeze_trainable_layers": -5}, "freeze_trainable_layers=-5: the model has 4 decoder"),
-    ({"freeze_trainable_modules": "mlp,atention"},
-     "freeze_trainable_modules: no module named 'atention' in this model; valid: all, down_proj, "
-     "gate_proj, input_layernorm, k_proj, mlp, o_proj, post_attention_layernorm, q_proj, "
-     "self_attn, up_proj, v_proj"),
-    ({"freeze_extra_modules": "embed"}, "freeze_extra_modules: no module named 'embed' in this "
-                                        "model; valid: embed_tokens, lm_head, norm"),
-])
+@pytest.mark.parametrize(
+    ("finetune", "expected"),
+    [
+        (
+            {"freeze_trainable_layers": 5},
+            "freeze_trainable_layers=5: the model has 4 decoder layers; "
+            "use 1..4 (the last n) or -1..-4 (the first n)",
+        ),
+        ({"freeze_trainable_layers": -5}, "freeze_trainable_layers=-5: the model has 4 decoder"),
+        (
+            {"freeze_trainable_modules": "mlp,atention"},
+            "freeze_trainable_modules: no module named 'atention' in this model; valid: all, "
+            "down_proj, "
+            "gate_proj, input_layernorm, k_proj, mlp, o_proj, post_attention_layernorm, q_proj, "
+            "self_attn, up_proj, v_proj",
+        ),
+        (
+            {"freeze_extra_modules": "embed"},
+            "freeze_extra_modules: no module named 'embed' in this "
+            "model; valid: embed_tokens, lm_head, norm",
+        ),
+    ],
+)
 def test_bad_freeze_settings_are_one_line_errors(four_layer_dir, finetune, expected):
-    message = _one_line_error(ConfigError, _apply, four_layer_dir, finetuning_type="freeze",
-                              **finetune)
+    message = _one_line_error(
+        ConfigError, _apply, four_layer_dir, finetuning_type="freeze", **finetune
+    )
     assert message.startswith(expected)
 
 
 def test_full_trains_every_parameter(tiny_model_dir):
     model = _model(tiny_model_dir)
     model.requires_grad_(False)
-    model = apply_finetuning(model, FinetuneArgs(finetuning_type="full"),
-                             ModelArgs(model_name_or_path=str(tiny_model_dir)))
+    model = apply_finetuning(
+        model,
+        FinetuneArgs(finetuning_type="full"),
+        ModelArgs(model_name_or_path=str(tiny_model_dir)),
+    )
     assert _trainable(model) == sum(p.numel() for p in model.parameters())
 
 
 def test_an_adapter_is_only_continued_by_lora(tiny_model_dir, tmp_path):
-    message = _one_line_error(ConfigError, _apply, tiny_model_dir, adapter=str(tmp_path),
-                              finetuning_type="full")
+    message = _one_line_error(
+        ConfigError, _apply, tiny_model_dir, adapter=str(tmp_path), finetuning_type="full"
+    )
     assert message.startswith("adapter_name_or_path needs finetuning_type=lora (it is full)")
 
 
@@ -195,10 +250,12 @@ def test_adapter_of_a_model_with_other_shapes_is_refused(tiny_model_dir, tmp_pat
     LlamaForCausalLM(LlamaConfig(**config.to_dict())).save_pretrained(other)
     _saved_adapter(other, tmp_path / "adapter")
     message = _one_line_error(ModelError, _apply, tiny_model_dir, adapter=str(tmp_path / "adapter"))
-    assert message.startswith(f"adapter_name_or_path '{tmp_path / 'adapter'}': made for a "
-                              f"different model (")
-    assert message.endswith("(model.layers.0.mlp.down_proj has 32 outputs here, the adapter "
-                            "expects 48)")
+    assert message.startswith(
+        f"adapter_name_or_path '{tmp_path / 'adapter'}': made for a different model ("
+    )
+    assert message.endswith(
+        "(model.layers.0.mlp.down_proj has 32 outputs here, the adapter expects 48)"
+    )
 
 
 def test_adapter_of_a_deeper_model_is_refused(four_layer_dir, tiny_model_dir, tmp_path):
@@ -207,10 +264,13 @@ def test_adapter_of_a_deeper_model_is_refused(four_layer_dir, tiny_model_dir, tm
     assert "this model has no model.layers.2." in message
 
 
-@pytest.mark.parametrize(("make", "expected"), [
-    (lambda folder: None, "no such folder"),
-    (lambda folder: folder.mkdir(), "no adapter_config.json"),
-])
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda folder: None, "no such folder"),
+        (lambda folder: folder.mkdir(), "no adapter_config.json"),
+    ],
+)
 def test_adapter_folder_must_hold_an_adapter(tiny_model_dir, tmp_path, make, expected):
     make(tmp_path / "adapter")
     message = _one_line_error(ModelError, _apply, tiny_model_dir, adapter=str(tmp_path / "adapter"))

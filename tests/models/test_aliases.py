@@ -12,9 +12,11 @@ from tuneforge.errors import ModelError
 from tuneforge.models import aliases
 from tuneforge.models.aliases import ALIASES, resolve_model_path
 
-UNREACHABLE = ("model_name_or_path 'tuneforge-tests/no-such-model': not a local folder and the "
-               "Hugging Face hub cannot be reached; download it and set model_name_or_path to "
-               "its local folder")
+UNREACHABLE = (
+    "model_name_or_path 'tuneforge-tests/no-such-model': not a local folder and the "
+    "Hugging Face hub cannot be reached; download it and set model_name_or_path to "
+    "its local folder"
+)
 
 
 def _error(name: str, **kwargs: object) -> str:
@@ -42,9 +44,11 @@ def test_local_model_folder_resolves_to_itself(tiny_model_dir):
 
 def test_folder_without_config_json_is_named(tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"")
-    assert _error(str(tmp_path)) == (f"model_name_or_path '{tmp_path}': folder has no config.json; "
-                                     f"expected a Hugging Face model folder (config.json, weights, "
-                                     f"tokenizer)")
+    assert _error(str(tmp_path)) == (
+        f"model_name_or_path '{tmp_path}': folder has no config.json; "
+        f"expected a Hugging Face model folder (config.json, weights, "
+        f"tokenizer)"
+    )
 
 
 def test_adapter_folder_given_as_the_model_says_where_it_belongs(tmp_path):
@@ -54,8 +58,9 @@ def test_adapter_folder_given_as_the_model_says_where_it_belongs(tmp_path):
 
 def test_missing_local_folder_names_it_and_the_aliases(tmp_path):
     missing = tmp_path / "no" / "such" / "model"
-    assert _error(str(missing)) == (f"model_name_or_path '{missing}': no such folder; "
-                                    f"built-in aliases: {DEFAULT_MODEL}")
+    assert _error(str(missing)) == (
+        f"model_name_or_path '{missing}': no such folder; built-in aliases: {DEFAULT_MODEL}"
+    )
 
 
 def test_misspelt_alias_gets_a_suggestion():
@@ -99,14 +104,16 @@ def test_a_hub_that_never_answers_is_given_up_on_time(offline_hub_cache, monkeyp
     assert time.monotonic() - started < 3
 
 
-def test_hub_model_already_in_the_cache_needs_no_network(offline_hub_cache, tiny_model_dir,
-                                                         monkeypatch):
+def test_hub_model_already_in_the_cache_needs_no_network(
+    offline_hub_cache, tiny_model_dir, monkeypatch
+):
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = offline_hub_cache / "models--tuneforge-tests--tiny"
     shutil.copytree(tiny_model_dir, repo / "snapshots" / commit)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    folder = resolve_model_path(ModelArgs(model_name_or_path="tuneforge-tests/tiny",
-                                          cache_dir=str(offline_hub_cache)))
+    folder = resolve_model_path(
+        ModelArgs(model_name_or_path="tuneforge-tests/tiny", cache_dir=str(offline_hub_cache))
+    )
     assert folder == str(repo / "snapshots" / commit)

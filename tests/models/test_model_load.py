@@ -61,8 +61,9 @@ def test_adapter_folder_tokenizer_wins(tiny_model_dir, tmp_path):
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tiny_model_dir / name, adapter)
     (adapter / "chat_template.jinja").write_text("{{ 'trained template' }}")
-    tokenizer = load_tokenizer(ModelArgs(model_name_or_path=str(tiny_model_dir),
-                                         adapter_name_or_path=str(adapter)))
+    tokenizer = load_tokenizer(
+        ModelArgs(model_name_or_path=str(tiny_model_dir), adapter_name_or_path=str(adapter))
+    )
     assert tokenizer.chat_template == "{{ 'trained template' }}"
 
 
@@ -109,13 +110,19 @@ def _shapes_differ_from_config(folder: Path) -> None:
     _edit_json(folder / "config.json", intermediate_size=48)
 
 
-@pytest.mark.parametrize(("damage", "why"), [
-    (_no_weights, "no file named model.safetensors"),
-    (_truncated_weights, "the model cannot be loaded"),
-    (_one_tensor_missing, "1 weight tensor(s) missing from the checkpoint "
-                          "(first: model.layers.1.mlp.down_proj.weight)"),
-    (_shapes_differ_from_config, "weight shapes differ from those config.json describes"),
-])
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (_no_weights, "no file named model.safetensors"),
+        (_truncated_weights, "the model cannot be loaded"),
+        (
+            _one_tensor_missing,
+            "1 weight tensor(s) missing from the checkpoint "
+            "(first: model.layers.1.mlp.down_proj.weight)",
+        ),
+        (_shapes_differ_from_config, "weight shapes differ from those config.json describes"),
+    ],
+)
 def test_broken_model_folder_is_one_line_naming_it(tiny_model_dir, tmp_path, damage, why):
     folder = _copy(tiny_model_dir, tmp_path / "broken")
     damage(folder)
@@ -132,10 +139,12 @@ def test_default_model_answers_paris(default_model_dir):
     tokenizer = load_tokenizer(args)
     model = load_model(args, for_training=False)
     messages = [{"role": "user", "content": "What is the capital of France?"}]
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                           return_tensors="pt", return_dict=True)
+    inputs = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     with torch.no_grad():
-        output = model.generate(**inputs, max_new_tokens=20, do_sample=False,
-                                pad_token_id=tokenizer.pad_token_id)
-    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        output = model.generate(
+            **inputs, max_new_tokens=20, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer

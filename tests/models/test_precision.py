@@ -73,8 +73,10 @@ def test_cpu_hardware_comes_from_the_injected_cpuinfo(monkeypatch, cpuinfo, nati
 def test_training_precision(hardware, bf16, fp16, expected, because):
     precision = choose_precision(TrainArgs(bf16=bf16, fp16=fp16), hardware)
     assert precision.compute_dtype == expected
-    assert (precision.bf16, precision.fp16) == (expected == torch.bfloat16,
-                                                expected == torch.float16)
+    assert (precision.bf16, precision.fp16) == (
+        expected == torch.bfloat16,
+        expected == torch.float16,
+    )
     assert because in precision.reason
 
 

@@ -21,8 +21,10 @@ def test_bytes_per_quantised_weight():
 
 def test_bnb_config_follows_the_keys():
     assert bnb_config(ModelArgs(), torch.float32) is None
-    four = bnb_config(ModelArgs(quantization_bit=4, quantization_type="fp4",
-                                double_quantization=False), torch.bfloat16)
+    four = bnb_config(
+        ModelArgs(quantization_bit=4, quantization_type="fp4", double_quantization=False),
+        torch.bfloat16,
+    )
     assert four.load_in_4bit and not four.load_in_8bit
     assert (four.bnb_4bit_quant_type, four.bnb_4bit_use_double_quant) == ("fp4", False)
     assert four.bnb_4bit_compute_dtype == torch.bfloat16
@@ -46,15 +48,19 @@ def test_linear_layers_load_quantised_and_lora_trains_only_adapters(wide_tiny_mo
     assert model.base_model.model.model.norm.weight.dtype == torch.float32  # k-bit preparation
     ids = torch.randint(0, 1000, (2, 12))
     model(input_ids=ids, labels=ids).loss.backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0
-               for name, p in model.named_parameters() if "lora_B" in name)  # A waits for B
+    assert all(
+        p.grad is not None and p.grad.abs().sum() > 0
+        for name, p in model.named_parameters()
+        if "lora_B" in name
+    )  # A waits for B
 
 
 def test_merging_into_quantised_weights_is_refused(wide_tiny_model_dir):
     args = ModelArgs(model_name_or_path=str(wide_tiny_model_dir))
     refuse_quantized_merge(load_model(args))  # unquantised: fine
     quantised = apply_finetuning(
-        load_model(args.model_copy(update={"quantization_bit": 4})), FinetuneArgs(), args)
+        load_model(args.model_copy(update={"quantization_bit": 4})), FinetuneArgs(), args
+    )
     with pytest.raises(ModelError) as info:
         refuse_quantized_merge(quantised)
     (line,) = info.value.lines
@@ -73,10 +79,12 @@ def stored_bytes(layer: torch.nn.Module) -> int:
 
 @pytest.mark.parametrize("double", [True, False])
 def test_bytes_per_weight_matches_what_bitsandbytes_stores(wide_tiny_model_dir, double):
-    args = ModelArgs(model_name_or_path=str(wide_tiny_model_dir), quantization_bit=4,
-                     double_quantization=double)
+    args = ModelArgs(
+        model_name_or_path=str(wide_tiny_model_dir), quantization_bit=4, double_quantization=double
+    )
     layers = [m for m in load_model(args).modules() if type(m).__name__ == "Linear4bit"]
     weights = sum(m.in_features * m.out_features for m in layers)
     stored = sum(stored_bytes(m) for m in layers)
     assert stored / weights == pytest.approx(
-        quantized_bytes_per_weight(4, double_quantization=double), rel=0.01)
+        quantized_bytes_per_weight(4, double_quantization=double), rel=0.01
+    )

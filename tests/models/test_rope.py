@@ -15,8 +15,13 @@ from tuneforge.models.rope import apply_rope_scaling
 
 
 def llama(**kwargs) -> LlamaConfig:
-    return LlamaConfig(hidden_size=64, num_attention_heads=4, max_position_embeddings=1024,
-                       rope_theta=50000.0, **kwargs)
+    return LlamaConfig(
+        hidden_size=64,
+        num_attention_heads=4,
+        max_position_embeddings=1024,
+        rope_theta=50000.0,
+        **kwargs,
+    )
 
 
 def test_linear_factor_comes_from_cutoff_len():
@@ -34,8 +39,10 @@ def test_yarn_and_llama3_keep_the_original_context(kind):
     assert config.rope_parameters["factor"] == 4.0
     assert config.max_position_embeddings == 4096
     if kind == "llama3":
-        assert (config.rope_parameters["low_freq_factor"],
-                config.rope_parameters["high_freq_factor"]) == (1.0, 4.0)
+        assert (
+            config.rope_parameters["low_freq_factor"],
+            config.rope_parameters["high_freq_factor"],
+        ) == (1.0, 4.0)
     config.validate_rope()  # transformers accepts what was written
 
 
@@ -70,7 +77,8 @@ def test_a_model_without_rope_is_refused():
 
 def test_loaded_model_rotates_with_the_scaled_frequencies(tiny_model_dir):
     plain = load_model(ModelArgs(model_name_or_path=str(tiny_model_dir)))
-    scaled = load_model(ModelArgs(model_name_or_path=str(tiny_model_dir), rope_scaling="linear"),
-                        cutoff_len=4096)
+    scaled = load_model(
+        ModelArgs(model_name_or_path=str(tiny_model_dir), rope_scaling="linear"), cutoff_len=4096
+    )
     assert scaled.config.rope_parameters["factor"] == 4.0
     assert torch.allclose(scaled.model.rotary_emb.inv_freq, plain.model.rotary_emb.inv_freq / 4)

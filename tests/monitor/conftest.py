@@ -23,14 +23,21 @@ PAIRS = {
 @pytest.fixture(scope="session")
 def monitor_data(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("monitor-data")
-    rows = [{"instruction": q, "input": "", "output": a} for _ in range(5) for q, a in PAIRS.items()]
+    rows = [
+        {"instruction": q, "input": "", "output": a} for _ in range(5) for q, a in PAIRS.items()
+    ]
     (folder / "pairs.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    (folder / "notes.txt").write_text("\n".join(f"{q} {a}" for q, a in PAIRS.items()) * 3,
-                                      encoding="utf-8")
-    (folder / "dataset_info.json").write_text(json.dumps({
-        "pairs": {"file_name": "pairs.json"},
-        "notes": {"file_name": "notes.txt", "columns": {"prompt": "text"}},
-    }))
+    (folder / "notes.txt").write_text(
+        "\n".join(f"{q} {a}" for q, a in PAIRS.items()) * 3, encoding="utf-8"
+    )
+    (folder / "dataset_info.json").write_text(
+        json.dumps(
+            {
+                "pairs": {"file_name": "pairs.json"},
+                "notes": {"file_name": "notes.txt", "columns": {"prompt": "text"}},
+            }
+        )
+    )
     return folder
 
 
@@ -60,8 +67,9 @@ def run_settings(tiny_model_dir, monitor_data) -> dict:
 def sweep_runs(run_settings, tmp_path_factory) -> list[Path]:
     """Three runs of a learning-rate sweep, the first also the run most tests read."""
     root = tmp_path_factory.mktemp("sweep")
-    return [train_run(run_settings, root / f"lr-{lr:g}", learning_rate=lr)
-            for lr in (2e-2, 5e-3, 1e-3)]
+    return [
+        train_run(run_settings, root / f"lr-{lr:g}", learning_rate=lr) for lr in (2e-2, 5e-3, 1e-3)
+    ]
 
 
 @pytest.fixture(scope="session")

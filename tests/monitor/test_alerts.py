@@ -10,14 +10,15 @@ import torch
 from monitor_helpers import read_log, train_run
 from safetensors.torch import load_file
 
-from tuneforge.monitor.alerts import GRAD_SPIKE, NOT_MOVING, OVERFITTING, HealthChecks
 from tuneforge.layout import checkpoints
+from tuneforge.monitor.alerts import GRAD_SPIKE, NOT_MOVING, OVERFITTING, HealthChecks
 
 
 def test_grad_norm_spike_is_ten_times_the_running_median():
     checks = HealthChecks()
-    quiet = [checks.train_log(step, {"loss": 1.0, "grad_norm": 1.0 + step / 100})
-             for step in range(1, 8)]
+    quiet = [
+        checks.train_log(step, {"loss": 1.0, "grad_norm": 1.0 + step / 100}) for step in range(1, 8)
+    ]
     assert quiet == [None] * 7
     assert checks.train_log(8, {"loss": 1.0, "grad_norm": 9.0}) is None  # 9x: not yet
     alert = checks.train_log(9, {"loss": 1.0, "grad_norm": 12.0})
@@ -50,7 +51,8 @@ def test_weights_not_moving_is_judged_only_after_the_learning_rate_is_above_zero
 
 
 def test_nan_loss_stops_the_run_and_keeps_finite_weights_and_the_last_good_checkpoint(
-        run_settings, tmp_path, monkeypatch, caplog):
+    run_settings, tmp_path, monkeypatch, caplog
+):
     from tuneforge.training import stages
 
     calls = {"train": 0}
@@ -79,13 +81,21 @@ def test_nan_loss_stops_the_run_and_keeps_finite_weights_and_the_last_good_check
     assert math.isnan([e["loss"] for e in log if "loss" in e][-1])
     assert max(e["step"] for e in log) == 4  # stopped: 8 steps were planned
     assert [step for step, _ in checkpoints(run)] == [2]
-    assert all(torch.isfinite(w).all() for w in load_file(run / "adapter_model.safetensors").values())
+    assert all(
+        torch.isfinite(w).all() for w in load_file(run / "adapter_model.safetensors").values()
+    )
 
 
 def test_weights_that_do_not_move_are_reported_once(run_settings, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="tuneforge"):
-        run = train_run(run_settings, tmp_path / "run", val_size=0, max_steps=3, warmup_steps=0,
-                        learning_rate=1e-30)
+        run = train_run(
+            run_settings,
+            tmp_path / "run",
+            val_size=0,
+            max_steps=3,
+            warmup_steps=0,
+            learning_rate=1e-30,
+        )
     alerts = [e for e in read_log(run) if e.get("alert") == NOT_MOVING]
     assert [a["step"] for a in alerts] == [1, 2, 3]  # recorded at every weight check
     assert sum("not moving" in r.getMessage() for r in caplog.records) == 1  # printed once
@@ -99,8 +109,12 @@ def test_missing_reporter_package_is_one_config_line(reporter, monkeypatch):
     from tuneforge.errors import ConfigError
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == reporter else real(name, *a))
-    with pytest.raises(ConfigError, match=rf"report_to={reporter} needs the {reporter} "
-                                          r"package: pip install 'tuneforge\[monitor\]'"):
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == reporter else real(name, *a)
+    )
+    with pytest.raises(
+        ConfigError,
+        match=rf"report_to={reporter} needs the {reporter} "
+        r"package: pip install 'tuneforge\[monitor\]'",
+    ):
         load_config({"dataset": "x", "report_to": reporter})

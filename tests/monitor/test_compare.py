@@ -19,7 +19,7 @@ def test_compare_of_three_sweep_runs_renders(sweep_runs, tmp_path):
         assert run.name in html
     assert html.count("<svg") >= 6  # loss, lr, grad norm, tokens/s, memory, weight change
     assert (tmp_path / "sweep_plots" / "loss.png").is_file()
-    diff = html[html.index("Configuration differences"):]
+    diff = html[html.index("Configuration differences") :]
     assert "learning_rate" in diff and "0.005" in diff
     assert "lora_rank" not in diff and "output_dir" not in diff
     assert color_share(screenshot(page, "compare.png", height=2600)) > 0.001
@@ -39,18 +39,20 @@ def test_the_best_value_of_each_column_is_marked(sweep_runs, tmp_path):
 
 
 def test_runs_of_another_task_are_left_out_and_named(sweep_runs, run_settings, tmp_path):
-    pt = train_run(run_settings, tmp_path / "pretrain", stage="pt", dataset="notes", val_size=0,
-                   max_steps=2)
+    pt = train_run(
+        run_settings, tmp_path / "pretrain", stage="pt", dataset="notes", val_size=0, max_steps=2
+    )
     page = write_comparison([*sweep_runs[:2], pt], tmp_path / "mixed.html")
     html = page.read_text(encoding="utf-8")
-    assert "pretrain" in html and "is left out: it is a stage pt run and the others are " \
-                                  "stage sft" in html
-    table = html[html.index("<h2>Metrics</h2>"):html.index("<h2>Curves</h2>")]
+    assert (
+        "pretrain" in html
+        and "is left out: it is a stage pt run and the others are stage sft" in html
+    )
+    table = html[html.index("<h2>Metrics</h2>") : html.index("<h2>Curves</h2>")]
     assert "pretrain" not in table and sweep_runs[1].name in table
 
 
-def test_a_sweep_folder_stands_for_its_runs_and_one_run_is_refused(sweep_runs, tmp_path,
-                                                                   capsys):
+def test_a_sweep_folder_stands_for_its_runs_and_one_run_is_refused(sweep_runs, tmp_path, capsys):
     from tuneforge import cli
 
     page = write_comparison([sweep_runs[0].parent])
@@ -60,8 +62,10 @@ def test_a_sweep_folder_stands_for_its_runs_and_one_run_is_refused(sweep_runs, t
         write_comparison([sweep_runs[0]])
     assert cli.main(["compare", str(sweep_runs[0]), str(tmp_path)]) == OutputError.exit_code
     err = capsys.readouterr().err.strip()
-    assert err == f"tuneforge: error: {tmp_path}: not a tuneforge run (no tuneforge_config.yaml " \
-                  f"or trainer_log.jsonl); give the output_dir of a training run"
+    assert (
+        err == f"tuneforge: error: {tmp_path}: not a tuneforge run (no tuneforge_config.yaml "
+        f"or trainer_log.jsonl); give the output_dir of a training run"
+    )
 
 
 def test_config_diff_keeps_only_differing_keys(sweep_runs):

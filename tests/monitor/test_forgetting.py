@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from tuneforge.infer.chat import chat_config
 from tuneforge.monitor.forgetting import (
     Probe,
     Question,
@@ -16,11 +17,14 @@ from tuneforge.monitor.forgetting import (
     kept_shares,
     load_probe,
 )
-from tuneforge.infer.chat import chat_config
 
-SMALL = Probe(texts={"en": ["The river grows wider on its way to the sea.", "Bees make honey."],
-                     "zh": ["春天来了，花都开了。"]},
-              questions=[Question("en", "What do bees make?", ("honey",))])
+SMALL = Probe(
+    texts={
+        "en": ["The river grows wider on its way to the sea.", "Bees make honey."],
+        "zh": ["春天来了，花都开了。"],
+    },
+    questions=[Question("en", "What do bees make?", ("honey",))],
+)
 
 
 def test_shipped_probe_has_english_and_chinese_text_and_questions():
@@ -36,8 +40,9 @@ def test_base_tuned_and_kept_numbers_match_a_direct_computation(sft_run, tiny_mo
 
     tuned = chat_config(str(sft_run))
     tuned.model.infer_dtype = "float32"  # as the direct computation below
-    base = tuned.model_copy(update={"model": tuned.model.model_copy(
-        update={"adapter_name_or_path": None})})
+    base = tuned.model_copy(
+        update={"model": tuned.model.model_copy(update={"adapter_name_or_path": None})}
+    )
     result = check_forgetting(tuned, base, tmp_path, probe=SMALL)
 
     tokenizer = AutoTokenizer.from_pretrained(sft_run)
@@ -59,7 +64,8 @@ def test_base_tuned_and_kept_numbers_match_a_direct_computation(sft_run, tiny_mo
     assert result.tuned["perplexity_en"] == pytest.approx(tuned_en, rel=1e-4)
     assert base_en != pytest.approx(tuned_en, rel=1e-4)  # the adapter changed something
     assert result.kept["perplexity_en"] == pytest.approx(
-        result.base["perplexity_en"] / result.tuned["perplexity_en"])
+        result.base["perplexity_en"] / result.tuned["perplexity_en"]
+    )
     assert set(result.base) == {"perplexity_en", "perplexity_zh", "answers_correct"}
     saved = json.loads((tmp_path / "forgetting.json").read_text())
     assert saved["kept"] == pytest.approx(result.kept)
@@ -78,32 +84,55 @@ def test_answers_are_matched_as_words_or_chinese_substrings():
 
 
 def test_kept_share_is_base_over_tuned_for_perplexity_and_warns_below_ninety_percent():
-    kept = kept_shares({"perplexity_en": 10.0, "answers_correct": 0.5},
-                       {"perplexity_en": 12.5, "answers_correct": 0.5})
+    kept = kept_shares(
+        {"perplexity_en": 10.0, "answers_correct": 0.5},
+        {"perplexity_en": 12.5, "answers_correct": 0.5},
+    )
     assert kept == {"perplexity_en": pytest.approx(0.8), "answers_correct": 1.0}
     assert kept_shares({"answers_correct": 0.0}, {"answers_correct": 0.2}) == {
-        "answers_correct": None}
+        "answers_correct": None
+    }
 
 
-def test_eval_forgetting_command_prints_base_tuned_kept(sft_run, run_settings, tmp_path,
-                                                      monkeypatch, capsys):
+def test_eval_forgetting_command_prints_base_tuned_kept(
+    sft_run, run_settings, tmp_path, monkeypatch, capsys
+):
     from tuneforge import cli
     from tuneforge.monitor import forgetting
 
     monkeypatch.setattr(forgetting, "load_probe", lambda: SMALL)  # the shipped probe is slower
     config = tmp_path / "eval.yaml"
-    config.write_text("\n".join(f"{k}: {v}" for k, v in {
-        "model_name_or_path": run_settings["model_name_or_path"],
-        "dataset": run_settings["dataset"], "dataset_dir": run_settings["dataset_dir"]}.items()))
-    code = cli.main(["-q", "eval", str(config), "--adapter", str(sft_run), "--forgetting",
-                     "--out", str(tmp_path / "e")])
+    config.write_text(
+        "\n".join(
+            f"{k}: {v}"
+            for k, v in {
+                "model_name_or_path": run_settings["model_name_or_path"],
+                "dataset": run_settings["dataset"],
+                "dataset_dir": run_settings["dataset_dir"],
+            }.items()
+        )
+    )
+    code = cli.main(
+        [
+            "-q",
+            "eval",
+            str(config),
+            "--adapter",
+            str(sft_run),
+            "--forgetting",
+            "--out",
+            str(tmp_path / "e"),
+        ]
+    )
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["forgetting", "check", "base", "tuned", "kept"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:4]}
     assert set(rows) == {"perplexity_en", "perplexity_zh", "answers_correct"}
     saved = json.loads((tmp_path / "e" / "forgetting.json").read_text())
-    assert float(rows["perplexity_zh"][0]) == pytest.approx(saved["base"]["perplexity_zh"], rel=1e-3)
+    assert float(rows["perplexity_zh"][0]) == pytest.approx(
+        saved["base"]["perplexity_zh"], rel=1e-3
+    )
     assert lines[-1] == f"Forgetting check in {tmp_path / 'e' / 'forgetting.json'}"
     assert not (tmp_path / "e" / "metrics.json").exists()  # no test data: forgetting only
 
@@ -116,4 +145,5 @@ def test_forgetting_needs_an_adapter(run_settings, tmp_path, capsys):
     assert cli.main(["eval", str(config), "--forgetting"]) == 2
     assert capsys.readouterr().err.strip() == (
         "tuneforge: error: --forgetting compares a fine-tuned model with the model it started "
-        "from: give --adapter <training output folder>")
+        "from: give --adapter <training output folder>"
+    )

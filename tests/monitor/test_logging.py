@@ -29,16 +29,23 @@ def test_learning_rate_follows_the_configured_cosine_schedule_with_warmup(sft_ru
         assert lr == pytest.approx(expected, rel=1e-6, abs=1e-12), step
 
 
-def test_grad_norm_is_the_norm_before_clipping_computed_directly(run_settings, tmp_path,
-                                                                 tiny_model_dir):
+def test_grad_norm_is_the_norm_before_clipping_computed_directly(
+    run_settings, tmp_path, tiny_model_dir
+):
     from transformers import AutoModelForCausalLM
 
     from tuneforge.data import build_collator, prepare_datasets
     from tuneforge.models import load_tokenizer
 
-    settings = {**run_settings, "finetuning_type": "full", "val_size": 0, "max_steps": 1,
-                "per_device_train_batch_size": 40, "max_grad_norm": 1e-3,
-                "bf16": False}  # float32, so the direct computation below is exact
+    settings = {
+        **run_settings,
+        "finetuning_type": "full",
+        "val_size": 0,
+        "max_steps": 1,
+        "per_device_train_batch_size": 40,
+        "max_grad_norm": 1e-3,
+        "bf16": False,
+    }  # float32, so the direct computation below is exact
     run = train_run(settings, tmp_path / "run")
     (entry,) = training_entries(run)
 
@@ -51,8 +58,10 @@ def test_grad_norm_is_the_norm_before_clipping_computed_directly(run_settings, t
     loss = model(**batch).loss
     loss.backward()
     norm = torch.linalg.vector_norm(
-        torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()
-                     if p.grad is not None]))
+        torch.stack(
+            [torch.linalg.vector_norm(p.grad) for p in model.parameters() if p.grad is not None]
+        )
+    )
     assert entry["loss"] == pytest.approx(loss.item(), rel=1e-5)
     assert entry["grad_norm"] == pytest.approx(norm.item(), rel=1e-4)
     assert entry["grad_norm"] > 100 * 1e-3  # far above max_grad_norm: logged before clipping
@@ -96,7 +105,8 @@ def test_lora_norms_match_the_saved_adapter(sft_run):
     layers = final["weights_by_layer"]["lora_B_norm"]
     assert set(layers) == {"layer_00", "layer_01"}
     assert math.sqrt(sum(v * v for v in layers.values())) == pytest.approx(
-        final["weights"]["lora_B_norm"], rel=1e-6)
+        final["weights"]["lora_B_norm"], rel=1e-6
+    )
     assert 0 < final["weights"]["relative_change"] < 10
 
 
@@ -105,23 +115,37 @@ def assert_tensorboard_has_every_tag(run: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     (folder,) = (run / "runs").iterdir()
-    events = EventAccumulator(str(folder), size_guidance={"scalars": 0, "histograms": 0,
-                                                          "tensors": 0})
+    events = EventAccumulator(
+        str(folder), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0}
+    )
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    expected = {"train/loss", "train/learning_rate", "train/grad_norm", "train/tokens_per_s",
-                "train/samples", "train/memory_rss_gb", "eval/loss", "weights/lora_A_norm",
-                "weights/lora_B_norm", "weights/delta_norm", "weights/relative_change",
-                "weights/lora_B_norm/layer_00", "weights/delta_norm/layer_01"}
+    expected = {
+        "train/loss",
+        "train/learning_rate",
+        "train/grad_norm",
+        "train/tokens_per_s",
+        "train/samples",
+        "train/memory_rss_gb",
+        "eval/loss",
+        "weights/lora_A_norm",
+        "weights/lora_B_norm",
+        "weights/delta_norm",
+        "weights/relative_change",
+        "weights/lora_B_norm/layer_00",
+        "weights/delta_norm/layer_01",
+    }
     assert expected <= scalars, expected - scalars
     histograms = set(events.Tags()["histograms"])
     assert {"weights/lora_A/layer_00", "weights/lora_B/layer_01"} <= histograms
     assert "config/text_summary" in events.Tags()["tensors"]
     log = read_log(run)
     assert [(s.step, pytest.approx(s.value)) for s in events.Scalars("train/loss")] == [
-        (e["step"], e["loss"]) for e in log if "loss" in e]
+        (e["step"], e["loss"]) for e in log if "loss" in e
+    ]
     assert [(s.step, pytest.approx(s.value)) for s in events.Scalars("eval/loss")] == [
-        (e["step"], e["eval_loss"]) for e in log if "eval_loss" in e]
+        (e["step"], e["eval_loss"]) for e in log if "eval_loss" in e
+    ]
 
 
 def test_tensorboard_event_reader_loads_every_tag(sft_run):
@@ -130,8 +154,16 @@ def test_tensorboard_event_reader_loads_every_tag(sft_run):
 
 @pytest.mark.slow
 def test_a_real_run_of_the_default_model_logs_every_tag(run_settings, default_model_dir, tmp_path):
-    run = train_run(run_settings, tmp_path / "real", model_name_or_path="smollm2-135m-instruct",
-                    max_steps=4, cutoff_len=64)
+    run = train_run(
+        run_settings,
+        tmp_path / "real",
+        model_name_or_path="smollm2-135m-instruct",
+        max_steps=4,
+        cutoff_len=64,
+    )
     assert_tensorboard_has_every_tag(run)
-    assert {layer for e in read_log(run) for layer in e.get("weights_by_layer", {}).get(
-        "delta_norm", {})} == {f"layer_{i:02d}" for i in range(30)}
+    assert {
+        layer
+        for e in read_log(run)
+        for layer in e.get("weights_by_layer", {}).get("delta_norm", {})
+    } == {f"layer_{i:02d}" for i in range(30)}

@@ -13,8 +13,16 @@ from monitor_helpers import color_share, screenshot
 from tuneforge.errors import OutputError
 from tuneforge.monitor.report import write_report
 
-CHARTS = ["loss", "learning_rate", "grad_norm", "tokens_per_s", "memory", "weight_change",
-          "lora_norms", "weight_change_by_layer"]
+CHARTS = [
+    "loss",
+    "learning_rate",
+    "grad_norm",
+    "tokens_per_s",
+    "memory",
+    "weight_change",
+    "lora_norms",
+    "weight_change_by_layer",
+]
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +67,21 @@ def test_report_shows_evaluation_samples_and_the_forgetting_check(sft_run, tmp_p
     evaluation.mkdir()
     row = {"index": 0, "prompt": "What do bees make?", "reference": "Honey."}
     (evaluation / "generated_predictions.jsonl").write_text(
-        json.dumps({**row, "prediction": "Honey, of course."}) + "\n")
+        json.dumps({**row, "prediction": "Honey, of course."}) + "\n"
+    )
     (evaluation / "generated_predictions_base.jsonl").write_text(
-        json.dumps({**row, "prediction": "Bees make <noise>."}) + "\n")
+        json.dumps({**row, "prediction": "Bees make <noise>."}) + "\n"
+    )
     (evaluation / "metrics.json").write_text(json.dumps({"tuned": {"bleu": 41.5}}))
-    (evaluation / "forgetting.json").write_text(json.dumps({
-        "base": {"answers_correct": 0.5}, "tuned": {"answers_correct": 0.4},
-        "kept": {"answers_correct": 0.8}}))
+    (evaluation / "forgetting.json").write_text(
+        json.dumps(
+            {
+                "base": {"answers_correct": 0.5},
+                "tuned": {"answers_correct": 0.4},
+                "kept": {"answers_correct": 0.8},
+            }
+        )
+    )
     html = write_report(run).read_text(encoding="utf-8")
     assert "Honey, of course." in html and "Bees make &lt;noise&gt;." in html
     assert "test_bleu" in html and "41.5" in html
@@ -80,4 +96,5 @@ def test_a_folder_that_is_not_a_run_is_one_clear_error(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path / "nope")]) == OutputError.exit_code
     assert capsys.readouterr().err.strip() == (
         f"tuneforge: error: {tmp_path / 'nope'}: no such folder; give the output_dir of a "
-        f"training run")
+        f"training run"
+    )

@@ -14,8 +14,12 @@ def reported_run(run_settings, tmp_path_factory):
     patch.setenv("WANDB_MODE", "offline")  # no network: the run is written locally only
     patch.delenv("MLFLOW_TRACKING_URI", raising=False)
     try:
-        yield train_run(run_settings, tmp_path_factory.mktemp("reported") / "run",
-                        report_to="tensorboard,wandb,mlflow", max_steps=4)
+        yield train_run(
+            run_settings,
+            tmp_path_factory.mktemp("reported") / "run",
+            report_to="tensorboard,wandb,mlflow",
+            max_steps=4,
+        )
     finally:
         patch.undo()
 
@@ -30,7 +34,8 @@ def test_mlflow_run_holds_the_logged_values(reported_run):
     log = read_log(reported_run)
     history = client.get_metric_history(run.info.run_id, "train/loss")
     assert [(m.step, pytest.approx(m.value)) for m in history] == [
-        (e["step"], e["loss"]) for e in log if "loss" in e]
+        (e["step"], e["loss"]) for e in log if "loss" in e
+    ]
     eval_loss = client.get_metric_history(run.info.run_id, "eval/loss")
     assert [m.step for m in eval_loss] == [e["step"] for e in log if "eval_loss" in e]
     assert client.get_metric_history(run.info.run_id, "weights/lora_B_norm")
@@ -40,7 +45,14 @@ def test_wandb_offline_run_holds_every_tag(reported_run):
     (folder,) = (reported_run / "wandb").glob("offline-run-*")
     (records,) = folder.glob("run-*.wandb")
     data = records.read_bytes()
-    for tag in ("train/loss", "train/learning_rate", "train/grad_norm", "train/tokens_per_s",
-                "eval/loss", "weights/lora_B_norm", "weights/lora_A/layer_00"):
+    for tag in (
+        "train/loss",
+        "train/learning_rate",
+        "train/grad_norm",
+        "train/tokens_per_s",
+        "eval/loss",
+        "weights/lora_B_norm",
+        "weights/lora_A/layer_00",
+    ):
         assert tag.encode() in data, tag
     assert b"learning_rate" in data and b"0.02" in data  # the config went along

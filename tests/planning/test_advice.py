@@ -12,16 +12,27 @@ from tuneforge.planning.shape import model_shape
 @pytest.fixture(scope="module")
 def shapes(tiny_model_dir):
     """Shapes of the tiny model by LoRA rank (r=64 trains 8x what r=8 does)."""
+
     def shape(**keys):
-        return model_shape(tuneforge.load_config(
-            {"model_name_or_path": str(tiny_model_dir), "dataset": "x", **keys}))
+        return model_shape(
+            tuneforge.load_config(
+                {"model_name_or_path": str(tiny_model_dir), "dataset": "x", **keys}
+            )
+        )
+
     return shape
 
 
 def rows(shape_of, samples, **keys):
     cfg = tuneforge.load_config({"dataset": "x", **keys})
-    return {row.setting: row for row in advise(cfg, shape_of(**{
-        k: v for k, v in keys.items() if k in ("lora_rank", "finetuning_type")}), samples)}
+    return {
+        row.setting: row
+        for row in advise(
+            cfg,
+            shape_of(**{k: v for k, v in keys.items() if k in ("lora_rank", "finetuning_type")}),
+            samples,
+        )
+    }
 
 
 def test_alpha_far_above_twice_the_rank_is_flagged(shapes):
@@ -39,9 +50,18 @@ def test_high_rank_with_little_data_is_flagged_with_params_per_sample(shapes):
     assert rows(shapes, 50_000, lora_rank=64)["lora_rank"].ok
 
 
-@pytest.mark.parametrize(("samples", "epochs", "ok"), [
-    (500, 3, True), (500, 1, False), (50_000, 3, True), (50_000, 8, False), (500_000, 1, True),
-    (500_000, 3, True), (500_000, 4, False)])
+@pytest.mark.parametrize(
+    ("samples", "epochs", "ok"),
+    [
+        (500, 3, True),
+        (500, 1, False),
+        (50_000, 3, True),
+        (50_000, 8, False),
+        (500_000, 1, True),
+        (500_000, 3, True),
+        (500_000, 4, False),
+    ],
+)
 def test_epochs_follow_the_data_size(shapes, samples, epochs, ok):
     assert rows(shapes, samples, num_train_epochs=epochs)["num_train_epochs"].ok is ok
 
@@ -54,8 +74,15 @@ def test_learning_rate_for_lora_is_ten_times_full_finetuning(shapes):
 
 
 def test_warmup_validation_and_batch(shapes):
-    advice = rows(shapes, 2000, warmup_ratio=0.1, per_device_train_batch_size=4,
-                  gradient_accumulation_steps=4, val_size=0.1, early_stopping_steps=3)
+    advice = rows(
+        shapes,
+        2000,
+        warmup_ratio=0.1,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=4,
+        val_size=0.1,
+        early_stopping_steps=3,
+    )
     assert advice["warmup"].ok and advice["validation"].ok and advice["early_stopping_steps"].ok
     assert advice["effective batch size"].value.startswith("16 = 4 x 4")
     bare = rows(shapes, 2000)

@@ -28,8 +28,15 @@ LLAMA3_8B_PARAMS = 32 * 218_112_000 + 4096 + 2 * 128_256 * 4096
 
 
 def llama3(**keys):
-    return tuneforge.load_config({"model_name_or_path": str(LLAMA3_8B), "dataset": "any",
-                                  "cutoff_len": 512, "per_device_train_batch_size": 1, **keys})
+    return tuneforge.load_config(
+        {
+            "model_name_or_path": str(LLAMA3_8B),
+            "dataset": "any",
+            "cutoff_len": 512,
+            "per_device_train_batch_size": 1,
+            **keys,
+        }
+    )
 
 
 def test_full_finetuning_of_llama3_8b_reproduces_16_bytes_per_parameter(device_of):
@@ -50,8 +57,9 @@ def test_full_finetuning_of_llama3_8b_reproduces_16_bytes_per_parameter(device_o
 
 def test_changes_that_fit_are_listed_with_their_new_totals(device_of):
     device_of(24)
-    plan = make_plan(llama3(finetuning_type="full", per_device_train_batch_size=4),
-                     with_data=False, hardware=GPU)
+    plan = make_plan(
+        llama3(finetuning_type="full", per_device_train_batch_size=4), with_data=False, hardware=GPU
+    )
     assert not plan.fits
     by_change = {fix.change: fix.estimate.peak for fix in plan.fixes}
     assert by_change["finetuning_type=lora"] < plan.estimate.peak / 2
@@ -76,41 +84,65 @@ def test_four_bit_weights_cost_about_half_a_byte_per_linear_weight():
 
 
 def test_component_arithmetic_on_a_tiny_config(tiny_model_dir):
-    cfg = tuneforge.load_config({"model_name_or_path": str(tiny_model_dir), "dataset": "x",
-                                 "finetuning_type": "full", "cutoff_len": 100,
-                                 "per_device_train_batch_size": 3, "optim": "sgd"})
+    cfg = tuneforge.load_config(
+        {
+            "model_name_or_path": str(tiny_model_dir),
+            "dataset": "x",
+            "finetuning_type": "full",
+            "cutoff_len": 100,
+            "per_device_train_batch_size": 3,
+            "optim": "sgd",
+        }
+    )
     shape = model_shape(cfg)
     memory = estimate(shape, workload(cfg, CPU_FP32))
     assert shape.trainable_params == shape.total_params
     assert memory.weights == memory.gradients == FP32 * shape.total_params
     assert memory.optimizer_states == 0 and memory.weight_copies == 0
     assert memory.logits == LOSS_TENSORS * FP32 * 300 * shape.vocab_size
-    adam = estimate(shape, workload(cfg.model_copy(update={"train": cfg.train.model_copy(
-        update={"optim": "adamw_torch"})}), CPU_FP32))
+    adam = estimate(
+        shape,
+        workload(
+            cfg.model_copy(update={"train": cfg.train.model_copy(update={"optim": "adamw_torch"})}),
+            CPU_FP32,
+        ),
+    )
     assert adam.optimizer_states == 2 * FP32 * shape.total_params
     assert adam.optimizer_step == 2 * FP32 * shape.largest_trainable  # tensor by tensor on a CPU
     # On a CPU freed memory stays resident: the update comes on top of the forward pass.
     assert memory.heap_retention == round(0.7 * memory.activations)
-    assert memory.peak == (memory.weights + memory.optimizer_states + memory.runtime
-                           + memory.forward_backward + max(memory.heap_retention, memory.update))
+    assert memory.peak == (
+        memory.weights
+        + memory.optimizer_states
+        + memory.runtime
+        + memory.forward_backward
+        + max(memory.heap_retention, memory.update)
+    )
     on_gpu = estimate(shape, workload(cfg, Hardware("cuda", False, "GPU")))
     assert on_gpu.heap_retention == 0 and on_gpu.peak == (
-        on_gpu.weights + on_gpu.optimizer_states + on_gpu.runtime
-        + max(on_gpu.forward_backward, on_gpu.update))
+        on_gpu.weights
+        + on_gpu.optimizer_states
+        + on_gpu.runtime
+        + max(on_gpu.forward_backward, on_gpu.update)
+    )
 
 
-def test_lora_trains_what_peft_trains_and_checkpointing_keeps_one_input_per_layer(
-        tiny_model_dir):
-    keys = {"model_name_or_path": str(tiny_model_dir), "dataset": "x", "lora_rank": 4,
-            "cutoff_len": 128}
+def test_lora_trains_what_peft_trains_and_checkpointing_keeps_one_input_per_layer(tiny_model_dir):
+    keys = {
+        "model_name_or_path": str(tiny_model_dir),
+        "dataset": "x",
+        "lora_rank": 4,
+        "cutoff_len": 128,
+    }
     cfg = tuneforge.load_config(keys)
     shape = model_shape(cfg)
     d, layers = shape.hidden_size, shape.num_layers  # kv width d/2, intermediate 2d
     q_o, k_v, mlp = 2 * (d + d), 2 * (d + d // 2), 3 * (d + 2 * d)
     assert shape.trainable_params == layers * 4 * (q_o + k_v + mlp)  # r x (in + out) each
     plain = estimate(shape, workload(cfg, CPU_FP32))
-    checkpointed = estimate(shape, workload(tuneforge.load_config(
-        {**keys, "gradient_checkpointing": True}), CPU_FP32))
+    checkpointed = estimate(
+        shape, workload(tuneforge.load_config({**keys, "gradient_checkpointing": True}), CPU_FP32)
+    )
     assert checkpointed.activations < plain.activations
 
 
@@ -139,21 +171,36 @@ def small_vocab_model(tmp_path_factory):
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("small-vocab")
-    LlamaForCausalLM(LlamaConfig(vocab_size=96, hidden_size=48, intermediate_size=80,
-                                 num_hidden_layers=3, num_attention_heads=6,
-                                 num_key_value_heads=2, head_dim=8,
-                                 tie_word_embeddings=False)).save_pretrained(folder)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=96,
+            hidden_size=48,
+            intermediate_size=80,
+            num_hidden_layers=3,
+            num_attention_heads=6,
+            num_key_value_heads=2,
+            head_dim=8,
+            tie_word_embeddings=False,
+        )
+    ).save_pretrained(folder)
     return folder
 
 
 @pytest.mark.parametrize("kind", ["lora", "full", "freeze"])
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("attention", ["auto", "disabled"], ids=["sdpa", "eager"])
-def test_activation_inventory_matches_what_autograd_saves(small_vocab_model, kind, bf16,
-                                                          attention):
-    cfg = tuneforge.load_config({
-        "model_name_or_path": str(small_vocab_model), "dataset": "x", "finetuning_type": kind,
-        "freeze_trainable_layers": 1, "flash_attn": attention, "bf16": bf16, "cutoff_len": 16})
+def test_activation_inventory_matches_what_autograd_saves(small_vocab_model, kind, bf16, attention):
+    cfg = tuneforge.load_config(
+        {
+            "model_name_or_path": str(small_vocab_model),
+            "dataset": "x",
+            "finetuning_type": kind,
+            "freeze_trainable_layers": 1,
+            "flash_attn": attention,
+            "bf16": bf16,
+            "cutoff_len": 16,
+        }
+    )
     model = apply_finetuning(load_model(cfg.model), cfg.finetune, cfg.model)
     prepare_for_training(model, gradient_checkpointing=False)
     model.train()
@@ -166,10 +213,12 @@ def test_activation_inventory_matches_what_autograd_saves(small_vocab_model, kin
     memory = estimate(shape, work)
     saved_log_softmax = FP32 * shape.output_size  # part of `logits`, also saved by autograd
     assert memory.activations / work.tokens + saved_log_softmax == pytest.approx(
-        measured_per_token, rel=0.005)
+        measured_per_token, rel=0.005
+    )
     # Autocast's weight copies; the rest of the constant is RoPE's cos/sin (about 1 KB).
-    assert memory.weight_copies == pytest.approx(measured_constant, abs=0.02 * measured_constant
-                                                 + 1100)
+    assert memory.weight_copies == pytest.approx(
+        measured_constant, abs=0.02 * measured_constant + 1100
+    )
 
 
 def test_train_refuses_a_run_that_will_not_fit_unless_forced(tiny_config, device_of, caplog):
@@ -183,8 +232,10 @@ def test_train_refuses_a_run_that_will_not_fit_unless_forced(tiny_config, device
 
 def test_cli_plan_prints_the_breakdown_and_bad_inputs_are_one_line(tmp_path, capsys, qa_dir):
     config = tmp_path / "run.yaml"
-    config.write_text(f"model_name_or_path: {LLAMA3_8B}\ndataset: qa\ndataset_dir: {qa_dir}\n"
-                      f"finetuning_type: full\n")
+    config.write_text(
+        f"model_name_or_path: {LLAMA3_8B}\ndataset: qa\ndataset_dir: {qa_dir}\n"
+        f"finetuning_type: full\n"
+    )
     assert main(["plan", str(config), "--no-data"]) == 0
     out = capsys.readouterr().out
     assert "8.0B parameters" in out and "optimizer states" in out and "Advice:" in out
@@ -193,8 +244,10 @@ def test_cli_plan_prints_the_breakdown_and_bad_inputs_are_one_line(tmp_path, cap
     empty.mkdir()
     assert main(["plan", str(config), f"model_name_or_path={empty}", "--no-data"]) == 4
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"tuneforge: error: model_name_or_path '{empty}': folder has no config.json; "
-                   f"expected a Hugging Face model folder (config.json, weights, tokenizer)"]
+    assert err == [
+        f"tuneforge: error: model_name_or_path '{empty}': folder has no config.json; "
+        f"expected a Hugging Face model folder (config.json, weights, tokenizer)"
+    ]
     assert main(["plan", str(config), "optim=adamw_9bit", "--no-data"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "optim='adamw_9bit': allowed: adamw_torch" in err[0]

@@ -17,10 +17,14 @@ from tuneforge.planning.sweep import diverged, parse_grid, run_name
 
 def test_grid_flags_become_config_keys_and_bad_values_are_one_line():
     grid = parse_grid("5e-5,1e-4,1e-4", "2,4", ["lora_rank=8,16"])
-    assert grid == {"learning_rate": [5e-5, 1e-4], "per_device_train_batch_size": [2, 4],
-                    "lora_rank": [8, 16]}
+    assert grid == {
+        "learning_rate": [5e-5, 1e-4],
+        "per_device_train_batch_size": [2, 4],
+        "lora_rank": [8, 16],
+    }
     assert run_name({"learning_rate": 1e-4, "per_device_train_batch_size": 4}) == (
-        "lr-0.0001_batch-4")
+        "lr-0.0001_batch-4"
+    )
     with pytest.raises(ConfigError, match=r"^--lr: 'abc' is not a number$"):
         parse_grid("1e-4,abc", None, [])
     with pytest.raises(ConfigError, match="an empty value"):
@@ -34,8 +38,9 @@ def test_grid_flags_become_config_keys_and_bad_values_are_one_line():
 def test_invalid_grid_values_stop_the_sweep_before_any_run(tiny_config, tmp_path, capsys):
     cfg = tuneforge.load_config(tiny_config)
     with pytest.raises(ConfigError) as caught:
-        tuneforge.sweep(cfg, {"learning_rate": [1e-3, -1.0], "lora_rank": [0]}, tmp_path / "s",
-              max_steps=2)
+        tuneforge.sweep(
+            cfg, {"learning_rate": [1e-3, -1.0], "lora_rank": [0]}, tmp_path / "s", max_steps=2
+        )
     assert all(line.startswith("sweep run lr-") for line in caught.value.lines)
     assert any("learning_rate=-1.0" in line for line in caught.value.lines)
     assert any("lora_rank=0" in line for line in caught.value.lines)
@@ -53,8 +58,7 @@ def test_divergence_is_a_nan_or_a_rising_loss():
     assert diverged([1.0, 1.1, 1.5, 2.0, 3.0, 4.0], 4.0).startswith("loss rose from 1.05 to 3.5")
 
 
-def test_sweep_ranks_runs_and_continues_after_an_interruption(tiny_config, tmp_path,
-                                                              monkeypatch):
+def test_sweep_ranks_runs_and_continues_after_an_interruption(tiny_config, tmp_path, monkeypatch):
     cfg = tuneforge.load_config(tiny_config)
     grid = {"learning_rate": [1e-3, 5e-2], "per_device_train_batch_size": [4]}
     folder = tmp_path / "sweep"
@@ -81,8 +85,13 @@ def test_sweep_ranks_runs_and_continues_after_an_interruption(tiny_config, tmp_p
     losses = [outcome.metric for outcome in ranked if outcome.diverged is None]
     assert losses == sorted(losses) and all(math.isfinite(loss) for loss in losses)
     table = result.table()
-    assert table.splitlines()[0].split()[:5] == ["rank", "run", "learning_rate",
-                                                 "per_device_train_batch_size", "eval_loss"]
+    assert table.splitlines()[0].split()[:5] == [
+        "rank",
+        "run",
+        "learning_rate",
+        "per_device_train_batch_size",
+        "eval_loss",
+    ]
     assert ranked[0].name in table.splitlines()[1]
     with pytest.raises(OutputError, match="another config or budget"):
         tuneforge.sweep(cfg, grid, folder, max_steps=4)

@@ -50,10 +50,28 @@ def free_port() -> int:
 def server(tiny_adapter_dir, tmp_path_factory) -> Iterator[Server]:
     port = free_port()
     log = tmp_path_factory.mktemp("api") / "server.log"
-    command = [sys.executable, "-m", "tuneforge.cli", "api", "--adapter", str(tiny_adapter_dir),
-               "--port", str(port), "--api-key", API_KEY, "--max-batch", str(MAX_BATCH),
-               "--max-waiting", str(MAX_WAITING), "--max-prompt-tokens", "200",
-               "--max-tokens", "64", "--max-request-bytes", str(MAX_REQUEST_BYTES)]
+    command = [
+        sys.executable,
+        "-m",
+        "tuneforge.cli",
+        "api",
+        "--adapter",
+        str(tiny_adapter_dir),
+        "--port",
+        str(port),
+        "--api-key",
+        API_KEY,
+        "--max-batch",
+        str(MAX_BATCH),
+        "--max-waiting",
+        str(MAX_WAITING),
+        "--max-prompt-tokens",
+        "200",
+        "--max-tokens",
+        "64",
+        "--max-request-bytes",
+        str(MAX_REQUEST_BYTES),
+    ]
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -89,10 +107,12 @@ class SlowServer:
 def slow_server() -> Iterator[SlowServer]:
     """An in-process server (no key, one row per batch) over `SlowChat`."""
     chat = SlowChat()
-    app = create_app(chat, GenerationArgs(), ServerSettings(model_name="slow", max_batch=1,
-                                                            max_tokens=100_000))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(),
-                                           log_level="warning"))
+    app = create_app(
+        chat, GenerationArgs(), ServerSettings(model_name="slow", max_batch=1, max_tokens=100_000)
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     assert eventually(lambda: server.started), "the in-process server did not start"

@@ -30,16 +30,20 @@ def served(monkeypatch) -> dict:
     return given
 
 
-@pytest.mark.parametrize(("argv", "env", "says"), [
-    (["--api-key", ""], None, "the API key is empty"),
-    (["--api-key", "  "], None, "the API key is empty"),
-    ([], "", "the API key is empty"),
-    (["--no-auth", "--api-key", "secret"], None, "contradict"),
-    (["--no-auth"], "secret", "contradict"),
-    (["--host", "0.0.0.0"], None, "without an API key"),
-])
-def test_an_unsafe_key_setting_is_refused_with_one_line(served, monkeypatch, capsys, argv, env,
-                                                         says):
+@pytest.mark.parametrize(
+    ("argv", "env", "says"),
+    [
+        (["--api-key", ""], None, "the API key is empty"),
+        (["--api-key", "  "], None, "the API key is empty"),
+        ([], "", "the API key is empty"),
+        (["--no-auth", "--api-key", "secret"], None, "contradict"),
+        (["--no-auth"], "secret", "contradict"),
+        (["--host", "0.0.0.0"], None, "without an API key"),
+    ],
+)
+def test_an_unsafe_key_setting_is_refused_with_one_line(
+    served, monkeypatch, capsys, argv, env, says
+):
     if env is not None:
         monkeypatch.setenv("TUNEFORGE_API_KEY", env)
     assert main(["api", "--port", "0", *argv]) == 1
@@ -67,5 +71,9 @@ def test_a_key_from_the_environment_is_required(served, monkeypatch):
     assert main(["api", "--port", "0"]) == 0
     with TestClient(served["app"]) as client:
         assert client.post("/v1/chat/completions", json=ASK).status_code == 401
-        assert client.post("/v1/chat/completions", json=ASK,
-                           headers={"Authorization": "Bearer from-env"}).status_code == 200
+        assert (
+            client.post(
+                "/v1/chat/completions", json=ASK, headers={"Authorization": "Bearer from-env"}
+            ).status_code
+            == 200
+        )

@@ -16,8 +16,15 @@ LONG = int(30 / STEP_S)
 
 
 def ask(url: str, max_tokens: int, **kwargs) -> httpx.Response:
-    return httpx.post(f"{url}/v1/chat/completions", **kwargs, json={
-        "model": "slow", "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hi"}]})
+    return httpx.post(
+        f"{url}/v1/chat/completions",
+        **kwargs,
+        json={
+            "model": "slow",
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    )
 
 
 def hang_up(url: str, after_s: float) -> None:
@@ -51,10 +58,15 @@ def test_a_request_that_hangs_up_while_waiting_is_never_generated(slow_server):
 
 
 def test_a_streaming_client_that_hangs_up_stops_its_generation(slow_server):
-    body = {"model": "slow", "max_tokens": LONG, "stream": True,
-            "messages": [{"role": "user", "content": "hi"}]}
-    with httpx.stream("POST", f"{slow_server.url}/v1/chat/completions", json=body,
-                      timeout=10) as reply:
+    body = {
+        "model": "slow",
+        "max_tokens": LONG,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    with httpx.stream(
+        "POST", f"{slow_server.url}/v1/chat/completions", json=body, timeout=10
+    ) as reply:
         next(reply.iter_lines())
     [row] = slow_server.chat.batches[0]
     assert eventually(lambda: row.finish_reason is not None, timeout=5)

@@ -27,10 +27,14 @@ def data_dir(tmp_path) -> Path:
     (folder / "qa.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     text = "\n".join(f"{q} {a}" for q, a in QA * 3)
     (folder / "corpus.txt").write_text(text, encoding="utf-8")
-    (folder / "dataset_info.json").write_text(json.dumps({
-        "qa": {"file_name": "qa.json"},
-        "corpus": {"file_name": "corpus.txt", "columns": {"prompt": "text"}},
-    }))
+    (folder / "dataset_info.json").write_text(
+        json.dumps(
+            {
+                "qa": {"file_name": "qa.json"},
+                "corpus": {"file_name": "corpus.txt", "columns": {"prompt": "text"}},
+            }
+        )
+    )
     return folder
 
 

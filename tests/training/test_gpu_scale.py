@@ -32,8 +32,10 @@ def run_summary(out) -> tuple[float, float]:
 def test_bf16_qlora_memory_on_the_gpu(base_config, default_model_dir, record_property):
     torch.cuda.empty_cache()
     start = torch.cuda.memory_allocated()
-    model = load_model(ModelArgs(model_name_or_path=str(default_model_dir), quantization_bit=4),
-                       dtype=torch.bfloat16)
+    model = load_model(
+        ModelArgs(model_name_or_path=str(default_model_dir), quantization_bit=4),
+        dtype=torch.bfloat16,
+    )
     loaded = torch.cuda.memory_allocated() - start
     quantised = [m for m in model.modules() if type(m).__name__ == "Linear4bit"]
     linear = sum(m.in_features * m.out_features for m in quantised)
@@ -46,8 +48,14 @@ def test_bf16_qlora_memory_on_the_gpu(base_config, default_model_dir, record_pro
     torch.cuda.empty_cache()
 
     torch.cuda.reset_peak_memory_stats()
-    base_config.update(model_name_or_path=str(default_model_dir), quantization_bit=4, bf16=True,
-                       max_steps=4, lora_rank=16, learning_rate=1e-4)
+    base_config.update(
+        model_name_or_path=str(default_model_dir),
+        quantization_bit=4,
+        bf16=True,
+        max_steps=4,
+        lora_rank=16,
+        learning_rate=1e-4,
+    )
     out = tuneforge.train(base_config).output_dir
     peak = torch.cuda.max_memory_allocated() - start
     record_property("qlora4_train_peak_mib", round(peak / MIB, 1))
@@ -58,17 +66,22 @@ def test_bf16_qlora_memory_on_the_gpu(base_config, default_model_dir, record_pro
     assert estimate < peak < 3 * estimate + 512 * MIB
 
 
-def test_liger_kernels_train_like_the_stock_model(base_config, default_model_dir,
-                                                   record_property):
+def test_liger_kernels_train_like_the_stock_model(base_config, default_model_dir, record_property):
     pytest.importorskip("liger_kernel")
-    base_config.update(model_name_or_path=str(default_model_dir), bf16=True, max_steps=8,
-                       learning_rate=1e-4)
+    base_config.update(
+        model_name_or_path=str(default_model_dir), bf16=True, max_steps=8, learning_rate=1e-4
+    )
     figures = {}
     for liger in (False, True):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-        out = tuneforge.train({**base_config, "enable_liger_kernel": liger,
-                               "output_dir": f"{base_config['output_dir']}-{liger}"}).output_dir
+        out = tuneforge.train(
+            {
+                **base_config,
+                "enable_liger_kernel": liger,
+                "output_dir": f"{base_config['output_dir']}-{liger}",
+            }
+        ).output_dir
         loss, tokens_per_s = run_summary(out)
         figures[liger] = loss
         record_property(f"liger_{liger}_tokens_per_s", round(tokens_per_s, 1))

@@ -34,8 +34,9 @@ def max_difference(a, b) -> float:
     return max((first[k] - second[k]).abs().max().item() for k in first)
 
 
-two_cpu_processes = pytest.mark.skipif(device_slots()[0] < 2 or torch.cuda.is_available(),
-                                       reason="needs 2 CPU cores and no GPU")
+two_cpu_processes = pytest.mark.skipif(
+    device_slots()[0] < 2 or torch.cuda.is_available(), reason="needs 2 CPU cores and no GPU"
+)
 
 
 def train_in_two_processes(config_dict: dict, tmp_path, *extra: str) -> int:
@@ -55,13 +56,17 @@ FSDP = {"fsdp": True, "fsdp_config": str(EXAMPLES / "fsdp" / "fsdp_full_shard.ya
 
 
 @two_cpu_processes
-@pytest.mark.parametrize("engine", [
-    pytest.param({}, id="ddp"),
-    pytest.param(FSDP, id="fsdp", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "engine",
+    [
+        pytest.param({}, id="ddp"),
+        pytest.param(FSDP, id="fsdp", marks=pytest.mark.slow),
+    ],
+)
 def test_two_processes_match_one_process_with_the_same_batch(common, tmp_path, capfd, engine):
-    single = tuneforge.train({**common, "output_dir": str(tmp_path / "single"),
-                              "per_device_train_batch_size": 4}).output_dir
+    single = tuneforge.train(
+        {**common, "output_dir": str(tmp_path / "single"), "per_device_train_batch_size": 4}
+    ).output_dir
     ddp = tmp_path / "ddp"
     assert train_in_two_processes({**common, **engine, "output_dir": str(ddp)}, tmp_path) == 0
     assert capfd.readouterr().out.count("Result in") == 1  # only rank 0 prints
@@ -78,17 +83,26 @@ def test_resume_with_the_same_number_of_processes(common, tmp_path):
     ddp, resumed = tmp_path / "ddp", tmp_path / "resumed"
     assert train_in_two_processes({**common, "output_dir": str(ddp)}, tmp_path) == 0
     shutil.copytree(ddp / "checkpoint-2", resumed / "checkpoint-2")  # as if stopped at step 2
-    result = tuneforge.train({**common, "per_device_train_batch_size": 2,
-                              "output_dir": str(resumed), "resume_from_checkpoint": True},
-                             nproc=2)  # the library launches the processes too
+    result = tuneforge.train(
+        {
+            **common,
+            "per_device_train_batch_size": 2,
+            "output_dir": str(resumed),
+            "resume_from_checkpoint": True,
+        },
+        nproc=2,
+    )  # the library launches the processes too
     assert result.completed and result.metrics["train_loss"] > 0
     assert logged_losses(resumed) == pytest.approx(logged_losses(ddp)[2:], rel=LOSS_RTOL)
     assert max_difference(resumed, ddp) < WEIGHT_ATOL
 
-    with pytest.raises(OutputError, match="written by a run of 2 process\\(es\\) and this run "
-                                          "has 1.*Resume with --nproc 2"):
-        tuneforge.train({**common, "output_dir": str(resumed), "resume_from_checkpoint": True,
-                         "max_steps": 6})
+    with pytest.raises(
+        OutputError,
+        match="written by a run of 2 process\\(es\\) and this run has 1.*Resume with --nproc 2",
+    ):
+        tuneforge.train(
+            {**common, "output_dir": str(resumed), "resume_from_checkpoint": True, "max_steps": 6}
+        )
 
 
 @pytest.mark.slow  # a multi-process launch
@@ -98,8 +112,10 @@ def test_a_failing_process_is_one_line_not_a_launcher_report(common, tmp_path, c
     assert train_in_two_processes(bad, tmp_path) == DataError.exit_code  # the process's own
     err = capfd.readouterr().err
     (line,) = [line for line in err.splitlines() if line.startswith("tuneforge: error:")]
-    assert line.startswith(f"tuneforge: error: {common['dataset_dir']}/dataset_info.json: "
-                           f"no dataset named 'nope'; available: ")
+    assert line.startswith(
+        f"tuneforge: error: {common['dataset_dir']}/dataset_info.json: "
+        f"no dataset named 'nope'; available: "
+    )
     assert "Traceback" not in err and "ChildFailedError" not in err
 
 
@@ -109,24 +125,29 @@ def test_nproc_beyond_the_machine_is_one_line(base_config, tmp_path, capsys):
     slots, described = device_slots()
     assert cli.main(["train", str(config), "--nproc", str(slots + 1)]) == ConfigError.exit_code
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line == (f"tuneforge: error: --nproc {slots + 1}: this machine has {described}; "
-                    f"use --nproc {slots} or fewer")
+    assert line == (
+        f"tuneforge: error: --nproc {slots + 1}: this machine has {described}; "
+        f"use --nproc {slots} or fewer"
+    )
     with pytest.raises(ConfigError, match="--nproc 0: give a number of processes of 1 or more"):
         check_nproc(0)
 
 
 def test_nproc_inside_a_launcher_is_refused(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(ConfigError, match="already started by a launcher with 2 processes; "
-                                          "drop --nproc"):
+    with pytest.raises(
+        ConfigError, match="already started by a launcher with 2 processes; drop --nproc"
+    ):
         check_nproc(2)
 
 
 def test_batch_advice_counts_the_processes():
-    args = TrainArgs(per_device_train_batch_size=4, gradient_accumulation_steps=2,
-                     learning_rate=2e-4)
-    assert batch_advice(args, 1) == ("Effective batch: 4 per process x 2 accumulation x 1 "
-                                     "process = 8 rows per optimizer step")
+    args = TrainArgs(
+        per_device_train_batch_size=4, gradient_accumulation_steps=2, learning_rate=2e-4
+    )
+    assert batch_advice(args, 1) == (
+        "Effective batch: 4 per process x 2 accumulation x 1 process = 8 rows per optimizer step"
+    )
     advice = batch_advice(args, 4)
     assert "x 4 processes = 32 rows per optimizer step" in advice
     assert "learning_rate=0.0002" in advice

@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 import tuneforge
-from tuneforge.models import is_quantized
 from tuneforge.infer import chat_config, load_chat_model
+from tuneforge.models import is_quantized
 
 pytest.importorskip("bitsandbytes")
 
@@ -29,8 +29,9 @@ def check_adapter_on_unquantised_base(base_dir, out) -> None:
     model = PeftModel.from_pretrained(base, out)
     assert not is_quantized(model)
     saved = load_file(out / "adapter_model.safetensors")
-    loaded = {name.replace(".default", ""): p for name, p in model.named_parameters()
-              if "lora_" in name}
+    loaded = {
+        name.replace(".default", ""): p for name, p in model.named_parameters() if "lora_" in name
+    }
     assert len(saved) == len(loaded) > 0
     for name, tensor in saved.items():
         assert torch.equal(loaded[name], tensor), name
@@ -39,9 +40,15 @@ def check_adapter_on_unquantised_base(base_dir, out) -> None:
 
 @pytest.mark.parametrize("bits", [4, 8])
 def test_qlora_trains_and_the_adapter_fits_the_unquantised_base(
-        base_config, wide_tiny_model_dir, bits):
-    base_config.update(model_name_or_path=str(wide_tiny_model_dir), quantization_bit=bits,
-                       max_steps=6, save_steps=3, learning_rate=1e-2)
+    base_config, wide_tiny_model_dir, bits
+):
+    base_config.update(
+        model_name_or_path=str(wide_tiny_model_dir),
+        quantization_bit=bits,
+        max_steps=6,
+        save_steps=3,
+        learning_rate=1e-2,
+    )
     out = tuneforge.train(base_config).output_dir
     trained = losses(out)
     assert len(trained) == 6 and trained[-1] < trained[0]
@@ -54,9 +61,15 @@ def test_qlora_trains_and_the_adapter_fits_the_unquantised_base(
 @pytest.mark.slow
 @pytest.mark.parametrize("bits", [4, 8])
 def test_qlora_on_the_default_model(base_config, default_model_dir, bits):
-    base_config.update(model_name_or_path=str(default_model_dir), quantization_bit=bits,
-                       max_steps=2, per_device_train_batch_size=2, learning_rate=1e-3,
-                       lora_target="q_proj,v_proj", save_steps=2)
+    base_config.update(
+        model_name_or_path=str(default_model_dir),
+        quantization_bit=bits,
+        max_steps=2,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
+        lora_target="q_proj,v_proj",
+        save_steps=2,
+    )
     out = tuneforge.train(base_config).output_dir
     assert len(losses(out)) == 2 and all(0 < x < 20 for x in losses(out))
     check_adapter_on_unquantised_base(default_model_dir, out)

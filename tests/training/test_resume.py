@@ -59,14 +59,16 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(resumable, tmp_path):
     config = tmp_path / "killed.yaml"
     killed_out = tmp_path / "killed"
     config.write_text(yaml.safe_dump({**resumable, "output_dir": str(killed_out)}))
-    proc = subprocess.run([sys.executable, "-c", KILLER, str(config), "6"], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER, str(config), "6"], capture_output=True, text=True
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert (killed_out / "checkpoint-4" / MARKER).is_file()
     assert not (killed_out / "checkpoint-8").exists()
 
-    resumed = tuneforge.train({**resumable, "output_dir": str(killed_out),
-                               "resume_from_checkpoint": True})
+    resumed = tuneforge.train(
+        {**resumable, "output_dir": str(killed_out), "resume_from_checkpoint": True}
+    )
     resumed_step, resumed_loss = final_loss(resumed.output_dir)
     assert resumed_step == 12
     assert resumed_loss == pytest.approx(loss, abs=1e-3)
@@ -90,8 +92,10 @@ def test_resume_refuses_other_data_and_finished_runs(resumable, data_dir):
     with pytest.raises(OutputError, match="nothing left to train"):
         tuneforge.train({**resumable, "resume_from_checkpoint": True})
     with pytest.raises(OutputError, match="trained on other data"):
-        tuneforge.train({**resumable, "resume_from_checkpoint": True, "max_steps": 20,
-                         "cutoff_len": 16})
+        tuneforge.train(
+            {**resumable, "resume_from_checkpoint": True, "max_steps": 20, "cutoff_len": 16}
+        )
     with pytest.raises(OutputError, match="no complete checkpoint"):
-        tuneforge.train({**resumable, "resume_from_checkpoint": True,
-                         "output_dir": str(out.parent / "empty")})
+        tuneforge.train(
+            {**resumable, "resume_from_checkpoint": True, "output_dir": str(out.parent / "empty")}
+        )

@@ -9,22 +9,25 @@ import torch
 
 import tuneforge
 from tuneforge.config import ModelArgs
-from tuneforge.models import load_model
 from tuneforge.infer import chat_config, load_chat_model
+from tuneforge.models import load_model
 
 
 def unscaled_inv_freq(model_dir) -> torch.Tensor:
     return load_model(ModelArgs(model_name_or_path=str(model_dir))).model.rotary_emb.inv_freq
 
 
-def test_lora_run_is_served_with_the_scaling_it_was_trained_with(base_config, tiny_model_dir,
-                                                                 caplog):
+def test_lora_run_is_served_with_the_scaling_it_was_trained_with(
+    base_config, tiny_model_dir, caplog
+):
     # the tiny model knows 1024 positions; cutoff_len 2048 -> factor 2
     base_config.update(rope_scaling="linear", cutoff_len=2048, max_steps=2)
     with caplog.at_level(logging.INFO, logger="tuneforge"):
         out = tuneforge.train(base_config).output_dir
-    assert "RoPE scaling: linear, factor 2 (ceil(cutoff_len 2048 / the model's 1024 " \
-           "positions))" in caplog.text
+    assert (
+        "RoPE scaling: linear, factor 2 (ceil(cutoff_len 2048 / the model's 1024 "
+        "positions))" in caplog.text
+    )
 
     chat = load_chat_model(chat_config(str(out)))
     rope = chat.model.base_model.model.model.rotary_emb
@@ -33,8 +36,13 @@ def test_lora_run_is_served_with_the_scaling_it_was_trained_with(base_config, ti
 
 
 def test_full_run_saves_the_scaling_and_is_not_scaled_twice(base_config, tiny_model_dir):
-    base_config.update(rope_scaling="yarn", cutoff_len=3000, max_steps=1,
-                       finetuning_type="full", learning_rate=1e-4)
+    base_config.update(
+        rope_scaling="yarn",
+        cutoff_len=3000,
+        max_steps=1,
+        finetuning_type="full",
+        learning_rate=1e-4,
+    )
     out = tuneforge.train(base_config).output_dir
     saved = json.loads((out / "config.json").read_text())
     assert saved["rope_parameters"]["rope_type"] == "yarn"

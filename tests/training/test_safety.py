@@ -23,8 +23,11 @@ from tuneforge.layout import CONFIG_NAME, LOG_NAME, MARKER, RESULTS_NAME
 
 def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
     """Every file under `folder` with its mtime and content, to prove nothing changed."""
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture()
@@ -35,13 +38,16 @@ def short(base_config):
 
 # --- overwrite_output_dir deletes a run's own files, nothing else -----------------------------
 
+
 def test_overwrite_refuses_a_run_folder_that_also_holds_the_users_files(short, tmp_path):
     out = tuneforge.train(short).output_dir
     (out / "my_notes.txt").write_text("mine")
     (out / "src").mkdir()
     (out / "src" / "main.py").write_text("print('mine')")
     before = snapshot(out)
-    with pytest.raises(OutputError, match=r"holds files that are not a run's \(my_notes.txt, src\)"):
+    with pytest.raises(
+        OutputError, match=r"holds files that are not a run's \(my_notes.txt, src\)"
+    ):
         tuneforge.train({**short, "overwrite_output_dir": True})
     assert snapshot(out) == before
 
@@ -56,15 +62,19 @@ def test_overwrite_replaces_the_previous_run(short):
 
 
 @pytest.mark.parametrize("where", ["cwd", "dataset_parent", "not_a_run"])
-def test_output_dir_that_would_mix_with_the_users_files_is_refused(short, tmp_path, data_dir,
-                                                                  monkeypatch, where):
+def test_output_dir_that_would_mix_with_the_users_files_is_refused(
+    short, tmp_path, data_dir, monkeypatch, where
+):
     project = tmp_path / "project"
     project.mkdir()
     (project / "train.py").write_text("print('mine')")
     monkeypatch.chdir(project if where == "cwd" else Path(short["output_dir"]).anchor)
     out = {"cwd": ".", "dataset_parent": str(data_dir.parent), "not_a_run": str(project)}[where]
-    message = {"cwd": "is the current folder", "dataset_parent": "holds the dataset folder",
-               "not_a_run": r"is not empty and holds no tuneforge run \(train.py\)"}[where]
+    message = {
+        "cwd": "is the current folder",
+        "dataset_parent": "holds the dataset folder",
+        "not_a_run": r"is not empty and holds no tuneforge run \(train.py\)",
+    }[where]
     before = snapshot(tmp_path)
     for overwrite in (False, True):
         with pytest.raises(OutputError, match=message):
@@ -80,8 +90,10 @@ def test_the_cli_refuses_output_dir_dot_and_deletes_nothing(short, tmp_path, mon
     before = snapshot(tmp_path)
     assert cli.main(["train", str(config)]) == OutputError.exit_code
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["tuneforge: error: output_dir '.' is the current folder; name a new folder for "
-                   "the run, e.g. output_dir: saves/my-run"]
+    assert err == [
+        "tuneforge: error: output_dir '.' is the current folder; name a new folder for "
+        "the run, e.g. output_dir: saves/my-run"
+    ]
     assert snapshot(tmp_path) == before
 
 
@@ -115,9 +127,12 @@ def test_a_checkpoint_killed_while_rewritten_is_not_complete(short, tmp_path, ca
     out = tuneforge.train(short).output_dir
     assert (out / "checkpoint-8" / MARKER).is_file()
     config = tmp_path / "again.yaml"
-    config.write_text(yaml.safe_dump({**short, "resume_from_checkpoint": str(out / "checkpoint-4")}))
-    proc = subprocess.run([sys.executable, "-c", KILL_WHILE_SAVING, str(config), "8"],
-                          capture_output=True, text=True)
+    config.write_text(
+        yaml.safe_dump({**short, "resume_from_checkpoint": str(out / "checkpoint-4")})
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_WHILE_SAVING, str(config), "8"], capture_output=True, text=True
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert (out / "checkpoint-8" / "adapter_model.safetensors").is_file()  # half rewritten
     assert not (out / "checkpoint-8" / MARKER).exists()
@@ -139,12 +154,14 @@ def test_resume_reads_the_step_from_the_marker_not_the_folder_name(short, tmp_pa
 
 # --- nothing is written before every check has passed -----------------------------------------
 
+
 def test_a_refused_resume_leaves_the_finished_run_untouched(short, tmp_path):
     out = tuneforge.train(short).output_dir
     before = snapshot(out)
     with pytest.raises(OutputError, match="trained on other data"):
-        tuneforge.train({**short, "resume_from_checkpoint": True, "max_steps": 12,
-                         "cutoff_len": 16})
+        tuneforge.train(
+            {**short, "resume_from_checkpoint": True, "max_steps": 12, "cutoff_len": 16}
+        )
     with pytest.raises(OutputError, match="nothing left to train"):
         tuneforge.train({**short, "resume_from_checkpoint": True})
     assert snapshot(out) == before
@@ -184,15 +201,18 @@ def ctrl_c(monkeypatch):
     monkeypatch.setattr(stages, "build_trainer", build_and_arm)
 
 
-def test_ctrl_c_exits_130_leaves_no_final_model_and_says_how_to_resume(short, tmp_path, ctrl_c,
-                                                                       capsys):
+def test_ctrl_c_exits_130_leaves_no_final_model_and_says_how_to_resume(
+    short, tmp_path, ctrl_c, capsys
+):
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(short))
     out = Path(short["output_dir"])
     assert cli.main(["train", str(config)]) == INTERRUPTED_EXIT
     err = capsys.readouterr()
-    assert (f"tuneforge: interrupted at step 3 of 8; checkpoint saved in {out / 'checkpoint-3'}; "
-            f"continue with: tuneforge train {config} resume_from_checkpoint=true") in err.err
+    assert (
+        f"tuneforge: interrupted at step 3 of 8; checkpoint saved in {out / 'checkpoint-3'}; "
+        f"continue with: tuneforge train {config} resume_from_checkpoint=true"
+    ) in err.err
     assert "Result in" not in err.out
     assert (out / "checkpoint-3" / MARKER).is_file() and (out / CONFIG_NAME).is_file()
     assert not (out / "adapter_model.safetensors").exists() and not (out / RESULTS_NAME).exists()

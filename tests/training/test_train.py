@@ -55,8 +55,11 @@ def test_full_and_freeze_save_a_model_transformers_loads(base_config, tiny_model
     out = tuneforge.train(base_config).output_dir
     tuned = AutoModelForCausalLM.from_pretrained(out)
     base = load_file(tiny_model_dir / "model.safetensors")
-    changed = {name for name, weight in tuned.state_dict().items()
-               if name in base and not torch.equal(weight, base[name])}
+    changed = {
+        name
+        for name, weight in tuned.state_dict().items()
+        if name in base and not torch.equal(weight, base[name])
+    }
     if kind == "full":
         assert any("layers.0." in name for name in changed)
     else:
@@ -64,8 +67,14 @@ def test_full_and_freeze_save_a_model_transformers_loads(base_config, tiny_model
 
 
 def test_early_stopping_stops_and_keeps_the_best(base_config):
-    base_config.update(val_size=0.25, eval_steps=1, early_stopping_steps=2, learning_rate=5.0,
-                       num_train_epochs=10, max_grad_norm=0)
+    base_config.update(
+        val_size=0.25,
+        eval_steps=1,
+        early_stopping_steps=2,
+        learning_rate=5.0,
+        num_train_epochs=10,
+        max_grad_norm=0,
+    )
     result = tuneforge.train(base_config)
     entries = log_entries(result.output_dir)
     evals = [e for e in entries if "eval_loss" in e]
@@ -97,8 +106,9 @@ def test_existing_run_is_never_overwritten_without_consent(base_config):
 def test_cli_reports_bad_config_in_one_line_per_problem(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("dataset: qa\nlearning_rate: -1\nlora_rnak: 8\n")
-    proc = subprocess.run([sys.executable, "-m", "tuneforge.cli", "train", str(bad)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tuneforge.cli", "train", str(bad)], capture_output=True, text=True
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("tuneforge: error:") for line in lines)

@@ -20,8 +20,14 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SERVER_START_S = 180
 
 QA = [
@@ -57,9 +63,15 @@ def server(workspace) -> str:
     log = (workspace / "server.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "tuneforge.cli", "webui", "--port", str(port), "--lang", "en"],
-        cwd=workspace, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
-             "TUNEFORGE_CACHE": str(workspace / "cache")})  # job folders go there
+        cwd=workspace,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={
+            **os.environ,
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "TUNEFORGE_CACHE": str(workspace / "cache"),
+        },
+    )  # job folders go there
     url = f"http://127.0.0.1:{port}/"
     try:
         _wait_until_up(url, process, workspace / "server.log")
@@ -117,5 +129,5 @@ def shot(page, tmp_path):
         path = tmp_path / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
         return path
-    return take
 
+    return take

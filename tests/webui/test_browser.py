@@ -65,11 +65,13 @@ def test_bad_values_are_explained_next_to_their_field(page, shot):
     expect(error).to_have_text("⚠ learning_rate=-1: Input should be greater than 0")
     _fill(page, "cutoff_len", "long")
     expect(page.locator("#tf-cutoff_len-error")).to_contain_text(
-        "cutoff_len='long': Input should be a valid integer")
+        "cutoff_len='long': Input should be a valid integer"
+    )
     expect(page.locator("#tf-train-message")).to_contain_text("Some fields need fixing")
     _fill(page, "dataset_dir", "no_registry")
     expect(page.locator("#tf-dataset_dir-error")).to_contain_text(
-        "no_registry/dataset_info.json: not found")
+        "no_registry/dataset_info.json: not found"
+    )
     shot("bad-values")
     expect(page.locator("body")).not_to_contain_text("Traceback")
     _fill(page, "learning_rate", "1e-3")
@@ -106,9 +108,16 @@ def test_train_stop_resume_then_chat_with_the_result(page, shot, workspace):
     page.get_by_role("option", name="qa", exact=True).click()
     expect(page.locator("#tf-first-samples")).to_contain_text("ForgeBot")  # the first samples
     # More steps than the test waits for: Stop, not the end of training, ends each run.
-    for key, value in {"cutoff_len": 64, "val_size": 0.25, "max_steps": 100000,
-                       "logging_steps": 1, "eval_steps": 3, "save_steps": 1000,
-                       "learning_rate": 0.01, "output_dir": output}.items():
+    for key, value in {
+        "cutoff_len": 64,
+        "val_size": 0.25,
+        "max_steps": 100000,
+        "logging_steps": 1,
+        "eval_steps": 3,
+        "save_steps": 1000,
+        "learning_rate": 0.01,
+        "output_dir": output,
+    }.items():
         _fill(page, key, value)
     page.locator("#tf-plan").click()
     plan = page.locator("#tf-plan-report textarea")
@@ -151,8 +160,7 @@ def test_train_stop_resume_then_chat_with_the_result(page, shot, workspace):
     _choose(page, "adapter", str(output))  # stopped, so its last checkpoint is used
     page.locator("#tf-chat-max_new_tokens input[type=number]").fill("8")
     page.locator("#tf-load-model").click()
-    expect(page.locator("#tf-chat-status")).to_contain_text(f"Loaded {output}",
-                                                           timeout=120_000)
+    expect(page.locator("#tf-chat-status")).to_contain_text(f"Loaded {output}", timeout=120_000)
     message = page.locator("#tf-message textarea")
     message.fill("Who are you?")
     message.press("Enter")
@@ -182,6 +190,7 @@ def test_train_stop_resume_then_chat_with_the_result(page, shot, workspace):
     expect(_box(page, "export_out")).to_have_value(merged)
     page.locator("#tf-export").click()
     expect(page.locator("#tf-export-result textarea")).to_have_value(
-        re.compile(f"^Exported to {re.escape(merged)}"), timeout=180_000)
+        re.compile(f"^Exported to {re.escape(merged)}"), timeout=180_000
+    )
     assert (workspace / "saves" / "tiny-merged" / "config.json").is_file()
     shot("export")

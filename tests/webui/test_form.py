@@ -22,9 +22,16 @@ def test_defaults_give_the_schema_defaults_and_round_trip():
 
 
 def test_typed_numbers_precision_and_extra_keys_become_config_values():
-    config = form.to_config(_values(learning_rate="2e-4", cutoff_len="64", val_size="0.1",
-                                    precision="fp32", dataset=["qa"],
-                                    extra="early_stopping_steps: 3\nseed: 7\n"))
+    config = form.to_config(
+        _values(
+            learning_rate="2e-4",
+            cutoff_len="64",
+            val_size="0.1",
+            precision="fp32",
+            dataset=["qa"],
+            extra="early_stopping_steps: 3\nseed: 7\n",
+        )
+    )
     assert config["learning_rate"] == 2e-4 and config["cutoff_len"] == 64
     assert config["val_size"] == 0.1 and config["dataset"] == ["qa"]
     assert config["bf16"] is False and config["fp16"] is False
@@ -35,12 +42,19 @@ def test_typed_numbers_precision_and_extra_keys_become_config_values():
 
 
 def test_each_message_goes_under_the_field_it_names(tmp_path):
-    _, problems = form.validate(_values(learning_rate="-1", cutoff_len="many",
-                                              precision="bf16", extra="fp16: true\n",
-                                              dataset_dir=str(tmp_path)))
+    _, problems = form.validate(
+        _values(
+            learning_rate="-1",
+            cutoff_len="many",
+            precision="bf16",
+            extra="fp16: true\n",
+            dataset_dir=str(tmp_path),
+        )
+    )
     assert problems["learning_rate"] == ["learning_rate=-1: Input should be greater than 0"]
-    assert problems["cutoff_len"][0].startswith("cutoff_len='many': Input should be a valid "
-                                                "integer")
+    assert problems["cutoff_len"][0].startswith(
+        "cutoff_len='many': Input should be a valid integer"
+    )
     assert "" not in problems
     _, problems = form.validate(_values(precision="bf16", extra="fp16: true\n"))
     assert problems["precision"] == ["bf16 and fp16 are both true; choose one"]
@@ -55,9 +69,12 @@ def test_unknown_and_bad_extra_keys_are_reported_in_the_yaml_box():
 
 def test_dataset_folder_without_dataset_info_is_named(tmp_path):
     _, problems = form.validate(_values(dataset_dir=str(tmp_path), dataset=["qa"]))
-    assert problems["dataset_dir"] == [(
-        f"{tmp_path}/dataset_info.json: not found; create it to register datasets (or set "
-        f"dataset_dir to the folder that holds it)")]
+    assert problems["dataset_dir"] == [
+        (
+            f"{tmp_path}/dataset_info.json: not found; create it to register datasets (or set "
+            f"dataset_dir to the folder that holds it)"
+        )
+    ]
 
 
 def test_a_valid_form_has_no_problems(tmp_path):

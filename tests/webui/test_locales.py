@@ -9,10 +9,15 @@ from tuneforge.webui.locales import LANGUAGES, TEXTS, default_language, text
 
 
 def test_every_key_has_every_language():
-    missing = [f"{key} ({lang})" for key, entry in TEXTS.items() for lang in LANGUAGES
-               if not entry.get(lang, "").strip()]
-    extra = [f"{key} ({lang})" for key, entry in TEXTS.items() for lang in entry
-             if lang not in LANGUAGES]
+    missing = [
+        f"{key} ({lang})"
+        for key, entry in TEXTS.items()
+        for lang in LANGUAGES
+        if not entry.get(lang, "").strip()
+    ]
+    extra = [
+        f"{key} ({lang})" for key, entry in TEXTS.items() for lang in entry if lang not in LANGUAGES
+    ]
     assert missing == [] and extra == []
 
 
@@ -28,12 +33,15 @@ def test_chinese_differs_from_english_where_it_should():
     assert text("hint.lora_rank", "en").startswith("LoRA rank r; 8-64 is typical.")
 
 
-@pytest.mark.parametrize(("environ", "expected"), [
-    ({"LANG": "zh_CN.UTF-8"}, "zh"),
-    ({"LC_ALL": "zh_TW.UTF-8", "LANG": "en_US.UTF-8"}, "zh"),
-    ({"LANG": "en_GB.UTF-8"}, "en"),
-    ({"LANG": "de_DE.UTF-8"}, "en"),
-])
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"LANG": "zh_CN.UTF-8"}, "zh"),
+        ({"LC_ALL": "zh_TW.UTF-8", "LANG": "en_US.UTF-8"}, "zh"),
+        ({"LANG": "en_GB.UTF-8"}, "en"),
+        ({"LANG": "de_DE.UTF-8"}, "en"),
+    ],
+)
 def test_default_language_follows_the_locale(environ, expected):
     assert default_language(environ) == expected
 

@@ -8,8 +8,14 @@ from tuneforge.webui.progress import eta_seconds, format_duration, read_progress
 
 
 def _entry(step, elapsed, **logs):
-    return {"step": step, "max_steps": 100, "epoch": step / 50, "tokens": step * 64,
-            "elapsed_s": elapsed, **logs}
+    return {
+        "step": step,
+        "max_steps": 100,
+        "epoch": step / 50,
+        "tokens": step * 64,
+        "elapsed_s": elapsed,
+        **logs,
+    }
 
 
 def test_eta_uses_the_speed_since_the_last_resume():
@@ -21,14 +27,17 @@ def test_eta_uses_the_speed_since_the_last_resume():
 
 
 def test_read_progress_gives_step_curves_and_eta(tmp_path):
-    entries = [_entry(5, 10.0, loss=2.5, learning_rate=1e-3), _entry(10, 20.0, loss=2.0),
-               _entry(10, 22.0, eval_loss=2.2), {"step": 10, "alert": "loss_spike"},
-               _entry(15, 30.0, loss=1.5)]
+    entries = [
+        _entry(5, 10.0, loss=2.5, learning_rate=1e-3),
+        _entry(10, 20.0, loss=2.0),
+        _entry(10, 22.0, eval_loss=2.2),
+        {"step": 10, "alert": "loss_spike"},
+        _entry(15, 30.0, loss=1.5),
+    ]
     (tmp_path / "trainer_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
     progress = read_progress(tmp_path)
     assert progress.step == 15 and progress.max_steps == 100 and progress.fraction == 0.15
-    assert progress.curves == {"loss": [(5, 2.5), (10, 2.0), (15, 1.5)],
-                               "eval_loss": [(10, 2.2)]}
+    assert progress.curves == {"loss": [(5, 2.5), (10, 2.0), (15, 1.5)], "eval_loss": [(10, 2.2)]}
     assert progress.eta_s == 85 * 2.0  # 10 steps in 20 s
     written = (tmp_path / "trainer_log.jsonl").stat().st_mtime
     assert read_progress(tmp_path, since=written + 60) is None  # an older run's log

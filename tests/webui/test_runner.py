@@ -35,8 +35,7 @@ def runner(tmp_path):
 
 
 def _config(tmp_path, **changes):
-    return {"dataset": "qa", "output_dir": str(tmp_path / "run"), "learning_rate": 1e-3,
-            **changes}
+    return {"dataset": "qa", "output_dir": str(tmp_path / "run"), "learning_rate": 1e-3, **changes}
 
 
 def _wait_for(condition, timeout=20.0):
@@ -60,8 +59,11 @@ def test_start_writes_the_config_and_runs_the_train_command(runner, tmp_path):
 
 def test_a_second_start_while_one_runs_is_refused(runner, tmp_path):
     first = runner.start(_config(tmp_path))
-    with pytest.raises(JobRunning, match=r"a training job is already running in .*run "
-                                         rf"\(pid {first.process.pid}\)"):
+    with pytest.raises(
+        JobRunning,
+        match=r"a training job is already running in .*run "
+        rf"\(pid {first.process.pid}\)",
+    ):
         runner.start(_config(tmp_path, output_dir=str(tmp_path / "other")))
     assert runner.job is first and not (tmp_path / "other").exists()
 
@@ -83,7 +85,9 @@ def test_resume_runs_the_same_config_from_the_last_checkpoint(runner, tmp_path):
     (tmp_path / "run" / "checkpoint-2" / MARKER).write_text('{"step": 2}')
     job = runner.start(_config(tmp_path), resume=True)
     assert yaml.safe_load(job.config_path.read_text()) == {
-        **_config(tmp_path), "resume_from_checkpoint": True}
+        **_config(tmp_path),
+        "resume_from_checkpoint": True,
+    }
     assert job.resumed
 
 

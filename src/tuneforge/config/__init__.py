@@ -11,4 +11,14 @@ from tuneforge.config.schema import (
     TrainArgs,
 )
 
-__all__ = ["DataArgs", "EvalArgs", "FinetuneArgs", "GenerationArgs", "ModelArgs", "RunConfig", "TrainArgs", "load_config", "save_config"]
+__all__ = [
+    "DataArgs",
+    "EvalArgs",
+    "FinetuneArgs",
+    "GenerationArgs",
+    "ModelArgs",
+    "RunConfig",
+    "TrainArgs",
+    "load_config",
+    "save_config",
+]

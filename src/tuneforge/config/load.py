@@ -20,8 +20,8 @@ from tuneforge.config.choices import BEST_MODEL_METRICS, TEMPLATE_NAMES
 from tuneforge.config.scale import missing_extra, scale_problems
 from tuneforge.config.schema import SECTIONS, RunConfig, field_owner
 from tuneforge.config.yamlerror import yaml_error
-from tuneforge.userfiles import kind_of, read_utf8
 from tuneforge.errors import ConfigError
+from tuneforge.userfiles import kind_of, read_utf8
 
 logger = logging.getLogger(__name__)
 
@@ -43,19 +43,59 @@ REPLACED_KEYS: Mapping[str, str] = {
 }
 
 # LLaMA-Factory keys for features tuneforge does not have (yet).
-UNSUPPORTED_KEYS: frozenset[str] = frozenset({
-    "use_unsloth", "use_unsloth_gc", "pissa_init", "pissa_iter", "pissa_convert",
-    "loraplus_lr_ratio", "loraplus_lr_embedding", "use_galore", "use_badam", "use_apollo",
-    "use_llama_pro", "use_adam_mini", "use_muon", "pref_beta", "pref_loss", "pref_ftx",
-    "reward_model", "reward_model_type", "streaming", "tokenized_path", "neat_packing",
-    "mix_strategy", "interleave_probs", "buffer_size", "image_max_pixels", "image_min_pixels",
-    "video_max_pixels", "video_fps", "freeze_vision_tower", "freeze_multi_modal_projector",
-    "train_mm_proj_only", "shift_attn", "mixture_of_depths", "neftune_noise_alpha",
-    "compute_accuracy", "resize_vocab", "upcast_layernorm",
-    "upcast_lmhead_output", "moe_aux_loss_coef", "export_dir", "export_size",
-    "export_quantization_bit", "infer_backend", "vllm_maxlen", "print_param_status",
-    "create_new_adapter", "lora_bf16_mode", "pure_bf16", "use_reentrant_gc",
-})
+UNSUPPORTED_KEYS: frozenset[str] = frozenset(
+    {
+        "use_unsloth",
+        "use_unsloth_gc",
+        "pissa_init",
+        "pissa_iter",
+        "pissa_convert",
+        "loraplus_lr_ratio",
+        "loraplus_lr_embedding",
+        "use_galore",
+        "use_badam",
+        "use_apollo",
+        "use_llama_pro",
+        "use_adam_mini",
+        "use_muon",
+        "pref_beta",
+        "pref_loss",
+        "pref_ftx",
+        "reward_model",
+        "reward_model_type",
+        "streaming",
+        "tokenized_path",
+        "neat_packing",
+        "mix_strategy",
+        "interleave_probs",
+        "buffer_size",
+        "image_max_pixels",
+        "image_min_pixels",
+        "video_max_pixels",
+        "video_fps",
+        "freeze_vision_tower",
+        "freeze_multi_modal_projector",
+        "train_mm_proj_only",
+        "shift_attn",
+        "mixture_of_depths",
+        "neftune_noise_alpha",
+        "compute_accuracy",
+        "resize_vocab",
+        "upcast_layernorm",
+        "upcast_lmhead_output",
+        "moe_aux_loss_coef",
+        "export_dir",
+        "export_size",
+        "export_quantization_bit",
+        "infer_backend",
+        "vllm_maxlen",
+        "print_param_status",
+        "create_new_adapter",
+        "lora_bf16_mode",
+        "pure_bf16",
+        "use_reentrant_gc",
+    }
+)
 
 UNSUPPORTED_STAGES = {"rm", "ppo", "dpo", "kto", "orpo", "simpo"}
 
@@ -99,7 +139,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of key: value lines, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of key: value lines, got {type(data).__name__}"
+        )
     return data
 
 
@@ -114,9 +156,11 @@ def _parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         try:
             parsed = yaml.safe_load(value)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: the value is not valid YAML "
-                              f"({yaml_error(exc, value)[1]}); quote it, or write a list as "
-                              f"a,b or [a, b]") from None
+            raise ConfigError(
+                f"override {item!r}: the value is not valid YAML "
+                f"({yaml_error(exc, value)[1]}); quote it, or write a list as "
+                f"a,b or [a, b]"
+            ) from None
         except RecursionError:
             raise ConfigError(f"override of {key!r}: the value is nested too deeply") from None
         out[key.strip()] = UNSET if parsed is None else parsed
@@ -131,12 +175,17 @@ def _validate(raw: dict[str, Any], origin: str) -> RunConfig:
         key = str(key)
         if key == "disable_gradient_checkpointing":
             value = value if value is UNSET else not value
-            logger.warning("%s: disable_gradient_checkpointing is the LLaMA-Factory name; "
-                           "using gradient_checkpointing=%s", origin, value)
+            logger.warning(
+                "%s: disable_gradient_checkpointing is the LLaMA-Factory name; "
+                "using gradient_checkpointing=%s",
+                origin,
+                value,
+            )
             key = "gradient_checkpointing"
         elif key in RENAMED_KEYS:
-            logger.warning("%s: '%s' is the old name of '%s'; using it as that",
-                           origin, key, RENAMED_KEYS[key])
+            logger.warning(
+                "%s: '%s' is the old name of '%s'; using it as that", origin, key, RENAMED_KEYS[key]
+            )
             key = RENAMED_KEYS[key]
         if key in owner and value is UNSET:
             sections[owner[key]].pop(key, None)
@@ -145,15 +194,18 @@ def _validate(raw: dict[str, Any], origin: str) -> RunConfig:
         elif key in REPLACED_KEYS:
             problems.append(f"{origin}: '{key}' is no longer used: {REPLACED_KEYS[key]}")
         elif key in UNSUPPORTED_KEYS:
-            problems.append(f"{origin}: '{key}' (a LLaMA-Factory feature) is not supported by "
-                            f"tuneforge yet; remove the key")
+            problems.append(
+                f"{origin}: '{key}' (a LLaMA-Factory feature) is not supported by "
+                f"tuneforge yet; remove the key"
+            )
         else:
             problems.append(f"{origin}: unknown key {key!r}{_did_you_mean(key, owner)}")
 
     stage = sections["finetune"].get("stage")
     if isinstance(stage, str) and stage in UNSUPPORTED_STAGES:
-        problems.append(f"{origin}: stage '{stage}' is not supported by tuneforge yet; "
-                        f"allowed: sft, pt, cls")
+        problems.append(
+            f"{origin}: stage '{stage}' is not supported by tuneforge yet; allowed: sft, pt, cls"
+        )
         sections["finetune"].pop("stage")
 
     built: dict[str, Any] = {}
@@ -197,36 +249,52 @@ def _cross_checks(cfg: RunConfig, origin: str) -> list[str]:
     if data.val_size and data.eval_dataset:
         problems.append(f"{origin}: val_size and eval_dataset are both set; use one of them")
     if data.template is not None and data.template not in TEMPLATE_NAMES:
-        problems.append(f"{origin}: template={data.template!r}: allowed: "
-                        f"{', '.join(TEMPLATE_NAMES)}, or leave it empty for the tokenizer's own")
+        problems.append(
+            f"{origin}: template={data.template!r}: allowed: "
+            f"{', '.join(TEMPLATE_NAMES)}, or leave it empty for the tokenizer's own"
+        )
     if train.bf16 and train.fp16:
         problems.append(f"{origin}: bf16 and fp16 are both true; choose one")
     if train.early_stopping_steps and not has_validation:
-        problems.append(f"{origin}: early_stopping_steps needs validation data: "
-                        f"set val_size (e.g. 0.1) or eval_dataset")
+        problems.append(
+            f"{origin}: early_stopping_steps needs validation data: "
+            f"set val_size (e.g. 0.1) or eval_dataset"
+        )
     if train.eval_strategy in ("steps", "epoch") and not has_validation:
-        problems.append(f"{origin}: eval_strategy={train.eval_strategy} needs validation data: "
-                        f"set val_size or eval_dataset")
+        problems.append(
+            f"{origin}: eval_strategy={train.eval_strategy} needs validation data: "
+            f"set val_size or eval_dataset"
+        )
     if train.do_train and not data.dataset:
-        problems.append(f"{origin}: dataset is required for training "
-                        f"(names from {data.dataset_dir}/dataset_info.json)")
+        problems.append(
+            f"{origin}: dataset is required for training "
+            f"(names from {data.dataset_dir}/dataset_info.json)"
+        )
     if train.do_train and cfg.model.adapter_name_or_path and finetune.finetuning_type != "lora":
-        problems.append(f"{origin}: adapter_name_or_path continues a LoRA adapter and needs "
-                        f"finetuning_type=lora (it is {finetune.finetuning_type})")
+        problems.append(
+            f"{origin}: adapter_name_or_path continues a LoRA adapter and needs "
+            f"finetuning_type=lora (it is {finetune.finetuning_type})"
+        )
     if finetune.finetuning_type != "lora" and (finetune.use_dora or finetune.use_rslora):
-        problems.append(f"{origin}: use_dora/use_rslora need finetuning_type=lora "
-                        f"(it is {finetune.finetuning_type})")
+        problems.append(
+            f"{origin}: use_dora/use_rslora need finetuning_type=lora "
+            f"(it is {finetune.finetuning_type})"
+        )
     metrics = BEST_MODEL_METRICS if finetune.stage == "cls" else ("eval_loss",)
     if "eval_" + train.metric_for_best_model.removeprefix("eval_") not in metrics:
-        problems.append(f"{origin}: metric_for_best_model={train.metric_for_best_model!r}: "
-                        f"allowed for stage {finetune.stage}: {', '.join(metrics)}")
+        problems.append(
+            f"{origin}: metric_for_best_model={train.metric_for_best_model!r}: "
+            f"allowed for stage {finetune.stage}: {', '.join(metrics)}"
+        )
     if finetune.stage == "cls" and cfg.packing:
         problems.append(f"{origin}: packing does not apply to stage cls (one text, one label)")
     if finetune.stage != "cls" and data.label_names:
         problems.append(f"{origin}: label_names applies to stage cls only")
     if train.do_predict and finetune.stage != "sft":
-        problems.append(f"{origin}: do_predict generates answers and needs stage sft; for cls, "
-                        f"validation runs accuracy/F1 by itself")
+        problems.append(
+            f"{origin}: do_predict generates answers and needs stage sft; for cls, "
+            f"validation runs accuracy/F1 by itself"
+        )
     problems.extend(scale_problems(cfg, origin))
     if train.optim == "adamw_bnb_8bit":
         missing = missing_extra("optim=adamw_bnb_8bit", "bitsandbytes", "qlora")
@@ -240,5 +308,6 @@ def _cross_checks(cfg: RunConfig, origin: str) -> list[str]:
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
     """Write the resolved flat config, the form users write and `load_config` reads back."""
-    Path(path).write_text(yaml.safe_dump(cfg.flat(), sort_keys=False, allow_unicode=True),
-                          encoding="utf-8")
+    Path(path).write_text(
+        yaml.safe_dump(cfg.flat(), sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )

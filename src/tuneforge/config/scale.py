@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tuneforge.config.yamlerror import yaml_error
-from tuneforge.userfiles import kind_of, read_utf8
 from tuneforge.errors import ConfigError
+from tuneforge.userfiles import kind_of, read_utf8
 
 if TYPE_CHECKING:
     from tuneforge.config.schema import RunConfig
@@ -47,8 +47,9 @@ def read_engine_config(key: str, path: str) -> dict[str, Any]:
         else:
             data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{key}='{path}': line {exc.lineno}: not valid JSON "
-                          f"({exc.msg})") from None
+        raise ConfigError(
+            f"{key}='{path}': line {exc.lineno}: not valid JSON ({exc.msg})"
+        ) from None
     except yaml.YAMLError as exc:
         line, problem = yaml_error(exc, text)
         where = f"line {line}: " if line else ""
@@ -56,8 +57,9 @@ def read_engine_config(key: str, path: str) -> dict[str, Any]:
     except RecursionError:
         raise ConfigError(f"{key}='{path}': nested too deeply to be settings") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{key}='{path}': expected a mapping of settings, "
-                          f"got {type(data).__name__}")
+        raise ConfigError(
+            f"{key}='{path}': expected a mapping of settings, got {type(data).__name__}"
+        )
     return data
 
 
@@ -68,13 +70,16 @@ def scale_problems(cfg: RunConfig, origin: str) -> list[str]:
     bits = model.quantization_bit
     if bits is not None:
         if cfg.finetune.finetuning_type != "lora":
-            problems.append(f"quantization_bit={bits} (QLoRA) trains LoRA adapters on frozen "
-                            f"quantised weights and needs finetuning_type=lora "
-                            f"(it is {cfg.finetune.finetuning_type})")
+            problems.append(
+                f"quantization_bit={bits} (QLoRA) trains LoRA adapters on frozen "
+                f"quantised weights and needs finetuning_type=lora "
+                f"(it is {cfg.finetune.finetuning_type})"
+            )
         problems.append(missing_extra(f"quantization_bit={bits}", "bitsandbytes", "qlora"))
     if model.rope_factor is not None and model.rope_scaling is None:
-        problems.append(f"rope_factor={model.rope_factor} needs rope_scaling "
-                        f"(linear, dynamic, yarn or llama3)")
+        problems.append(
+            f"rope_factor={model.rope_factor} needs rope_scaling (linear, dynamic, yarn or llama3)"
+        )
     if train.do_train:
         problems.extend(_engine_problems(cfg))
     return [f"{origin}: {line}" for line in problems if line]
@@ -99,8 +104,10 @@ def _engine_problems(cfg: RunConfig) -> list[str | None]:
     bits = cfg.model.quantization_bit
     if bits is not None and (train.fsdp or stage == 3):
         engine = "fsdp" if train.fsdp else "DeepSpeed ZeRO-3"
-        problems.append(f"quantization_bit={bits} with {engine}: bitsandbytes weights cannot be "
-                        f"sharded; use plain data parallel (--nproc) or ZeRO-2 with QLoRA")
+        problems.append(
+            f"quantization_bit={bits} with {engine}: bitsandbytes weights cannot be "
+            f"sharded; use plain data parallel (--nproc) or ZeRO-2 with QLoRA"
+        )
     if train.deepspeed:
         problems.append(missing_extra("deepspeed", "deepspeed", "deepspeed"))
     if train.enable_liger_kernel:
@@ -108,6 +115,8 @@ def _engine_problems(cfg: RunConfig) -> list[str | None]:
 
         problems.append(missing_extra("enable_liger_kernel", "liger_kernel", "liger"))
         if not torch.cuda.is_available():
-            problems.append("enable_liger_kernel: Liger's Triton kernels need a CUDA GPU and "
-                            "this machine has none; remove the key")
+            problems.append(
+                "enable_liger_kernel: Liger's Triton kernels need a CUDA GPU and "
+                "this machine has none; remove the key"
+            )
     return problems

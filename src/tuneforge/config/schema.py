@@ -15,8 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 # transformers' FSDPOption values, the words LLaMA-Factory configs write in ``fsdp``.
-FSDP_OPTIONS = ("full_shard", "shard_grad_op", "no_shard", "hybrid_shard", "hybrid_shard_zero2",
-                "offload", "auto_wrap")
+FSDP_OPTIONS = (
+    "full_shard",
+    "shard_grad_op",
+    "no_shard",
+    "hybrid_shard",
+    "hybrid_shard_zero2",
+    "offload",
+    "auto_wrap",
+)
 
 
 def _split_commas(value: object) -> object:
@@ -52,8 +59,9 @@ class ModelArgs(_Section):
         "auto", description="Weights dtype for chat/eval; auto picks what the device runs fast."
     )
     quantization_bit: Literal[4, 8] | None = Field(
-        None, description="QLoRA: load the base weights in 4 or 8 bits (bitsandbytes) and train "
-        "LoRA adapters on them; empty = unquantised."
+        None,
+        description="QLoRA: load the base weights in 4 or 8 bits (bitsandbytes) and train "
+        "LoRA adapters on them; empty = unquantised.",
     )
     quantization_method: Literal["bnb"] = Field(
         "bnb", description="Quantisation library; bitsandbytes (bnb) is the one supported."
@@ -65,8 +73,9 @@ class ModelArgs(_Section):
         True, description="4-bit: quantise the quantisation constants too (~0.4 bit/weight less)."
     )
     rope_scaling: Literal["linear", "dynamic", "yarn", "llama3"] | None = Field(
-        None, description="Stretch RoPE for contexts longer than the model was trained on; the "
-        "factor defaults to cutoff_len / the model's context."
+        None,
+        description="Stretch RoPE for contexts longer than the model was trained on; the "
+        "factor defaults to cutoff_len / the model's context.",
     )
     rope_factor: float | None = Field(
         None, ge=1, description="RoPE scaling factor; empty = ceil(cutoff_len / model context)."
@@ -95,15 +104,18 @@ class DataArgs(_Section):
         ge=0,
         description="Validation split: a share in [0, 1) or a whole number of samples.",
     )
-    max_samples: int | None = Field(None, gt=0, description="Use at most this many samples per dataset.")
+    max_samples: int | None = Field(
+        None, gt=0, description="Use at most this many samples per dataset."
+    )
     packing: bool | None = Field(
         None,
         description="Pack several samples per row (no attention across them). "
         "Default: on for pt, off for sft.",
     )
     label_names: list[str] | None = Field(
-        None, description="cls: the class names in id order; empty = the sorted labels of the "
-        "training data. Saved with the result."
+        None,
+        description="cls: the class names in id order; empty = the sorted labels of the "
+        "training data. Saved with the result.",
     )
     train_on_prompt: bool = Field(False, description="Also compute the loss on prompt tokens.")
     mask_history: bool = Field(False, description="Train only on the last assistant turn.")
@@ -124,14 +136,18 @@ class DataArgs(_Section):
 
 class FinetuneArgs(_Section):
     stage: Literal["sft", "pt", "cls"] = Field(
-        "sft", description="sft: supervised chat fine-tuning; pt: continued pre-training on text; "
-        "cls: sequence classification (text -> label)."
+        "sft",
+        description="sft: supervised chat fine-tuning; pt: continued pre-training on text; "
+        "cls: sequence classification (text -> label).",
     )
     finetuning_type: Literal["lora", "full", "freeze"] = Field(
-        "lora", description="lora: small adapters; full: every weight; freeze: the last layers only."
+        "lora",
+        description="lora: small adapters; full: every weight; freeze: the last layers only.",
     )
     lora_rank: int = Field(8, ge=1, description="LoRA rank r; 8-64 is typical.")
-    lora_alpha: int | None = Field(None, ge=1, description="LoRA scale numerator; default 2 x rank.")
+    lora_alpha: int | None = Field(
+        None, ge=1, description="LoRA scale numerator; default 2 x rank."
+    )
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
     lora_target: list[str] = Field(
         ["all"], description="Modules that get LoRA: 'all' (every linear layer) or names."
@@ -152,7 +168,10 @@ class FinetuneArgs(_Section):
     )
 
     _lists = field_validator(
-        "lora_target", "additional_target", "freeze_trainable_modules", "freeze_extra_modules",
+        "lora_target",
+        "additional_target",
+        "freeze_trainable_modules",
+        "freeze_extra_modules",
         mode="before",
     )(_split_commas)
 
@@ -172,8 +191,9 @@ class TrainArgs(_Section):
     do_train: bool = Field(True, description="Run training (the train command implies it).")
     do_eval: bool = Field(False, description="Evaluate on the validation data at the end.")
     do_predict: bool = Field(
-        False, description="After training, generate answers for the validation data and score "
-        "them against the base model (as `tuneforge eval`)."
+        False,
+        description="After training, generate answers for the validation data and score "
+        "them against the base model (as `tuneforge eval`).",
     )
     output_dir: str = Field("saves/run", description="Where checkpoints and the result go.")
     overwrite_output_dir: bool = Field(False, description="Replace a finished run in output_dir.")
@@ -184,18 +204,26 @@ class TrainArgs(_Section):
     per_device_eval_batch_size: int = Field(8, ge=1, description="Samples per validation batch.")
     gradient_accumulation_steps: int = Field(1, ge=1, description="Batches per optimizer step.")
     lr_scheduler_type: Literal[
-        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
-        "constant_with_warmup", "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay",
+        "linear",
+        "cosine",
+        "cosine_with_restarts",
+        "polynomial",
+        "constant",
+        "constant_with_warmup",
+        "inverse_sqrt",
+        "cosine_with_min_lr",
+        "warmup_stable_decay",
     ] = Field("cosine", description="Learning-rate schedule after warm-up.")
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps spent warming up.")
     warmup_steps: int = Field(0, ge=0, description="Warm-up steps (overrides warmup_ratio).")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0: off).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    optim: Literal[
-        "adamw_torch", "adamw_torch_fused", "adamw_bnb_8bit", "sgd", "adafactor"
-    ] = Field(
-        "adamw_torch", description="Optimizer; adamw_bnb_8bit keeps AdamW's moments in 8 bits "
-        "(bitsandbytes): 2 instead of 8 bytes per trained parameter."
+    optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_bnb_8bit", "sgd", "adafactor"] = (
+        Field(
+            "adamw_torch",
+            description="Optimizer; adamw_bnb_8bit keeps AdamW's moments in 8 bits "
+            "(bitsandbytes): 2 instead of 8 bytes per trained parameter.",
+        )
     )
     bf16: bool | None = Field(
         None, description="bf16 mixed precision; empty = use it where the hardware runs it fast."
@@ -209,10 +237,13 @@ class TrainArgs(_Section):
     )
     logging_steps: int = Field(10, ge=1, description="Log loss and learning rate every n steps.")
     eval_strategy: Literal["no", "steps", "epoch"] | None = Field(
-        None, description="When to validate; default: every eval_steps when there is validation data."
+        None,
+        description="When to validate; default: every eval_steps when there is validation data.",
     )
     eval_steps: int | None = Field(None, ge=1, description="Validate every n steps.")
-    save_strategy: Literal["no", "steps", "epoch"] = Field("steps", description="When to checkpoint.")
+    save_strategy: Literal["no", "steps", "epoch"] = Field(
+        "steps", description="When to checkpoint."
+    )
     save_steps: int = Field(500, ge=1, description="Checkpoint every n steps.")
     save_total_limit: int | None = Field(None, ge=1, description="Keep at most n checkpoints.")
     save_only_model: bool = Field(
@@ -222,28 +253,33 @@ class TrainArgs(_Section):
         None, ge=1, description="Stop after n validations without improvement; keep the best."
     )
     metric_for_best_model: str = Field(
-        "eval_loss", description="What 'improvement' means for early stopping: eval_loss, or "
-        "for cls eval_accuracy / eval_macro_f1."
+        "eval_loss",
+        description="What 'improvement' means for early stopping: eval_loss, or "
+        "for cls eval_accuracy / eval_macro_f1.",
     )
     seed: int = Field(42, description="Random seed for data order, dropout and initialisation.")
     resume_from_checkpoint: bool | str | None = Field(
         None, description="true: the last complete checkpoint in output_dir; or a checkpoint path."
     )
     report_to: list[Literal["none", "tensorboard", "wandb", "mlflow"]] = Field(
-        ["tensorboard"], description="Where metrics go besides trainer_log.jsonl: tensorboard, "
-        "wandb, mlflow (several allowed; wandb/mlflow need the 'monitor' extra) or none."
+        ["tensorboard"],
+        description="Where metrics go besides trainer_log.jsonl: tensorboard, "
+        "wandb, mlflow (several allowed; wandb/mlflow need the 'monitor' extra) or none.",
     )
     weight_stats_steps: int | None = Field(
-        None, ge=1, description="Log norms and histograms of the trained weights (LoRA A/B, or "
+        None,
+        ge=1,
+        description="Log norms and histograms of the trained weights (LoRA A/B, or "
         "the change of full/freeze weights) every n steps; default: at each validation, or at "
-        "each logging step when there is no validation data."
+        "each logging step when there is no validation data.",
     )
     plot_loss: bool = Field(False, description="Write training_loss.png at the end.")
     dataloader_num_workers: int = Field(0, ge=0, description="Data-loading worker processes.")
     ddp_timeout: int = Field(1800, ge=1, description="Seconds a process waits for the others.")
     deepspeed: str | None = Field(
-        None, description="DeepSpeed config file (JSON/YAML), e.g. examples/deepspeed/ds_z3.json; "
-        "used with --nproc or a launcher."
+        None,
+        description="DeepSpeed config file (JSON/YAML), e.g. examples/deepspeed/ds_z3.json; "
+        "used with --nproc or a launcher.",
     )
     fsdp: bool | str | None = Field(
         None, description="PyTorch FSDP: true, or options such as 'full_shard auto_wrap'."
@@ -277,9 +313,11 @@ class GenerationArgs(_Section):
 
     def to_kwargs(self) -> dict[str, object]:
         """Keyword arguments for `generate`, without sampling knobs when decoding greedily."""
-        kwargs: dict[str, object] = {"max_new_tokens": self.max_new_tokens,
-                                     "repetition_penalty": self.repetition_penalty,
-                                     "do_sample": self.do_sample}
+        kwargs: dict[str, object] = {
+            "max_new_tokens": self.max_new_tokens,
+            "repetition_penalty": self.repetition_penalty,
+            "do_sample": self.do_sample,
+        }
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
         return kwargs
@@ -287,12 +325,14 @@ class GenerationArgs(_Section):
 
 class EvalArgs(_Section):
     metric_tokenize: Literal["auto", "words", "jieba"] = Field(
-        "auto", description="How BLEU/ROUGE split text: words, jieba (Chinese word segmentation), "
-        "or auto (jieba for each sample whose reference is mostly Chinese)."
+        "auto",
+        description="How BLEU/ROUGE split text: words, jieba (Chinese word segmentation), "
+        "or auto (jieba for each sample whose reference is mostly Chinese).",
     )
     tfidf_baseline: bool = Field(
-        True, description="cls: also train a TF-IDF + logistic-regression baseline on the same "
-        "split and report it beside the model."
+        True,
+        description="cls: also train a TF-IDF + logistic-regression baseline on the same "
+        "split and report it beside the model.",
     )
 
 
@@ -307,7 +347,8 @@ SECTIONS: dict[str, type[_Section]] = {
 
 
 class RunConfig(BaseModel):
-    """Everything one run needs. Read a key from the section that owns it: ``cfg.data.cutoff_len``."""
+    """Everything one run needs. Read a key from the section that owns it:
+    ``cfg.data.cutoff_len``."""
 
     model_config = ConfigDict(extra="forbid")
 

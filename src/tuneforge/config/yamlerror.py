@@ -13,5 +13,7 @@ def yaml_error(exc: yaml.YAMLError, text: str) -> tuple[int | None, str]:
         line = text.count("\n", 0, exc.position) + 1
         return line, f"character U+{exc.character:04X} is not allowed in YAML"
     mark = getattr(exc, "problem_mark", None)
-    return (mark.line + 1 if mark is not None else None,
-            getattr(exc, "problem", None) or "not valid YAML")
+    return (
+        mark.line + 1 if mark is not None else None,
+        getattr(exc, "problem", None) or "not valid YAML",
+    )

@@ -11,6 +11,14 @@ from tuneforge.data.stats import DataStats
 from tuneforge.data.templates import NAMED_TEMPLATES, Template, get_template, template_mismatch
 
 __all__ = [
-    "NAMED_TEMPLATES", "Conversation", "DataStats", "Message", "PreparedData", "Template",
-    "build_collator", "get_template", "prepare_datasets", "template_mismatch",
+    "NAMED_TEMPLATES",
+    "Conversation",
+    "DataStats",
+    "Message",
+    "PreparedData",
+    "Template",
+    "build_collator",
+    "get_template",
+    "prepare_datasets",
+    "template_mismatch",
 ]

@@ -30,11 +30,13 @@ from tuneforge.errors import DataError
 Dedupe = Literal["normalized", "exact", "none"]
 
 # Conversation roles -> the OpenAI-style role names the openai format reads back.
-OPENAI_ROLES = {"system": DEFAULT_TAGS["openai"]["system_tag"],
-                "user": DEFAULT_TAGS["openai"]["user_tag"],
-                "assistant": DEFAULT_TAGS["openai"]["assistant_tag"],
-                "observation": DEFAULT_TAGS["openai"]["observation_tag"],
-                "function": DEFAULT_TAGS["openai"]["function_tag"]}
+OPENAI_ROLES = {
+    "system": DEFAULT_TAGS["openai"]["system_tag"],
+    "user": DEFAULT_TAGS["openai"]["user_tag"],
+    "assistant": DEFAULT_TAGS["openai"]["assistant_tag"],
+    "observation": DEFAULT_TAGS["openai"]["observation_tag"],
+    "function": DEFAULT_TAGS["openai"]["function_tag"],
+}
 
 
 @dataclass(frozen=True)
@@ -50,28 +52,47 @@ class CleanReport:
     def text(self) -> str:
         lines = []
         for name, kept in self.kept.items():
-            reasons = ", ".join(f"{count:,} {reason}" for reason, count in
-                                self.dropped[name].most_common()) or "none"
+            reasons = (
+                ", ".join(
+                    f"{count:,} {reason}" for reason, count in self.dropped[name].most_common()
+                )
+                or "none"
+            )
             dropped = sum(self.dropped[name].values())
             lines.append(f"dataset '{name}': kept {kept:,}, dropped {dropped:,} ({reasons})")
-        lines.append(f"Wrote {sum(self.kept.values()):,} samples to {self.out}; dropped samples "
-                     f"and why: {self.dropped_list}")
-        lines.append(f"To train on it, register it in dataset_info.json: "
-                     f"{json.dumps({self.out.stem: self.entry})}")
+        lines.append(
+            f"Wrote {sum(self.kept.values()):,} samples to {self.out}; dropped samples "
+            f"and why: {self.dropped_list}"
+        )
+        lines.append(
+            f"To train on it, register it in dataset_info.json: "
+            f"{json.dumps({self.out.stem: self.entry})}"
+        )
         return "\n".join(lines)
 
 
 def normalize_whitespace(text: str) -> str:
     """Line endings unified, trailing spaces and runs of blank lines removed, ends stripped;
     indentation is kept (code samples need it)."""
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n")
-             .replace("\u00a0", " ").split("\n")]
+    lines = [
+        line.rstrip()
+        for line in text.replace("\r\n", "\n")
+        .replace("\r", "\n")
+        .replace("\u00a0", " ")
+        .split("\n")
+    ]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def clean_datasets(cfg: RunConfig, tokenizer: Any, out: str | Path, *,
-                   dedupe: Dedupe = "normalized", min_tokens: int | None = None,
-                   max_tokens: int | None = None) -> CleanReport:
+def clean_datasets(
+    cfg: RunConfig,
+    tokenizer: Any,
+    out: str | Path,
+    *,
+    dedupe: Dedupe = "normalized",
+    min_tokens: int | None = None,
+    max_tokens: int | None = None,
+) -> CleanReport:
     """Write the configured training datasets, cleaned, to `out` (see the module docstring)."""
     out = Path(out)
     _check_out(cfg, out)
@@ -93,20 +114,29 @@ def clean_datasets(cfg: RunConfig, tokenizer: Any, out: str | Path, *,
             dropped.append((sample, reason))
     names = list(dict.fromkeys(sample.dataset for sample in samples))
     counts = {name: sum(1 for sample in kept if sample.dataset == name) for name in names}
-    why = {name: Counter(_reason_kind(reason) for sample, reason in dropped
-                         if sample.dataset == name) for name in names}
+    why = {
+        name: Counter(_reason_kind(reason) for sample, reason in dropped if sample.dataset == name)
+        for name in names
+    }
     for name in names:
         if not counts[name]:
             reasons = ", ".join(f"{count:,} {kind}" for kind, count in why[name].most_common())
-            raise DataError(f"dataset '{name}': every sample was dropped by cleaning ({reasons}); "
-                            f"nothing would be left to train on")
+            raise DataError(
+                f"dataset '{name}': every sample was dropped by cleaning ({reasons}); "
+                f"nothing would be left to train on"
+            )
     dropped_list = out.with_name(out.stem + ".dropped.jsonl")
     _write_lines(out, (_row(sample, cfg.finetune.stage) for sample in kept))
-    _write_lines(dropped_list, ({"dataset": sample.dataset, "file": sample.where,
-                                 "row": sample.row, "reason": reason}
-                                for sample, reason in dropped))
-    return CleanReport(out, dropped_list, counts, why,
-                       _entry(out, cfg.data.dataset_dir, cfg.finetune.stage))
+    _write_lines(
+        dropped_list,
+        (
+            {"dataset": sample.dataset, "file": sample.where, "row": sample.row, "reason": reason}
+            for sample, reason in dropped
+        ),
+    )
+    return CleanReport(
+        out, dropped_list, counts, why, _entry(out, cfg.data.dataset_dir, cfg.finetune.stage)
+    )
 
 
 def _check_out(cfg: RunConfig, out: Path) -> None:
@@ -117,11 +147,14 @@ def _check_out(cfg: RunConfig, out: Path) -> None:
         if spec.path is not None:
             inputs.update(path.resolve() for path in data_files(spec.path))
     if out.resolve() in inputs:
-        raise DataError(f"--out {out}: is one of the input files; clean never changes its "
-                        f"input, choose another path")
+        raise DataError(
+            f"--out {out}: is one of the input files; clean never changes its "
+            f"input, choose another path"
+        )
     if out.suffix.lower() != ".jsonl":
-        raise DataError(f"--out {out}: the cleaned copy is JSON lines; give a path ending "
-                        f"in .jsonl")
+        raise DataError(
+            f"--out {out}: the cleaned copy is JSON lines; give a path ending in .jsonl"
+        )
     if out.is_dir():
         raise DataError(f"--out {out}: is a folder; give a file path ending in .jsonl")
 
@@ -133,26 +166,34 @@ def _tidy(sample: Sample) -> Sample:
     if sample.text is not None:
         text = normalize_whitespace(sample.text)
         return replace(sample, text=text, problem=None if text else "empty text")
-    messages = tuple({"role": m["role"], "content": normalize_whitespace(m["content"])}
-                     for m in sample.messages)
-    empty = next((m["role"] for m in messages if not m["content"] and m["role"] != "system"),
-                 None)
-    return replace(sample, messages=messages,  # type: ignore[arg-type]
-                   problem=f"empty {empty} message" if empty else None)
+    messages = tuple(
+        {"role": m["role"], "content": normalize_whitespace(m["content"])} for m in sample.messages
+    )
+    empty = next((m["role"] for m in messages if not m["content"] and m["role"] != "system"), None)
+    return replace(
+        sample,
+        messages=messages,  # type: ignore[arg-type]
+        problem=f"empty {empty} message" if empty else None,
+    )
 
 
 def _total_tokens(cfg: RunConfig, tokenizer: Any, samples: list[Sample]) -> dict[int, int]:
     """Tokens per usable sample (by id), as training encodes it."""
     usable = [sample for sample in samples if not sample.problem]
-    template = (get_template(cfg.data.template, tokenizer, cfg.data.default_system)
-                if cfg.finetune.stage == "sft" else None)
-    totals = token_lengths(usable, template, tokenizer,
-                           add_eos=cfg.finetune.stage == "pt").total.values
+    template = (
+        get_template(cfg.data.template, tokenizer, cfg.data.default_system)
+        if cfg.finetune.stage == "sft"
+        else None
+    )
+    totals = token_lengths(
+        usable, template, tokenizer, add_eos=cfg.finetune.stage == "pt"
+    ).total.values
     return {id(sample): total for sample, total in zip(usable, totals, strict=True)}
 
 
-def _drop_reason(sample: Sample, length: int | None, min_tokens: int | None,
-                 max_tokens: int | None) -> str | None:
+def _drop_reason(
+    sample: Sample, length: int | None, min_tokens: int | None, max_tokens: int | None
+) -> str | None:
     if sample.problem:
         return f"unusable: {sample.problem}"
     if length is not None and min_tokens is not None and length < min_tokens:
@@ -173,8 +214,11 @@ def _row(sample: Sample, stage: str) -> dict[str, Any]:
         return {"text": sample.text, "label": sample.label}
     if stage == "pt":
         return {"text": sample.text}
-    row: dict[str, Any] = {"messages": [{"role": OPENAI_ROLES[m["role"]], "content": m["content"]}
-                                        for m in sample.messages]}
+    row: dict[str, Any] = {
+        "messages": [
+            {"role": OPENAI_ROLES[m["role"]], "content": m["content"]} for m in sample.messages
+        ]
+    }
     if sample.tools:
         row["tools"] = sample.tools
     return row

@@ -18,14 +18,16 @@ import datasets
 from tuneforge.data.formats import Message, map_workers
 from tuneforge.data.templates import IGNORE_INDEX, Segment, Template, label_segments
 
-ENCODED_FEATURES = datasets.Features({
-    "input_ids": datasets.List(datasets.Value("int32")),
-    "labels": datasets.List(datasets.Value("int32")),
-    "length": datasets.Value("int32"),
-    "truncated": datasets.Value("bool"),
-    "tokens": datasets.Value("int32"),
-    "trained": datasets.Value("int32"),
-})
+ENCODED_FEATURES = datasets.Features(
+    {
+        "input_ids": datasets.List(datasets.Value("int32")),
+        "labels": datasets.List(datasets.Value("int32")),
+        "length": datasets.Value("int32"),
+        "truncated": datasets.Value("bool"),
+        "tokens": datasets.Value("int32"),
+        "trained": datasets.Value("int32"),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,15 @@ class EncodeReport:
     lengths: tuple[int, ...]
 
 
-def encode_sample(template: Template, messages: Sequence[Message], tools: str | None, *,
-                  cutoff_len: int, train_on_prompt: bool = False,
-                  mask_history: bool = False) -> tuple[list[int], list[int], int]:
+def encode_sample(
+    template: Template,
+    messages: Sequence[Message],
+    tools: str | None,
+    *,
+    cutoff_len: int,
+    train_on_prompt: bool = False,
+    mask_history: bool = False,
+) -> tuple[list[int], list[int], int]:
     """(input_ids, labels, length before truncation) of one conversation."""
     tool_list = json.loads(tools) if tools else None
     flags = {"train_on_prompt": train_on_prompt, "mask_history": mask_history}
@@ -51,7 +59,7 @@ def encode_sample(template: Template, messages: Sequence[Message], tools: str | 
     ids, labels = label_segments(segments, **flags)
     full_length = len(ids)
     head = list(messages[:1]) if messages[0]["role"] == "system" else []
-    turns = list(messages[len(head):])
+    turns = list(messages[len(head) :])
     while len(ids) > cutoff_len and len(turns) > 2:
         turns = turns[2:]
         segments = template.encode_segments(head + turns, tools=tool_list)
@@ -62,8 +70,9 @@ def encode_sample(template: Template, messages: Sequence[Message], tools: str | 
     return ids, labels, full_length
 
 
-def _kept_positions(template: Template, prompt_messages: list[Message],
-                    segments: list[Segment], cutoff_len: int) -> list[int]:
+def _kept_positions(
+    template: Template, prompt_messages: list[Message], segments: list[Segment], cutoff_len: int
+) -> list[int]:
     """Positions kept of an over-long single exchange: the response gets what it needs, but
     the prompt keeps at least half of cutoff_len (or all of itself if it is shorter)."""
     last = max(k for k, segment in enumerate(segments) if segment.assistant)
@@ -81,7 +90,7 @@ def _header_length(template: Template, prompt_messages: list[Message]) -> int:
     text = template.render(prompt_messages, add_generation_prompt=True)
     content = prompt_messages[-1]["content"]
     position = text.rfind(content)
-    tail = text[position + len(content):] if position >= 0 else ""
+    tail = text[position + len(content) :] if position >= 0 else ""
     return len(template.tokenizer(tail, add_special_tokens=False)["input_ids"]) if tail else 0
 
 
@@ -98,8 +107,13 @@ class ConversationEncoder:
         out: dict[str, list[Any]] = {name: [] for name in ENCODED_FEATURES}
         for messages, tools in zip(batch["messages"], batch["tools"], strict=True):
             ids, labels, length = encode_sample(
-                self.template, messages, tools, cutoff_len=self.cutoff_len,
-                train_on_prompt=self.train_on_prompt, mask_history=self.mask_history)
+                self.template,
+                messages,
+                tools,
+                cutoff_len=self.cutoff_len,
+                train_on_prompt=self.train_on_prompt,
+                mask_history=self.mask_history,
+            )
             _append(out, ids, labels, length, truncated=length > len(ids))
         return out
 
@@ -121,14 +135,20 @@ class TextEncoder:
                 continue
             ids = list(ids) + eos
             for start in range(0, len(ids), self.cutoff_len):
-                chunk = ids[start:start + self.cutoff_len]
-                _append(out, chunk, chunk, len(ids) if start == 0 else -1,
-                        truncated=start == 0 and len(ids) > self.cutoff_len)
+                chunk = ids[start : start + self.cutoff_len]
+                _append(
+                    out,
+                    chunk,
+                    chunk,
+                    len(ids) if start == 0 else -1,
+                    truncated=start == 0 and len(ids) > self.cutoff_len,
+                )
         return out
 
 
-def _append(out: dict[str, list[Any]], ids: list[int], labels: list[int], length: int, *,
-            truncated: bool) -> None:
+def _append(
+    out: dict[str, list[Any]], ids: list[int], labels: list[int], length: int, *, truncated: bool
+) -> None:
     out["input_ids"].append(ids)
     out["labels"].append(labels)
     out["length"].append(length)
@@ -137,25 +157,42 @@ def _append(out: dict[str, list[Any]], ids: list[int], labels: list[int], length
     out["trained"].append(sum(1 for label in labels if label != IGNORE_INDEX))
 
 
-def encode_conversations(rows: datasets.Dataset, template: Template, *, cutoff_len: int,
-                         train_on_prompt: bool, mask_history: bool, num_proc: int | None,
-                         load_from_cache_file: bool) -> tuple[datasets.Dataset, EncodeReport]:
+def encode_conversations(
+    rows: datasets.Dataset,
+    template: Template,
+    *,
+    cutoff_len: int,
+    train_on_prompt: bool,
+    mask_history: bool,
+    num_proc: int | None,
+    load_from_cache_file: bool,
+) -> tuple[datasets.Dataset, EncodeReport]:
     encoder = ConversationEncoder(template, cutoff_len, train_on_prompt, mask_history)
     return _encode(rows, encoder, num_proc, load_from_cache_file)
 
 
-def encode_texts(rows: datasets.Dataset, tokenizer: Any, *, cutoff_len: int,
-                 num_proc: int | None,
-                 load_from_cache_file: bool) -> tuple[datasets.Dataset, EncodeReport]:
+def encode_texts(
+    rows: datasets.Dataset,
+    tokenizer: Any,
+    *,
+    cutoff_len: int,
+    num_proc: int | None,
+    load_from_cache_file: bool,
+) -> tuple[datasets.Dataset, EncodeReport]:
     return _encode(rows, TextEncoder(tokenizer, cutoff_len), num_proc, load_from_cache_file)
 
 
-def _encode(rows: datasets.Dataset, encoder: Any, num_proc: int | None,
-            load_from_cache_file: bool) -> tuple[datasets.Dataset, EncodeReport]:
+def _encode(
+    rows: datasets.Dataset, encoder: Any, num_proc: int | None, load_from_cache_file: bool
+) -> tuple[datasets.Dataset, EncodeReport]:
     encoded = rows.map(
-        encoder, batched=True, remove_columns=rows.column_names, features=ENCODED_FEATURES,
+        encoder,
+        batched=True,
+        remove_columns=rows.column_names,
+        features=ENCODED_FEATURES,
         num_proc=map_workers(num_proc, len(rows)),
-        load_from_cache_file=load_from_cache_file, desc="Tokenising",
+        load_from_cache_file=load_from_cache_file,
+        desc="Tokenising",
     )
     lengths = [length for length in encoded["length"] if length >= 0]
     trained = list(encoded["trained"])

@@ -19,23 +19,34 @@ from urllib.parse import urlparse
 import datasets
 
 from tuneforge.data.registry import DatasetSpec
-from tuneforge.userfiles import check_utf8, utf8_lines
 from tuneforge.errors import DataError
+from tuneforge.userfiles import check_utf8, utf8_lines
 
-BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet",
-            ".txt": "text", ".arrow": "arrow"}
+BUILDERS = {
+    ".json": "json",
+    ".jsonl": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".txt": "text",
+    ".arrow": "arrow",
+}
 
 
 def data_files(path: Path) -> list[Path]:
     """The file itself, or every visible file of a folder (sorted), all of a known type."""
-    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) \
-        if path.is_dir() else [path]
+    files = (
+        sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        if path.is_dir()
+        else [path]
+    )
     if not files:
         raise DataError(f"{path}: the folder holds no data files")
     for file in files:
         if file.suffix.lower() not in BUILDERS:
-            raise DataError(f"{file}: unsupported file type '{file.suffix}' "
-                            f"(use {', '.join(sorted(set(BUILDERS)))})")
+            raise DataError(
+                f"{file}: unsupported file type '{file.suffix}' "
+                f"(use {', '.join(sorted(set(BUILDERS)))})"
+            )
     return files
 
 
@@ -59,8 +70,9 @@ def load_file(path: Path, cache_dir: str | None) -> datasets.Dataset:
         check_utf8(path, DataError)
     try:
         with _parse_errors_unlogged():
-            return datasets.load_dataset(builder, data_files=str(path), split="train",
-                                         cache_dir=cache_dir)
+            return datasets.load_dataset(
+                builder, data_files=str(path), split="train", cache_dir=cache_dir
+            )
     except Exception as err:  # datasets wraps parser errors in several exception types
         if builder == "json":
             raise DataError(diagnose_json(path) or _reason(path, err)) from None
@@ -72,17 +84,26 @@ def load_hub(spec: DatasetSpec, cache_dir: str | None) -> datasets.Dataset:
     offline = os.environ.get("HF_HUB_OFFLINE", "") in {"1", "true", "TRUE", "yes"}
     proxied = any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy"))
     if not (offline or proxied) and not _hub_reachable():
-        raise DataError(f"dataset '{spec.name}': cannot reach the Hugging Face hub to load "
-                        f"'{spec.hub_id}'; download the data and register it with file_name "
-                        f"instead (or set HF_HUB_OFFLINE=1 to use a cached copy)")
+        raise DataError(
+            f"dataset '{spec.name}': cannot reach the Hugging Face hub to load "
+            f"'{spec.hub_id}'; download the data and register it with file_name "
+            f"instead (or set HF_HUB_OFFLINE=1 to use a cached copy)"
+        )
     try:
-        return datasets.load_dataset(spec.hub_id, name=spec.subset, data_dir=spec.folder,
-                                     split=spec.split, revision=spec.revision,
-                                     cache_dir=cache_dir)
+        return datasets.load_dataset(
+            spec.hub_id,
+            name=spec.subset,
+            data_dir=spec.folder,
+            split=spec.split,
+            revision=spec.revision,
+            cache_dir=cache_dir,
+        )
     except Exception as err:  # network, missing split or subset, missing cache: all one line
-        raise DataError(f"dataset '{spec.name}': cannot load '{spec.hub_id}' from the hub "
-                        f"({_first_line(err)}); download the data and register it with "
-                        f"file_name instead") from None
+        raise DataError(
+            f"dataset '{spec.name}': cannot load '{spec.hub_id}' from the hub "
+            f"({_first_line(err)}); download the data and register it with "
+            f"file_name instead"
+        ) from None
 
 
 def _hub_reachable() -> bool:
@@ -185,8 +206,7 @@ def _mixed_kinds(path: Path, rows: list[object]) -> str | None:
         for key, kind in _leaf_kinds(row, ""):
             seen = first_kind.setdefault(key, (kind, number))
             if seen[0] != kind:
-                return (f"{path}: row {number}: '{key}' is {kind} where row {seen[1]} "
-                        f"has {seen[0]}")
+                return f"{path}: row {number}: '{key}' is {kind} where row {seen[1]} has {seen[0]}"
     return None
 
 

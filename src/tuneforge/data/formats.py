@@ -37,36 +37,70 @@ class Conversation(TypedDict):
     tools: str | None
 
 
-CONVERSATION_FEATURES = datasets.Features({
-    "messages": datasets.List({"role": datasets.Value("string"),
-                               "content": datasets.Value("string")}),
-    "tools": datasets.Value("string"),
-})
+CONVERSATION_FEATURES = datasets.Features(
+    {
+        "messages": datasets.List(
+            {"role": datasets.Value("string"), "content": datasets.Value("string")}
+        ),
+        "tools": datasets.Value("string"),
+    }
+)
 TEXT_FEATURES = datasets.Features({"text": datasets.Value("string")})
 MAX_REPORTED_ROWS = 10
 
-DEFAULT_COLUMNS: Mapping[str, Mapping[str, str]] = MappingProxyType({
-    "alpaca": MappingProxyType({"prompt": "instruction", "query": "input", "response": "output",
-                                "history": "history", "system": "system", "tools": "tools"}),
-    "sharegpt": MappingProxyType({"messages": "conversations", "system": "system",
-                                  "tools": "tools"}),
-    "openai": MappingProxyType({"messages": "messages", "system": "system", "tools": "tools"}),
-    "text": MappingProxyType({"prompt": "text"}),
-})
-REQUIRED_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "alpaca": ("prompt", "response"), "sharegpt": ("messages",), "openai": ("messages",),
-    "text": ("prompt",),
-})
-DEFAULT_TAGS: Mapping[str, Mapping[str, str]] = MappingProxyType({
-    "sharegpt": MappingProxyType({
-        "role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
-        "observation_tag": "observation", "function_tag": "function_call",
-        "system_tag": "system"}),
-    "openai": MappingProxyType({
-        "role_tag": "role", "content_tag": "content", "user_tag": "user",
-        "assistant_tag": "assistant", "observation_tag": "tool",
-        "function_tag": "function_call", "system_tag": "system"}),
-})
+DEFAULT_COLUMNS: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        "alpaca": MappingProxyType(
+            {
+                "prompt": "instruction",
+                "query": "input",
+                "response": "output",
+                "history": "history",
+                "system": "system",
+                "tools": "tools",
+            }
+        ),
+        "sharegpt": MappingProxyType(
+            {"messages": "conversations", "system": "system", "tools": "tools"}
+        ),
+        "openai": MappingProxyType({"messages": "messages", "system": "system", "tools": "tools"}),
+        "text": MappingProxyType({"prompt": "text"}),
+    }
+)
+REQUIRED_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "alpaca": ("prompt", "response"),
+        "sharegpt": ("messages",),
+        "openai": ("messages",),
+        "text": ("prompt",),
+    }
+)
+DEFAULT_TAGS: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        "sharegpt": MappingProxyType(
+            {
+                "role_tag": "from",
+                "content_tag": "value",
+                "user_tag": "human",
+                "assistant_tag": "gpt",
+                "observation_tag": "observation",
+                "function_tag": "function_call",
+                "system_tag": "system",
+            }
+        ),
+        "openai": MappingProxyType(
+            {
+                "role_tag": "role",
+                "content_tag": "content",
+                "user_tag": "user",
+                "assistant_tag": "assistant",
+                "observation_tag": "tool",
+                "function_tag": "function_call",
+                "system_tag": "system",
+            }
+        ),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -83,8 +117,9 @@ class RowFormat:
         notes = []
         if self.tags:
             t = self.tags
-            notes.append(f"{t['role_tag']}/{t['content_tag']}, "
-                         f"{t['user_tag']}/{t['assistant_tag']}")
+            notes.append(
+                f"{t['role_tag']}/{t['content_tag']}, {t['user_tag']}/{t['assistant_tag']}"
+            )
         if self.detected:
             notes.append("detected")
         return f"{self.name} ({'; '.join(notes)})" if notes else self.name
@@ -94,8 +129,9 @@ class _RowProblem(Exception):
     """A problem with one row; collected with the others, then raised as one DataError."""
 
 
-def resolve_format(spec: DatasetSpec, where: str, rows: datasets.Dataset, stage: str,
-                   answered: bool = True) -> RowFormat:
+def resolve_format(
+    spec: DatasetSpec, where: str, rows: datasets.Dataset, stage: str, answered: bool = True
+) -> RowFormat:
     """The format declared in the registry, else detected from the first row; columns checked
     (without `answered`, a test set may lack the answer column)."""
     if stage == "pt":
@@ -130,13 +166,16 @@ def _detect(spec: DatasetSpec, where: str, rows: datasets.Dataset) -> RowFormat:
     if alpaca["prompt"] in names or alpaca["response"] in names:
         # The other one may be missing: `_check_columns` names it.
         return RowFormat("alpaca", MappingProxyType(alpaca), detected=True)
-    raise DataError(f"{where}: cannot tell the format from the columns ({', '.join(names)}); "
-                    f"set formatting in dataset_info.json for dataset '{spec.name}' (alpaca: "
-                    f"instruction/input/output, sharegpt: conversations, openai: messages)")
+    raise DataError(
+        f"{where}: cannot tell the format from the columns ({', '.join(names)}); "
+        f"set formatting in dataset_info.json for dataset '{spec.name}' (alpaca: "
+        f"instruction/input/output, sharegpt: conversations, openai: messages)"
+    )
 
 
-def _detect_tags(spec: DatasetSpec, where: str, column: str, messages: list[Any],
-                 style: str) -> dict[str, str]:
+def _detect_tags(
+    spec: DatasetSpec, where: str, column: str, messages: list[Any], style: str
+) -> dict[str, str]:
     """Tags from the first row's message keys and role names; registry tags win."""
     keys = set(messages[0]) if messages and isinstance(messages[0], dict) else set()
     tags = dict(DEFAULT_TAGS["openai" if {"role", "content"} <= keys else style])
@@ -149,20 +188,30 @@ def _detect_tags(spec: DatasetSpec, where: str, column: str, messages: list[Any]
             break
     tags.update(spec.tags)
     if not {tags["role_tag"], tags["content_tag"]} <= keys:
-        raise DataError(f"{where}: row 1: cannot tell the message keys of '{column}' (it has "
-                        f"{', '.join(sorted(map(str, keys))) or 'none'}); set tags.role_tag "
-                        f"and tags.content_tag for dataset '{spec.name}' in dataset_info.json")
+        raise DataError(
+            f"{where}: row 1: cannot tell the message keys of '{column}' (it has "
+            f"{', '.join(sorted(map(str, keys))) or 'none'}); set tags.role_tag "
+            f"and tags.content_tag for dataset '{spec.name}' in dataset_info.json"
+        )
     return tags
 
 
-def _check_columns(spec: DatasetSpec, where: str, names: Sequence[str], fmt: RowFormat,
-                   stage: str, answered: bool = True) -> None:
+def _check_columns(
+    spec: DatasetSpec,
+    where: str,
+    names: Sequence[str],
+    fmt: RowFormat,
+    stage: str,
+    answered: bool = True,
+) -> None:
     if stage != "pt":
         for key in spec.columns:
             if key not in DEFAULT_COLUMNS[fmt.name]:
-                raise DataError(f"dataset '{spec.name}': columns.{key} does not apply to "
-                                f"{fmt.name} data (it uses "
-                                f"{', '.join(DEFAULT_COLUMNS[fmt.name])})")
+                raise DataError(
+                    f"dataset '{spec.name}': columns.{key} does not apply to "
+                    f"{fmt.name} data (it uses "
+                    f"{', '.join(DEFAULT_COLUMNS[fmt.name])})"
+                )
     if stage != "pt" and spec.tags and not fmt.tags:
         raise DataError(f"dataset '{spec.name}': tags apply to sharegpt and openai data only")
     keys = [k for k in fmt.columns if k in spec.columns or k in REQUIRED_COLUMNS[fmt.name]]
@@ -172,15 +221,25 @@ def _check_columns(spec: DatasetSpec, where: str, names: Sequence[str], fmt: Row
         column = fmt.columns[key]
         if column not in names:
             how = "" if key in spec.columns else f"; set columns.{key} in dataset_info.json"
-            role = ("the text column of stage pt" if fmt.name == "text"
-                    else f"the {fmt.name} {key} column")
-            raise DataError(f"{where}: no column '{column}' ({role}); "
-                            f"the file has: {', '.join(names)}{how}")
+            role = (
+                "the text column of stage pt"
+                if fmt.name == "text"
+                else f"the {fmt.name} {key} column"
+            )
+            raise DataError(
+                f"{where}: no column '{column}' ({role}); the file has: {', '.join(names)}{how}"
+            )
 
 
-def to_conversations(rows: datasets.Dataset, where: str, fmt: RowFormat, *,
-                     num_proc: int | None, load_from_cache_file: bool,
-                     answered: bool = True) -> datasets.Dataset:
+def to_conversations(
+    rows: datasets.Dataset,
+    where: str,
+    fmt: RowFormat,
+    *,
+    num_proc: int | None,
+    load_from_cache_file: bool,
+    answered: bool = True,
+) -> datasets.Dataset:
     """Convert and validate every row; raise one DataError listing the first bad rows.
 
     ``answered=False`` (test sets) also accepts rows without a final answer: their
@@ -189,15 +248,21 @@ def to_conversations(rows: datasets.Dataset, where: str, fmt: RowFormat, *,
     features = TEXT_FEATURES if fmt.name == "text" else CONVERSATION_FEATURES
     features = datasets.Features({**features, "error": datasets.Value("string")})
     converted = rows.map(
-        RowConverter(fmt, where, answered), with_indices=True, remove_columns=rows.column_names,
-        features=features, num_proc=map_workers(num_proc, len(rows)),
-        load_from_cache_file=load_from_cache_file, desc=f"Reading {where}",
+        RowConverter(fmt, where, answered),
+        with_indices=True,
+        remove_columns=rows.column_names,
+        features=features,
+        num_proc=map_workers(num_proc, len(rows)),
+        load_from_cache_file=load_from_cache_file,
+        desc=f"Reading {where}",
     )
     errors = [error for error in converted["error"] if error]
     if errors:
         more = len(errors) - MAX_REPORTED_ROWS
-        raise DataError(*errors[:MAX_REPORTED_ROWS],
-                        f"... and {more} more rows with problems" if more > 0 else "")
+        raise DataError(
+            *errors[:MAX_REPORTED_ROWS],
+            f"... and {more} more rows with problems" if more > 0 else "",
+        )
     return converted.remove_columns("error")
 
 
@@ -215,12 +280,19 @@ class RowConverter:
     answered: bool = True
 
     def __call__(self, row: dict[str, Any], index: int) -> dict[str, Any]:
-        empty: dict[str, Any] = ({"text": None} if self.fmt.name == "text"
-                                 else {"messages": [], "tools": None})
+        empty: dict[str, Any] = (
+            {"text": None} if self.fmt.name == "text" else {"messages": [], "tools": None}
+        )
         try:
-            converted = {"text": _text_row(row, self.fmt)} if self.fmt.name == "text" else (
-                _alpaca_row(row, self.fmt, self.answered) if self.fmt.name == "alpaca"
-                else _chat_row(row, self.fmt, self.answered))
+            converted = (
+                {"text": _text_row(row, self.fmt)}
+                if self.fmt.name == "text"
+                else (
+                    _alpaca_row(row, self.fmt, self.answered)
+                    if self.fmt.name == "alpaca"
+                    else _chat_row(row, self.fmt, self.answered)
+                )
+            )
         except _RowProblem as problem:
             return {**empty, "error": f"{self.where}: row {index + 1}: {problem}"}
         return {**converted, "error": None}
@@ -250,8 +322,10 @@ def _alpaca_row(row: Mapping[str, Any], fmt: RowFormat, answered: bool = True) -
         raise _RowProblem(f"'{col['response']}' is empty")
     messages: list[Message] = _system(row.get(col["system"]), col["system"])
     for pair in _history(row.get(col["history"]), col["history"]):
-        messages += [Message(role="user", content=pair[0]),
-                     Message(role="assistant", content=pair[1])]
+        messages += [
+            Message(role="user", content=pair[0]),
+            Message(role="assistant", content=pair[1]),
+        ]
     messages.append(Message(role="user", content=prompt))
     if response and response.strip():
         messages.append(Message(role="assistant", content=response))
@@ -262,8 +336,9 @@ def _history(value: object, column: str) -> list[tuple[str, str]]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise _RowProblem(f"'{column}' is {_kind(value)}, expected a list of "
-                          f"[question, answer] pairs")
+        raise _RowProblem(
+            f"'{column}' is {_kind(value)}, expected a list of [question, answer] pairs"
+        )
     pairs = []
     for i, pair in enumerate(value):
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
@@ -283,9 +358,13 @@ def _chat_row(row: Mapping[str, Any], fmt: RowFormat, answered: bool = True) -> 
         raise _RowProblem(f"missing '{column}'")
     if not isinstance(raw, list):
         raise _RowProblem(f"'{column}' is {_kind(raw)}, expected a list of messages")
-    roles: dict[str, Role] = {tags["user_tag"]: "user", tags["assistant_tag"]: "assistant",
-                              tags["observation_tag"]: "observation",
-                              tags["function_tag"]: "function", tags["system_tag"]: "system"}
+    roles: dict[str, Role] = {
+        tags["user_tag"]: "user",
+        tags["assistant_tag"]: "assistant",
+        tags["observation_tag"]: "observation",
+        tags["function_tag"]: "function",
+        tags["system_tag"]: "system",
+    }
     messages: list[Message] = []
     for i, item in enumerate(raw):
         messages += _chat_message(item, f"{column}[{i}]", roles, tags, first=i == 0)
@@ -293,12 +372,15 @@ def _chat_row(row: Mapping[str, Any], fmt: RowFormat, answered: bool = True) -> 
     if system and messages and messages[0]["role"] == "system":
         raise _RowProblem(f"has both a '{fmt.columns['system']}' column and a system message")
     _check_order(raw, messages, column, tags, answered)
-    return Conversation(messages=system + messages,
-                        tools=_tools(row.get(fmt.columns["tools"]), fmt.columns["tools"]))
+    return Conversation(
+        messages=system + messages,
+        tools=_tools(row.get(fmt.columns["tools"]), fmt.columns["tools"]),
+    )
 
 
-def _chat_message(item: object, path: str, roles: Mapping[str, Role], tags: Mapping[str, str],
-                  *, first: bool) -> list[Message]:
+def _chat_message(
+    item: object, path: str, roles: Mapping[str, Role], tags: Mapping[str, str], *, first: bool
+) -> list[Message]:
     if not isinstance(item, dict):
         raise _RowProblem(f"{path} is {_kind(item)}, expected an object")
     role_tag, content_tag = tags["role_tag"], tags["content_tag"]
@@ -306,24 +388,29 @@ def _chat_message(item: object, path: str, roles: Mapping[str, Role], tags: Mapp
     if tag is None:
         raise _RowProblem(f"{path}.{role_tag} is missing")
     if tag not in roles:
-        raise _RowProblem(f"{path}.{role_tag} is '{tag}'; expected one of "
-                          f"{', '.join(repr(r) for r in roles)}")
+        raise _RowProblem(
+            f"{path}.{role_tag} is '{tag}'; expected one of {', '.join(repr(r) for r in roles)}"
+        )
     content = _text(item.get(content_tag), f"{path}.{content_tag}")
     if content is None:
         raise _RowProblem(f"{path}.{content_tag} is missing")
     role = roles[tag]
     if role == "system":
         if not first:
-            raise _RowProblem(f"{path}.{role_tag} is '{tag}'; a system message can only come "
-                              f"first")
+            raise _RowProblem(f"{path}.{role_tag} is '{tag}'; a system message can only come first")
         return [Message(role="system", content=content)] if content.strip() else []
     if not content.strip():
         raise _RowProblem(f"{path}.{content_tag} is empty")
     return [Message(role=role, content=content)]
 
 
-def _check_order(raw: list[Any], messages: list[Message], column: str,
-                 tags: Mapping[str, str], answered: bool = True) -> None:
+def _check_order(
+    raw: list[Any],
+    messages: list[Message],
+    column: str,
+    tags: Mapping[str, str],
+    answered: bool = True,
+) -> None:
     """Optional system, then user/observation and assistant/function alternating, ending
     with the assistant (or, unless `answered`, with the user)."""
     offset = len(raw) - sum(1 for m in messages if m["role"] != "system")
@@ -332,14 +419,18 @@ def _check_order(raw: list[Any], messages: list[Message], column: str,
         want_user = k % 2 == 0
         if (message["role"] in ("user", "observation")) != want_user:
             expected = tags["user_tag"] if want_user else tags["assistant_tag"]
-            raise _RowProblem(f"{column}[{k + offset}].{tags['role_tag']} is "
-                              f"'{raw[k + offset][tags['role_tag']]}' where '{expected}' was "
-                              f"expected")
+            raise _RowProblem(
+                f"{column}[{k + offset}].{tags['role_tag']} is "
+                f"'{raw[k + offset][tags['role_tag']]}' where '{expected}' was "
+                f"expected"
+            )
     if not turns:
         raise _RowProblem(f"'{column}' has no {tags['user_tag']} message")
     if len(turns) % 2 and answered:
-        raise _RowProblem(f"'{column}' ends with a '{raw[-1][tags['role_tag']]}' message; "
-                          f"the last message must be from '{tags['assistant_tag']}'")
+        raise _RowProblem(
+            f"'{column}' ends with a '{raw[-1][tags['role_tag']]}' message; "
+            f"the last message must be from '{tags['assistant_tag']}'"
+        )
 
 
 def _system(value: object, column: str) -> list[Message]:

@@ -28,8 +28,19 @@ from tuneforge.errors import ConfigError
 # Columns a row may leave empty without being broken (alpaca's input, a missing system...).
 OPTIONAL_COLUMNS = ("query", "system", "history", "tools")
 # Scripts told apart in the language/script mix; letters of any other script count as "other".
-SCRIPTS = ("Latin", "Han", "Hiragana", "Katakana", "Hangul", "Cyrillic", "Arabic", "Hebrew",
-           "Greek", "Devanagari", "Thai")
+SCRIPTS = (
+    "Latin",
+    "Han",
+    "Hiragana",
+    "Katakana",
+    "Hangul",
+    "Cyrillic",
+    "Arabic",
+    "Hebrew",
+    "Greek",
+    "Devanagari",
+    "Thai",
+)
 # Scripts written without spaces between words: each character is counted as a word.
 CHARACTER_SCRIPTS = ("Han", "Hiragana", "Katakana")
 # cutoff_len suggestions are rounded up to a multiple of this.
@@ -69,8 +80,10 @@ def read_samples(cfg: RunConfig) -> list[Sample]:
     """Every row of the configured training datasets, usable or not, in file order."""
     data = cfg.data
     if not data.dataset:
-        raise ConfigError(f"dataset: not set; name one or more datasets registered in "
-                          f"{data.dataset_dir}/{registry.INFO_FILE}")
+        raise ConfigError(
+            f"dataset: not set; name one or more datasets registered in "
+            f"{data.dataset_dir}/{registry.INFO_FILE}"
+        )
     samples: list[Sample] = []
     for spec in registry.resolve(list(dict.fromkeys(data.dataset)), data.dataset_dir):
         for where, rows in files.iter_files(spec, cfg.model.cache_dir):
@@ -78,8 +91,7 @@ def read_samples(cfg: RunConfig) -> list[Sample]:
     return samples
 
 
-def _read_rows(spec: registry.DatasetSpec, where: str, rows: Any,
-               stage: str) -> Iterator[Sample]:
+def _read_rows(spec: registry.DatasetSpec, where: str, rows: Any, stage: str) -> Iterator[Sample]:
     if not len(rows):
         return
     if stage == "cls":
@@ -87,11 +99,22 @@ def _read_rows(spec: registry.DatasetSpec, where: str, rows: Any,
         label_column = spec.columns.get("response", labelled.LABEL_COLUMN)
         for index, row in enumerate(tqdm(rows, desc=f"Reading {where}", leave=False)):
             text, label = row.get(text_column), labelled.label_name(row.get(label_column))
-            problem = (f"empty text in '{text_column}'" if not isinstance(text, str)
-                       or not text.strip() else None if label is not None
-                       else f"'{label_column}' is {row.get(label_column)!r}, not a label")
-            yield Sample(spec.name, where, index + 1, text=text if isinstance(text, str) else "",
-                         label=label, problem=problem, empty_fields=_empty_fields(row, ()))
+            problem = (
+                f"empty text in '{text_column}'"
+                if not isinstance(text, str) or not text.strip()
+                else None
+                if label is not None
+                else f"'{label_column}' is {row.get(label_column)!r}, not a label"
+            )
+            yield Sample(
+                spec.name,
+                where,
+                index + 1,
+                text=text if isinstance(text, str) else "",
+                label=label,
+                problem=problem,
+                empty_fields=_empty_fields(row, ()),
+            )
         return
     fmt = formats.resolve_format(spec, where, rows, stage)
     convert = RowConverter(fmt, where)
@@ -102,10 +125,16 @@ def _read_rows(spec: registry.DatasetSpec, where: str, rows: Any,
         problem = converted["error"]
         label = labelled.label_name(row.get(labelled.LABEL_COLUMN)) if has_label else None
         yield Sample(
-            spec.name, where, index + 1, messages=tuple(converted.get("messages") or ()),
-            tools=converted.get("tools"), text=converted.get("text"), label=label,
+            spec.name,
+            where,
+            index + 1,
+            messages=tuple(converted.get("messages") or ()),
+            tools=converted.get("tools"),
+            text=converted.get("text"),
+            label=label,
             problem=problem.removeprefix(f"{where}: row {index + 1}: ") if problem else None,
-            empty_fields=_empty_fields(row, optional))
+            empty_fields=_empty_fields(row, optional),
+        )
 
 
 def _empty_fields(row: dict[str, Any], optional: Sequence[str]) -> tuple[str, ...]:
@@ -169,8 +198,10 @@ def find_duplicates(samples: Sequence[Sample]) -> dict[str, Duplicates]:
             if first is not sample:
                 counts[sample.dataset][normalized] += 1
                 examples.setdefault(sample.dataset, (first.location, sample.location))
-    return {name: Duplicates(count[False], count[True], examples.get(name))
-            for name, count in counts.items()}
+    return {
+        name: Duplicates(count[False], count[True], examples.get(name))
+        for name, count in counts.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -185,8 +216,11 @@ class Lengths:
         return int(np.percentile(np.asarray(self.values), share, method="higher"))
 
     def row(self) -> list[int]:
-        return [min(self.values, default=0), *(self.percentile(p) for p in (50, 90, 95, 99)),
-                max(self.values, default=0)]
+        return [
+            min(self.values, default=0),
+            *(self.percentile(p) for p in (50, 90, 95, 99)),
+            max(self.values, default=0),
+        ]
 
 
 @dataclass(frozen=True)
@@ -196,8 +230,9 @@ class TokenLengths:
     total: Lengths
 
 
-def token_lengths(samples: Iterable[Sample], template: Template | None, tokenizer: Any, *,
-                  add_eos: bool = False) -> TokenLengths:
+def token_lengths(
+    samples: Iterable[Sample], template: Template | None, tokenizer: Any, *, add_eos: bool = False
+) -> TokenLengths:
     """Prompt / response / total tokens per usable sample, as training would encode them
     (`add_eos`: pt ends every document with the end-of-sequence token)."""
     prompt: list[int] = []
@@ -213,11 +248,14 @@ def token_lengths(samples: Iterable[Sample], template: Template | None, tokenize
         answer = sum(len(segment.ids) for segment in segments if segment.assistant)
         prompt.append(sum(len(segment.ids) for segment in segments) - answer)
         response.append(answer)
-    totals = ([p + r for p, r in zip(prompt, response, strict=True)] if template is not None
-              else prompt)
-    return TokenLengths(Lengths(tuple(prompt)),
-                        Lengths(tuple(response)) if template is not None else None,
-                        Lengths(tuple(totals)))
+    totals = (
+        [p + r for p, r in zip(prompt, response, strict=True)] if template is not None else prompt
+    )
+    return TokenLengths(
+        Lengths(tuple(prompt)),
+        Lengths(tuple(response)) if template is not None else None,
+        Lengths(tuple(totals)),
+    )
 
 
 def suggest_cutoff_len(lengths: Lengths) -> int:
@@ -230,13 +268,18 @@ def script_mix(samples: Iterable[Sample]) -> Counter[str]:
     quarter or more). A Han, Hiragana or Katakana character counts as a word of its own."""
     import regex
 
-    patterns = {name: regex.compile(rf"\p{{Script={name}}}" if name in CHARACTER_SCRIPTS
-                                    else rf"\p{{Script={name}}}+") for name in SCRIPTS}
+    patterns = {
+        name: regex.compile(
+            rf"\p{{Script={name}}}" if name in CHARACTER_SCRIPTS else rf"\p{{Script={name}}}+"
+        )
+        for name in SCRIPTS
+    }
     mix: Counter[str] = Counter()
     for sample in samples:
         text = sample.contents()
-        counts = sorted(((len(pattern.findall(text)), name) for name, pattern in patterns.items()),
-                        reverse=True)
+        counts = sorted(
+            ((len(pattern.findall(text)), name) for name, pattern in patterns.items()), reverse=True
+        )
         total = sum(count for count, _ in counts)
         if not total:
             mix["other"] += 1
@@ -251,8 +294,9 @@ def language_mix(samples: Iterable[Sample]) -> Counter[str]:
     """Samples by the language py3langid identifies in (the start of) their text."""
     import py3langid
 
-    return Counter(py3langid.classify(sample.contents()[:LANGUAGE_SAMPLE_CHARS])[0]
-                   for sample in samples)
+    return Counter(
+        py3langid.classify(sample.contents()[:LANGUAGE_SAMPLE_CHARS])[0] for sample in samples
+    )
 
 
 @dataclass(frozen=True)
@@ -300,8 +344,10 @@ class InspectReport:
         lines = []
         for facts in self.datasets:
             lines += _dataset_lines(facts)
-        lines.append(f"Mix of {self.samples:,} usable samples: languages "
-                     f"{_shares(self.languages)}; scripts {_shares(self.scripts)}")
+        lines.append(
+            f"Mix of {self.samples:,} usable samples: languages "
+            f"{_shares(self.languages)}; scripts {_shares(self.scripts)}"
+        )
         if self.lengths.total.values:
             lines += _length_lines(self)
         return "\n".join(lines)
@@ -312,43 +358,66 @@ def inspect_datasets(cfg: RunConfig, tokenizer: Any | None) -> InspectReport:
     (without one, everything but the token lengths)."""
     samples = read_samples(cfg)
     stage = cfg.finetune.stage
-    template = (get_template(cfg.data.template, tokenizer, cfg.data.default_system)
-                if stage == "sft" and tokenizer is not None else None)
+    template = (
+        get_template(cfg.data.template, tokenizer, cfg.data.default_system)
+        if stage == "sft" and tokenizer is not None
+        else None
+    )
     duplicates = find_duplicates(samples)
     usable = [sample for sample in samples if not sample.problem]
     facts = []
     for name in dict.fromkeys(sample.dataset for sample in samples):
         own = [sample for sample in samples if sample.dataset == name]
         broken = [sample for sample in own if sample.problem]
-        facts.append(DatasetFacts(
-            name=name, samples=len(own), unusable=len(broken),
-            first_problem=broken[0].location + ": " + str(broken[0].problem) if broken else None,
-            empty_fields=Counter(path for sample in own for path in sample.empty_fields),
-            duplicates=duplicates[name],
-            labels=Counter(sample.label for sample in own
-                           if sample.label is not None and not sample.problem)))
+        facts.append(
+            DatasetFacts(
+                name=name,
+                samples=len(own),
+                unusable=len(broken),
+                first_problem=broken[0].location + ": " + str(broken[0].problem)
+                if broken
+                else None,
+                empty_fields=Counter(path for sample in own for path in sample.empty_fields),
+                duplicates=duplicates[name],
+                labels=Counter(
+                    sample.label
+                    for sample in own
+                    if sample.label is not None and not sample.problem
+                ),
+            )
+        )
     if tokenizer is None:
         lengths, described = TokenLengths(Lengths(()), None, Lengths(())), "no tokenizer"
     else:
         lengths = token_lengths(usable, template, tokenizer, add_eos=stage == "pt")
         described = template.label if template is not None else "plain text"
-    return InspectReport(stage=stage, cutoff_len=cfg.data.cutoff_len, template=described,
-                         datasets=tuple(facts), lengths=lengths,
-                         languages=language_mix(usable), scripts=script_mix(usable))
+    return InspectReport(
+        stage=stage,
+        cutoff_len=cfg.data.cutoff_len,
+        template=described,
+        datasets=tuple(facts),
+        lengths=lengths,
+        languages=language_mix(usable),
+        scripts=script_mix(usable),
+    )
+
 
 def _dataset_lines(facts: DatasetFacts) -> list[str]:
     lines = [f"dataset '{facts.name}': {facts.samples:,} samples"]
     if facts.empty_fields:
-        fields = ", ".join(f"{path} in {count:,}"
-                           for path, count in facts.empty_fields.most_common())
+        fields = ", ".join(
+            f"{path} in {count:,}" for path, count in facts.empty_fields.most_common()
+        )
         lines.append(f"  empty or whitespace-only fields: {fields} rows")
     if facts.unusable:
         lines.append(f"  unusable rows: {facts.unusable:,} (first: {facts.first_problem})")
     dup = facts.duplicates
     if dup.normalized:
         example = f"; e.g. {dup.example[1]} repeats {dup.example[0]}" if dup.example else ""
-        lines.append(f"  duplicates: {dup.exact:,} exact, {dup.normalized:,} ignoring case, "
-                     f"spaces and punctuation{example}")
+        lines.append(
+            f"  duplicates: {dup.exact:,} exact, {dup.normalized:,} ignoring case, "
+            f"spaces and punctuation{example}"
+        )
     else:
         lines.append("  duplicates: none")
     if facts.labels:
@@ -360,9 +429,10 @@ def _dataset_lines(facts: DatasetFacts) -> list[str]:
 
 def _length_lines(report: InspectReport) -> list[str]:
     lengths = report.lengths
-    lines = [f"Tokens per sample ({report.template}):",
-             f"  {'':<9}" + "".join(f"{name:>8}" for name in
-                                   ("min", "p50", "p90", "p95", "p99", "max"))]
+    lines = [
+        f"Tokens per sample ({report.template}):",
+        f"  {'':<9}" + "".join(f"{name:>8}" for name in ("min", "p50", "p90", "p95", "p99", "max")),
+    ]
     parts = [("prompt", lengths.prompt), ("response", lengths.response), ("total", lengths.total)]
     if lengths.response is None:
         parts = [("total", lengths.total)]
@@ -373,24 +443,33 @@ def _length_lines(report: InspectReport) -> list[str]:
     count = len(lengths.total.values)
     share = f" ({100 * report.truncated / count:.1f}%)" if count else ""
     verb = "splits" if report.stage == "pt" else "truncates"
-    lines.append(f"cutoff_len={report.cutoff_len} {verb} {report.truncated:,} of {count:,} "
-                 f"samples{share}")
+    lines.append(
+        f"cutoff_len={report.cutoff_len} {verb} {report.truncated:,} of {count:,} samples{share}"
+    )
     suggested = report.suggested_cutoff_len
     if suggested is not None:
-        lines.append(f"suggested cutoff_len: {suggested} (p95 = "
-                     f"{lengths.total.percentile(95):,} tokens, rounded up to a multiple of "
-                     f"{CUTOFF_STEP})")
+        lines.append(
+            f"suggested cutoff_len: {suggested} (p95 = "
+            f"{lengths.total.percentile(95):,} tokens, rounded up to a multiple of "
+            f"{CUTOFF_STEP})"
+        )
     return lines
 
 
-def render_histogram(values: Sequence[int], *, mark: int | None = None,
-                     bins: int = HISTOGRAM_BINS, width: int = HISTOGRAM_WIDTH) -> list[str]:
+def render_histogram(
+    values: Sequence[int],
+    *,
+    mark: int | None = None,
+    bins: int = HISTOGRAM_BINS,
+    width: int = HISTOGRAM_WIDTH,
+) -> list[str]:
     """Text bars of how many values fall in each equal-width range; `mark` flags its range."""
     if not values:
         return []
     low_end, high_end = min(values), max(values)
-    counts, edges = np.histogram(np.asarray(values), bins=bins,
-                                 range=(low_end, max(high_end, low_end + bins)))
+    counts, edges = np.histogram(
+        np.asarray(values), bins=bins, range=(low_end, max(high_end, low_end + bins))
+    )
     peak = max(int(counts.max()), 1)
     lines = []
     for count, low, high in zip(counts, edges[:-1], edges[1:], strict=True):
@@ -402,6 +481,9 @@ def render_histogram(values: Sequence[int], *, mark: int | None = None,
 
 def _shares(counter: Counter[str], *, counts: bool = False) -> str:
     total = sum(counter.values()) or 1
-    return ", ".join(f"{name} {count:,} ({100 * count / total:.0f}%)" if counts
-                     else f"{name} {100 * count / total:.0f}%"
-                     for name, count in counter.most_common())
+    return ", ".join(
+        f"{name} {count:,} ({100 * count / total:.0f}%)"
+        if counts
+        else f"{name} {100 * count / total:.0f}%"
+        for name, count in counter.most_common()
+    )

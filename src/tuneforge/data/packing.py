@@ -16,11 +16,13 @@ import datasets
 
 from tuneforge.data.templates import IGNORE_INDEX
 
-PACKED_FEATURES = datasets.Features({
-    "input_ids": datasets.List(datasets.Value("int32")),
-    "labels": datasets.List(datasets.Value("int32")),
-    "position_ids": datasets.List(datasets.Value("int32")),
-})
+PACKED_FEATURES = datasets.Features(
+    {
+        "input_ids": datasets.List(datasets.Value("int32")),
+        "labels": datasets.List(datasets.Value("int32")),
+        "position_ids": datasets.List(datasets.Value("int32")),
+    }
+)
 
 
 def first_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:

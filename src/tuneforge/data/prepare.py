@@ -86,35 +86,49 @@ def prepare_labelled(cfg: RunConfig, tokenizer: Any) -> LabelledData:
     raw = read_splits(cfg, None)
     names = labelled.label_names(cfg.data.label_names, raw.train["label"])
     if raw.eval is not None:
-        labelled.check_seen(raw.eval["label"], raw.train["label"],
-                            "eval_dataset" if cfg.data.eval_dataset else "the validation split")
+        labelled.check_seen(
+            raw.eval["label"],
+            raw.train["label"],
+            "eval_dataset" if cfg.data.eval_dataset else "the validation split",
+        )
     cutoff = cfg.data.cutoff_len
     train = labelled.encode_labelled(raw.train, tokenizer, names, cutoff)
-    evaluation = (labelled.encode_labelled(raw.eval, tokenizer, names, cutoff)
-                  if raw.eval is not None else None)
+    evaluation = (
+        labelled.encode_labelled(raw.eval, tokenizer, names, cutoff)
+        if raw.eval is not None
+        else None
+    )
     truncated = train.truncated + (evaluation.truncated if evaluation else 0)
-    logger.info("Data: %s training texts (%s), %s for eval; classes %s; %s truncated to "
-                "cutoff_len=%d", f"{len(train.rows):,}",
-                ", ".join(f"{name}: {count:,}" for name, count in raw.samples.items()),
-                f"{len(raw.eval) if raw.eval is not None else 0:,}",
-                labelled.class_counts(raw.train["label"], names), f"{truncated:,}", cutoff)
+    logger.info(
+        "Data: %s training texts (%s), %s for eval; classes %s; %s truncated to cutoff_len=%d",
+        f"{len(train.rows):,}",
+        ", ".join(f"{name}: {count:,}" for name, count in raw.samples.items()),
+        f"{len(raw.eval) if raw.eval is not None else 0:,}",
+        labelled.class_counts(raw.train["label"], names),
+        f"{truncated:,}",
+        cutoff,
+    )
     return LabelledData(train.rows, evaluation.rows if evaluation else None, raw, names)
 
 
-def read_splits(cfg: RunConfig, template: Template | None, *,
-                answered: bool = True) -> RawSplits:
+def read_splits(cfg: RunConfig, template: Template | None, *, answered: bool = True) -> RawSplits:
     """``dataset`` for training, and ``eval_dataset`` or a seeded ``val_size`` share of it
     for validation: the same split for training, `tuneforge eval` and the baseline."""
     data = cfg.data
     if not data.dataset:
-        raise ConfigError(f"dataset: not set; name one or more datasets registered in "
-                          f"{data.dataset_dir}/{registry.INFO_FILE}")
+        raise ConfigError(
+            f"dataset: not set; name one or more datasets registered in "
+            f"{data.dataset_dir}/{registry.INFO_FILE}"
+        )
     if data.eval_dataset and data.val_size:
         raise ConfigError("val_size and eval_dataset: set one of them, not both")
     eval_names = list(data.eval_dataset or [])
-    specs = {spec.name: spec for spec in
-             registry.resolve(list(dict.fromkeys([*data.dataset, *eval_names])),
-                              data.dataset_dir)}
+    specs = {
+        spec.name: spec
+        for spec in registry.resolve(
+            list(dict.fromkeys([*data.dataset, *eval_names])), data.dataset_dir
+        )
+    }
     samples: dict[str, int] = {}
     described: dict[str, str] = {}
     train_parts = []
@@ -125,11 +139,13 @@ def read_splits(cfg: RunConfig, template: Template | None, *,
     train = datasets.concatenate_datasets(train_parts)
     if eval_names:
         evaluation = datasets.concatenate_datasets(
-            [read_dataset(specs[name], cfg, template, answered=answered)[0]
-             for name in dict.fromkeys(eval_names)])
+            [
+                read_dataset(specs[name], cfg, template, answered=answered)[0]
+                for name in dict.fromkeys(eval_names)
+            ]
+        )
     else:
-        train, evaluation = _split(train, data.val_size, cfg.train.seed,
-                                   not data.overwrite_cache)
+        train, evaluation = _split(train, data.val_size, cfg.train.seed, not data.overwrite_cache)
     return RawSplits(train, evaluation, samples, described)
 
 
@@ -140,24 +156,29 @@ def read_test_rows(cfg: RunConfig) -> datasets.Dataset:
     if data.eval_dataset:
         specs = registry.resolve(list(dict.fromkeys(data.eval_dataset)), data.dataset_dir)
         return datasets.concatenate_datasets(
-            [read_dataset(spec, cfg, None, answered=False)[0] for spec in specs])
+            [read_dataset(spec, cfg, None, answered=False)[0] for spec in specs]
+        )
     if data.dataset and data.val_size:
         split = read_splits(cfg, None, answered=False).eval
         assert split is not None  # val_size > 0
         return split
-    raise ConfigError("no test data: set eval_dataset (a test set registered in "
-                      f"{data.dataset_dir}/{registry.INFO_FILE}), or dataset with val_size "
-                      f"to use the validation split training held out")
+    raise ConfigError(
+        "no test data: set eval_dataset (a test set registered in "
+        f"{data.dataset_dir}/{registry.INFO_FILE}), or dataset with val_size "
+        f"to use the validation split training held out"
+    )
 
 
-def read_dataset(spec: registry.DatasetSpec, cfg: RunConfig,
-                 template: Template | None, *,
-                 answered: bool = True) -> tuple[datasets.Dataset, str]:
+def read_dataset(
+    spec: registry.DatasetSpec, cfg: RunConfig, template: Template | None, *, answered: bool = True
+) -> tuple[datasets.Dataset, str]:
     """One registered dataset as conversations (or texts, or labelled texts for ``cls``),
     with max/num_samples applied. ``answered=False`` accepts conversations with no answer."""
     data, stage = cfg.data, cfg.finetune.stage
-    options = {"num_proc": data.preprocessing_num_workers,
-               "load_from_cache_file": not data.overwrite_cache}
+    options = {
+        "num_proc": data.preprocessing_num_workers,
+        "load_from_cache_file": not data.overwrite_cache,
+    }
     remaining = data.max_samples if spec.num_samples is None else None
     parts, description = [], ""
     for where, rows in files.iter_files(spec, cfg.model.cache_dir):
@@ -170,8 +191,7 @@ def read_dataset(spec: registry.DatasetSpec, cfg: RunConfig,
         elif len(rows):
             fmt = formats.resolve_format(spec, where, rows, stage, answered)
             description = description or fmt.describe()
-            parts.append(formats.to_conversations(rows, where, fmt, answered=answered,
-                                                  **options))
+            parts.append(formats.to_conversations(rows, where, fmt, answered=answered, **options))
         if remaining == 0:
             break
     if not parts:
@@ -181,11 +201,16 @@ def read_dataset(spec: registry.DatasetSpec, cfg: RunConfig,
         rows = _sample(rows, spec.num_samples, cfg.train.seed)
         if data.max_samples is not None:
             rows = rows.select(range(min(data.max_samples, len(rows))))
-    if template is not None and "tools" not in template.source and any(
-            tools is not None for tools in rows["tools"]):
-        raise DataError(f"dataset '{spec.name}': has tool definitions but {template.label} "
-                        f"does not render tools; use template qwen or a model template "
-                        f"with tool support")
+    if (
+        template is not None
+        and "tools" not in template.source
+        and any(tools is not None for tools in rows["tools"])
+    ):
+        raise DataError(
+            f"dataset '{spec.name}': has tool definitions but {template.label} "
+            f"does not render tools; use template qwen or a model template "
+            f"with tool support"
+        )
     return rows, description
 
 
@@ -198,37 +223,63 @@ def _sample(rows: datasets.Dataset, count: int, seed: int) -> datasets.Dataset:
     return rows.select(order.tolist())
 
 
-def _split(rows: datasets.Dataset, val_size: float, seed: int,
-           load_from_cache_file: bool) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+def _split(
+    rows: datasets.Dataset, val_size: float, seed: int, load_from_cache_file: bool
+) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     if not val_size:
         return rows, None
     count = int(val_size) if val_size >= 1 else round(val_size * len(rows))
     if not 0 < count < len(rows):
-        raise ConfigError(f"val_size: {val_size} gives {count} validation samples out of "
-                          f"{len(rows)}; both splits need at least one sample")
-    parts = rows.train_test_split(test_size=count, seed=seed,
-                                  load_from_cache_file=load_from_cache_file)
+        raise ConfigError(
+            f"val_size: {val_size} gives {count} validation samples out of "
+            f"{len(rows)}; both splits need at least one sample"
+        )
+    parts = rows.train_test_split(
+        test_size=count, seed=seed, load_from_cache_file=load_from_cache_file
+    )
     return parts["train"], parts["test"]
 
 
-def _encode(rows: datasets.Dataset, cfg: RunConfig, tokenizer: Any,
-            template: Template | None) -> tuple[datasets.Dataset, EncodeReport]:
+def _encode(
+    rows: datasets.Dataset, cfg: RunConfig, tokenizer: Any, template: Template | None
+) -> tuple[datasets.Dataset, EncodeReport]:
     data = cfg.data
-    options = {"cutoff_len": data.cutoff_len, "num_proc": data.preprocessing_num_workers,
-               "load_from_cache_file": not data.overwrite_cache}
+    options = {
+        "cutoff_len": data.cutoff_len,
+        "num_proc": data.preprocessing_num_workers,
+        "load_from_cache_file": not data.overwrite_cache,
+    }
     if template is None:
         return encode_texts(rows, tokenizer, **options)
-    return encode_conversations(rows, template, train_on_prompt=data.train_on_prompt,
-                                mask_history=data.mask_history, **options)
+    return encode_conversations(
+        rows,
+        template,
+        train_on_prompt=data.train_on_prompt,
+        mask_history=data.mask_history,
+        **options,
+    )
 
 
-def _stats(cfg: RunConfig, samples: dict[str, int], described: dict[str, str],
-           report: EncodeReport, rows: int, evaluation: datasets.Dataset | None) -> DataStats:
+def _stats(
+    cfg: RunConfig,
+    samples: dict[str, int],
+    described: dict[str, str],
+    report: EncodeReport,
+    rows: int,
+    evaluation: datasets.Dataset | None,
+) -> DataStats:
     return DataStats(
-        stage=cfg.finetune.stage, cutoff_len=cfg.data.cutoff_len, samples=samples,
-        formats=described, train_samples=report.samples,
+        stage=cfg.finetune.stage,
+        cutoff_len=cfg.data.cutoff_len,
+        samples=samples,
+        formats=described,
+        train_samples=report.samples,
         eval_samples=len(evaluation) if evaluation is not None else 0,
-        truncated=report.truncated, dropped=report.dropped,
-        total_tokens=report.tokens, trained_tokens=report.trained_tokens,
-        lengths=LengthPercentiles.of(report.lengths), rows=rows, packed=cfg.packing,
+        truncated=report.truncated,
+        dropped=report.dropped,
+        total_tokens=report.tokens,
+        trained_tokens=report.trained_tokens,
+        lengths=LengthPercentiles.of(report.lengths),
+        rows=rows,
+        packed=cfg.packing,
     )

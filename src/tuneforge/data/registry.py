@@ -16,48 +16,61 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from tuneforge.userfiles import kind_of, read_utf8
 from tuneforge.errors import DataError
+from tuneforge.userfiles import kind_of, read_utf8
 
 INFO_FILE = "dataset_info.json"
 FORMATTINGS = ("alpaca", "sharegpt", "openai")
 
 # Entry keys tuneforge reads, and their JSON types (file_sha1 is accepted and unused, as in
 # LLaMA-Factory).
-ENTRY_KEYS: Mapping[str, type] = MappingProxyType({
-    "file_name": str,
-    "hf_hub_url": str,
-    "formatting": str,
-    "columns": dict,
-    "tags": dict,
-    "subset": str,
-    "split": str,
-    "folder": str,
-    "revision": str,
-    "num_samples": int,
-    "ranking": bool,
-    "file_sha1": str,
-})
+ENTRY_KEYS: Mapping[str, type] = MappingProxyType(
+    {
+        "file_name": str,
+        "hf_hub_url": str,
+        "formatting": str,
+        "columns": dict,
+        "tags": dict,
+        "subset": str,
+        "split": str,
+        "folder": str,
+        "revision": str,
+        "num_samples": int,
+        "ranking": bool,
+        "file_sha1": str,
+    }
+)
 # LLaMA-Factory entry keys for features tuneforge does not have.
-UNSUPPORTED_ENTRY_KEYS: Mapping[str, str] = MappingProxyType({
-    "ms_hub_url": "ModelScope datasets",
-    "om_hub_url": "Modelers (openmind) datasets",
-    "script_url": "dataset loading scripts",
-    "cloud_file_name": "cloud storage files",
-})
+UNSUPPORTED_ENTRY_KEYS: Mapping[str, str] = MappingProxyType(
+    {
+        "ms_hub_url": "ModelScope datasets",
+        "om_hub_url": "Modelers (openmind) datasets",
+        "script_url": "dataset loading scripts",
+        "cloud_file_name": "cloud storage files",
+    }
+)
 COLUMN_KEYS = frozenset({"prompt", "query", "response", "history", "messages", "system", "tools"})
-UNSUPPORTED_COLUMN_KEYS: Mapping[str, str] = MappingProxyType({
-    "images": "image inputs",
-    "videos": "video inputs",
-    "audios": "audio inputs",
-    "chosen": "preference data",
-    "rejected": "preference data",
-    "kto_tag": "KTO data",
-})
-TAG_KEYS = frozenset({
-    "role_tag", "content_tag", "user_tag", "assistant_tag", "observation_tag", "function_tag",
-    "system_tag",
-})
+UNSUPPORTED_COLUMN_KEYS: Mapping[str, str] = MappingProxyType(
+    {
+        "images": "image inputs",
+        "videos": "video inputs",
+        "audios": "audio inputs",
+        "chosen": "preference data",
+        "rejected": "preference data",
+        "kto_tag": "KTO data",
+    }
+)
+TAG_KEYS = frozenset(
+    {
+        "role_tag",
+        "content_tag",
+        "user_tag",
+        "assistant_tag",
+        "observation_tag",
+        "function_tag",
+        "system_tag",
+    }
+)
 HUB_ONLY_KEYS = ("subset", "folder", "revision")
 
 
@@ -87,8 +100,9 @@ def resolve(names: Sequence[str], dataset_dir: str | Path) -> list[DatasetSpec]:
         if isinstance(entry, dict):
             problems += _unknown_keys(info_path, name, entry)
         else:
-            problems.append(f"{info_path}: dataset '{name}': must be an object, "
-                            f"not {type(entry).__name__}")
+            problems.append(
+                f"{info_path}: dataset '{name}': must be an object, not {type(entry).__name__}"
+            )
     specs = []
     for name in names:
         if name not in info:
@@ -114,8 +128,10 @@ def registered(dataset_dir: str | Path) -> list[str]:
 
 def _read_info(info_path: Path) -> dict[str, Any]:
     if kind_of(info_path) != "file":
-        raise DataError(f"{info_path}: not found; create it to register datasets "
-                        f"(or set dataset_dir to the folder that holds it)")
+        raise DataError(
+            f"{info_path}: not found; create it to register datasets "
+            f"(or set dataset_dir to the folder that holds it)"
+        )
     try:
         info = json.loads(read_utf8(info_path, DataError))
     except json.JSONDecodeError as err:
@@ -136,42 +152,60 @@ def did_you_mean(word: str, choices: Sequence[str]) -> str:
 def _unknown_keys(info_path: Path, name: str, entry: Mapping[str, Any]) -> list[str]:
     where = f"{info_path}: dataset '{name}'"
     known = [*ENTRY_KEYS, *UNSUPPORTED_ENTRY_KEYS]
-    problems = [f"{where}: unknown key '{key}'{did_you_mean(key, known)}"
-                for key in entry if key not in known]
-    for section, allowed in (("columns", [*COLUMN_KEYS, *UNSUPPORTED_COLUMN_KEYS]),
-                             ("tags", sorted(TAG_KEYS))):
+    problems = [
+        f"{where}: unknown key '{key}'{did_you_mean(key, known)}"
+        for key in entry
+        if key not in known
+    ]
+    for section, allowed in (
+        ("columns", [*COLUMN_KEYS, *UNSUPPORTED_COLUMN_KEYS]),
+        ("tags", sorted(TAG_KEYS)),
+    ):
         value = entry.get(section)
         if isinstance(value, dict):
-            problems += [f"{where}: unknown key '{section}.{key}'{did_you_mean(key, allowed)}"
-                         for key in value if key not in allowed]
+            problems += [
+                f"{where}: unknown key '{section}.{key}'{did_you_mean(key, allowed)}"
+                for key in value
+                if key not in allowed
+            ]
     return problems
 
 
 def _entry_problems(info_path: Path, name: str, entry: Mapping[str, Any]) -> list[str]:
     where = f"{info_path}: dataset '{name}'"
-    problems = [f"{where}: {key} ({what}) is not supported yet"
-                for key, what in UNSUPPORTED_ENTRY_KEYS.items() if key in entry]
+    problems = [
+        f"{where}: {key} ({what}) is not supported yet"
+        for key, what in UNSUPPORTED_ENTRY_KEYS.items()
+        if key in entry
+    ]
     for key, expected in ENTRY_KEYS.items():
         value = entry.get(key)
-        if value is not None and (not isinstance(value, expected) or
-                                  (expected is int and isinstance(value, bool))):
-            problems.append(f"{where}: '{key}' must be {_type_name(expected)}, "
-                            f"not {type(value).__name__}")
+        if value is not None and (
+            not isinstance(value, expected) or (expected is int and isinstance(value, bool))
+        ):
+            problems.append(
+                f"{where}: '{key}' must be {_type_name(expected)}, not {type(value).__name__}"
+            )
     for section in ("columns", "tags"):
         mapping = entry.get(section)
         for key, value in mapping.items() if isinstance(mapping, dict) else ():
             if section == "columns" and key in UNSUPPORTED_COLUMN_KEYS:
-                problems.append(f"{where}: columns.{key} ({UNSUPPORTED_COLUMN_KEYS[key]}) "
-                                f"is not supported yet")
+                problems.append(
+                    f"{where}: columns.{key} ({UNSUPPORTED_COLUMN_KEYS[key]}) is not supported yet"
+                )
             elif not isinstance(value, str):
-                problems.append(f"{where}: '{section}.{key}' must be a string (a column or "
-                                f"key name), not {type(value).__name__}")
+                problems.append(
+                    f"{where}: '{section}.{key}' must be a string (a column or "
+                    f"key name), not {type(value).__name__}"
+                )
     if entry.get("ranking") is True:
         problems.append(f"{where}: ranking: true (preference data) is not supported yet")
     formatting = entry.get("formatting")
     if isinstance(formatting, str) and formatting not in FORMATTINGS:
-        problems.append(f"{where}: formatting '{formatting}' is not one of "
-                        f"{', '.join(FORMATTINGS)}{did_you_mean(formatting, FORMATTINGS)}")
+        problems.append(
+            f"{where}: formatting '{formatting}' is not one of "
+            f"{', '.join(FORMATTINGS)}{did_you_mean(formatting, FORMATTINGS)}"
+        )
     if isinstance(entry.get("num_samples"), int) and entry["num_samples"] < 1:
         problems.append(f"{where}: 'num_samples' must be at least 1")
     return problems + _source_problems(info_path, name, entry)
@@ -183,15 +217,21 @@ def _source_problems(info_path: Path, name: str, entry: Mapping[str, Any]) -> li
     if any(key in entry for key in UNSUPPORTED_ENTRY_KEYS) and not (has_file or has_hub):
         return []
     if has_file == has_hub:
-        return [f"{where}: needs exactly one of 'file_name' (a local file or folder) "
-                f"and 'hf_hub_url'"]
+        return [
+            f"{where}: needs exactly one of 'file_name' (a local file or folder) and 'hf_hub_url'"
+        ]
     if has_hub:
         return []
-    problems = [f"{where}: '{key}' applies to hf_hub_url datasets only"
-                for key in HUB_ONLY_KEYS if key in entry]
+    problems = [
+        f"{where}: '{key}' applies to hf_hub_url datasets only"
+        for key in HUB_ONLY_KEYS
+        if key in entry
+    ]
     if entry.get("split", "train") != "train":
-        problems.append(f"{where}: 'split' applies to hf_hub_url datasets only "
-                        f"(a local file is one 'train' split)")
+        problems.append(
+            f"{where}: 'split' applies to hf_hub_url datasets only "
+            f"(a local file is one 'train' split)"
+        )
     if isinstance(entry["file_name"], str):
         path = info_path.parent / entry["file_name"]
         if kind_of(path) is None:
@@ -213,7 +253,8 @@ def _not_registered(info_path: Path, name: str, available: list[str]) -> str:
 
 def _type_name(expected: type) -> str:
     return {str: "a string", int: "a whole number", bool: "true or false", dict: "an object"}[
-        expected]
+        expected
+    ]
 
 
 def _spec(dataset_dir: Path, name: str, entry: Mapping[str, Any]) -> DatasetSpec:

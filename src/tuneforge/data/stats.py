@@ -48,15 +48,19 @@ class DataStats:
         word = "documents" if self.stage == "pt" else "samples"
         what = "split into chunks of" if self.stage == "pt" else "truncated to"
         share = f" ({100 * self.truncated / self.train_samples:.1f}%)" if self.train_samples else ""
-        sources = ", ".join(f"{name}: {count:,} {self.formats[name]}"
-                            for name, count in self.samples.items())
+        sources = ", ".join(
+            f"{name}: {count:,} {self.formats[name]}" for name, count in self.samples.items()
+        )
         lengths = self.lengths
-        return ", ".join([
-            f"{self.train_samples:,} training {word} ({sources}; {self.eval_samples:,} for eval)",
-            f"{self.truncated:,} {what} cutoff_len={self.cutoff_len}{share}",
-            f"{self.dropped:,} dropped with nothing to train",
-            f"{self.total_tokens:,} tokens ({self.trained_tokens:,} trained)",
-            f"lengths p50 {lengths.p50:,} / p90 {lengths.p90:,} / p99 {lengths.p99:,} / "
-            f"max {lengths.max:,}",
-            f"{self.rows:,} {'packed rows' if self.packed else 'rows'}",
-        ])
+        return ", ".join(
+            [
+                f"{self.train_samples:,} training {word} ({sources}; "
+                f"{self.eval_samples:,} for eval)",
+                f"{self.truncated:,} {what} cutoff_len={self.cutoff_len}{share}",
+                f"{self.dropped:,} dropped with nothing to train",
+                f"{self.total_tokens:,} tokens ({self.trained_tokens:,} trained)",
+                f"lengths p50 {lengths.p50:,} / p90 {lengths.p90:,} / p99 {lengths.p99:,} / "
+                f"max {lengths.max:,}",
+                f"{self.rows:,} {'packed rows' if self.packed else 'rows'}",
+            ]
+        )

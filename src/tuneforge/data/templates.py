@@ -116,20 +116,27 @@ class NamedTemplate:
     stop_words: tuple[str, ...] = ()
 
 
-NAMED_TEMPLATES: Mapping[str, NamedTemplate] = MappingProxyType({
-    "chatml": NamedTemplate(_CHATML.strip(), ("<|im_end|>",)),
-    "qwen": NamedTemplate(_QWEN.strip(), ("<|im_end|>",)),
-    "llama3": NamedTemplate(_LLAMA3.strip(), ("<|eot_id|>",)),
-    "alpaca": NamedTemplate(_ALPACA.strip()),
-    "default": NamedTemplate(_DEFAULT.strip()),
-    "empty": NamedTemplate(_EMPTY.strip()),
-})
+NAMED_TEMPLATES: Mapping[str, NamedTemplate] = MappingProxyType(
+    {
+        "chatml": NamedTemplate(_CHATML.strip(), ("<|im_end|>",)),
+        "qwen": NamedTemplate(_QWEN.strip(), ("<|im_end|>",)),
+        "llama3": NamedTemplate(_LLAMA3.strip(), ("<|eot_id|>",)),
+        "alpaca": NamedTemplate(_ALPACA.strip()),
+        "default": NamedTemplate(_DEFAULT.strip()),
+        "empty": NamedTemplate(_EMPTY.strip()),
+    }
+)
 
 # Conversation roles -> the role names chat templates expect.
-TEMPLATE_ROLES: Mapping[str, str] = MappingProxyType({
-    "system": "system", "user": "user", "assistant": "assistant", "observation": "tool",
-    "function": "assistant",
-})
+TEMPLATE_ROLES: Mapping[str, str] = MappingProxyType(
+    {
+        "system": "system",
+        "user": "user",
+        "assistant": "assistant",
+        "observation": "tool",
+        "function": "assistant",
+    }
+)
 
 _PROBE: tuple[Message, ...] = (
     Message(role="system", content="You are a careful assistant."),
@@ -174,28 +181,40 @@ class Template:
             out.insert(0, {"role": "system", "content": self.default_system})
         return out
 
-    def render(self, messages: Sequence[Message], add_generation_prompt: bool = False,
-               tools: list[dict[str, Any]] | None = None) -> str:
+    def render(
+        self,
+        messages: Sequence[Message],
+        add_generation_prompt: bool = False,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
         return self._render(self.chat_messages(messages), add_generation_prompt, tools)
 
-    def encode_prompt(self, messages: Sequence[Message],
-                      tools: list[dict[str, Any]] | None = None) -> list[int]:
+    def encode_prompt(
+        self, messages: Sequence[Message], tools: list[dict[str, Any]] | None = None
+    ) -> list[int]:
         """Token ids of a conversation ending in a user turn, plus the generation prompt."""
         segments = self.encode_segments(messages, tools=tools, add_generation_prompt=True)
         return [token for segment in segments for token in segment.ids]
 
     def encode_conversation(
-        self, messages: Sequence[Message], *, tools: list[dict[str, Any]] | None = None,
-        train_on_prompt: bool = False, mask_history: bool = False,
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        train_on_prompt: bool = False,
+        mask_history: bool = False,
     ) -> tuple[list[int], list[int]]:
         """(input_ids, labels): labels are -100 everywhere but the trained assistant turns."""
         segments = self.encode_segments(messages, tools=tools)
-        return label_segments(segments, train_on_prompt=train_on_prompt,
-                              mask_history=mask_history)
+        return label_segments(segments, train_on_prompt=train_on_prompt, mask_history=mask_history)
 
-    def encode_segments(self, messages: Sequence[Message], *,
-                        tools: list[dict[str, Any]] | None = None,
-                        add_generation_prompt: bool = False) -> list[Segment]:
+    def encode_segments(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = False,
+    ) -> list[Segment]:
         """The conversation as token runs, each piece tokenised on its own (see module doc)."""
         pieces = self._pieces(self.chat_messages(messages), tools, add_generation_prompt)
         if not pieces:
@@ -203,8 +222,12 @@ class Template:
         ids = self.tokenizer([text for text, _ in pieces], add_special_tokens=False)["input_ids"]
         return [Segment(list(i), assistant) for i, (_, assistant) in zip(ids, pieces, strict=True)]
 
-    def _pieces(self, messages: list[dict[str, str]], tools: list[dict[str, Any]] | None,
-                add_generation_prompt: bool) -> list[tuple[str, bool]]:
+    def _pieces(
+        self,
+        messages: list[dict[str, str]],
+        tools: list[dict[str, Any]] | None,
+        add_generation_prompt: bool,
+    ) -> list[tuple[str, bool]]:
         pieces: list[tuple[str, bool]] = []
         emitted = ""
         for i, message in enumerate(messages):
@@ -214,31 +237,41 @@ class Template:
             full = self._render(messages[: i + 1], False, tools)
             self._check_prefix(emitted, head, i)
             self._check_prefix(head, full, i)
-            span = full[len(head):]
+            span = full[len(head) :]
             end = self._turn_end(span)
-            pieces += [(head[len(emitted):], False), (span[:end], True)]
+            pieces += [(head[len(emitted) :], False), (span[:end], True)]
             emitted = head + span[:end]
         final = self._render(messages, add_generation_prompt, tools)
         self._check_prefix(emitted, final, len(messages) - 1)
-        pieces.append((final[len(emitted):], False))
+        pieces.append((final[len(emitted) :], False))
         return [(text, assistant) for text, assistant in pieces if text]
 
-    def _render(self, messages: list[dict[str, str]], add_generation_prompt: bool,
-                tools: list[dict[str, Any]] | None) -> str:
+    def _render(
+        self,
+        messages: list[dict[str, str]],
+        add_generation_prompt: bool,
+        tools: list[dict[str, Any]] | None,
+    ) -> str:
         try:
             return self.tokenizer.apply_chat_template(
-                messages, tools=tools, chat_template=self.source, tokenize=False,
-                add_generation_prompt=add_generation_prompt)
+                messages,
+                tools=tools,
+                chat_template=self.source,
+                tokenize=False,
+                add_generation_prompt=add_generation_prompt,
+            )
         except Exception as err:  # jinja raises several types, raise_exception() included
-            raise ConfigError(f"{self.label} cannot render this conversation "
-                              f"({type(err).__name__}: {err})") from None
+            raise ConfigError(
+                f"{self.label} cannot render this conversation ({type(err).__name__}: {err})"
+            ) from None
 
     def _check_prefix(self, prefix: str, text: str, index: int) -> None:
         if not text.startswith(prefix):
             raise ConfigError(
                 f"{self.label} is not prefix-stable: adding message {index + 1} changes how "
                 f"earlier messages render, so the assistant turns cannot be found for the loss "
-                f"mask; use another template")
+                f"mask; use another template"
+            )
 
     def _turn_end(self, span: str) -> int:
         """Where the trained part of an assistant turn ends: after its last stop word."""
@@ -247,12 +280,14 @@ class Template:
             raise ConfigError(
                 f"{self.label}: an assistant turn does not end with a stop word "
                 f"({', '.join(map(repr, self.stop_words))}), so a model trained with it would "
-                f"never learn to stop")
+                f"never learn to stop"
+            )
         return max(ends)
 
 
-def label_segments(segments: Sequence[Segment], *, train_on_prompt: bool = False,
-                   mask_history: bool = False) -> tuple[list[int], list[int]]:
+def label_segments(
+    segments: Sequence[Segment], *, train_on_prompt: bool = False, mask_history: bool = False
+) -> tuple[list[int], list[int]]:
     """Concatenate segments; label the assistant turns (only the last with `mask_history`),
     and the prompt text too with `train_on_prompt` (after the last-but-one turn with both)."""
     turns = [k for k, segment in enumerate(segments) if segment.assistant]
@@ -270,26 +305,28 @@ def label_segments(segments: Sequence[Segment], *, train_on_prompt: bool = False
     return input_ids, labels
 
 
-def get_template(name: str | None, tokenizer: Any,
-                 default_system: str | None = None) -> Template:
+def get_template(name: str | None, tokenizer: Any, default_system: str | None = None) -> Template:
     """The named template, or (name None) the tokenizer's own; checked on a probe conversation."""
     eos = (tokenizer.eos_token,) if tokenizer.eos_token else ()
     if name is None:
         source = _own_template(tokenizer)
         if source is None:
-            raise ConfigError(f"template: the tokenizer has no chat template of its own; set "
-                              f"template to one of {', '.join(NAMED_TEMPLATES)}")
+            raise ConfigError(
+                f"template: the tokenizer has no chat template of its own; set "
+                f"template to one of {', '.join(NAMED_TEMPLATES)}"
+            )
         stop_words = _own_turn_end(source, tokenizer) + eos
     elif name in NAMED_TEMPLATES:
         source = NAMED_TEMPLATES[name].source
         stop_words = NAMED_TEMPLATES[name].stop_words + eos
     else:
-        raise ConfigError(f"template: unknown template '{name}'"
-                          f"{did_you_mean(name, list(NAMED_TEMPLATES)) or ';'} choose one of "
-                          f"{', '.join(NAMED_TEMPLATES)}, or leave it empty for the "
-                          f"tokenizer's own")
-    template = Template(name, source, tuple(dict.fromkeys(stop_words)), tokenizer,
-                        default_system)
+        raise ConfigError(
+            f"template: unknown template '{name}'"
+            f"{did_you_mean(name, list(NAMED_TEMPLATES)) or ';'} choose one of "
+            f"{', '.join(NAMED_TEMPLATES)}, or leave it empty for the "
+            f"tokenizer's own"
+        )
+    template = Template(name, source, tuple(dict.fromkeys(stop_words)), tokenizer, default_system)
     template.encode_segments(_PROBE[1:])  # fail now, not mid-dataset; some refuse a system
     return template
 
@@ -307,13 +344,17 @@ def _own_turn_end(source: str, tokenizer: Any) -> tuple[str, ...]:
     try:
         text = tokenizer.apply_chat_template(
             [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": marker}],
-            chat_template=source, tokenize=False)
+            chat_template=source,
+            tokenize=False,
+        )
     except Exception:  # a template that cannot render this is reported by the probe later
         return ()
-    after = text[text.rfind(marker) + len(marker):]
+    after = text[text.rfind(marker) + len(marker) :]
     special = {str(t) for t in tokenizer.all_special_tokens} | {
-        str(t) for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
-        if getattr(t, "special", False)}
+        str(t)
+        for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
+        if getattr(t, "special", False)
+    }
     found = [(after.find(token), token) for token in special if token and token in after]
     return (min(found)[1],) if found else ()
 
@@ -327,20 +368,27 @@ def template_mismatch(template: Template, tokenizer: Any) -> str | None:
     if own is None:
         end = template.stop_words[0]
         if len(tokenizer.encode(end, add_special_tokens=False)) > 1:
-            return (f"{template.label} ends turns with {end!r}, which is not a single token of "
-                    f"this tokenizer; a model never trained on it may not learn to stop")
+            return (
+                f"{template.label} ends turns with {end!r}, which is not a single token of "
+                f"this tokenizer; a model never trained on it may not learn to stop"
+            )
         return None
     for sample in (_PROBE, _PROBE[1:]):
         ours = template.render(sample)
-        theirs = tokenizer.apply_chat_template(template.chat_messages(sample),
-                                               chat_template=own, tokenize=False)
+        theirs = tokenizer.apply_chat_template(
+            template.chat_messages(sample), chat_template=own, tokenize=False
+        )
         if ours != theirs:
             at = len(os.path.commonprefix([ours, theirs]))
             which, fix = ("conversations", "leave template empty to use the tokenizer's own")
             if sample[0]["role"] != "system":
-                which, fix = ("conversations without a system prompt",
-                              "set default_system so training and serving agree")
-            return (f"{template.label} renders {which} differently from the tokenizer's own "
-                    f"chat template ({ours[at:at + 40]!r} where the tokenizer has "
-                    f"{theirs[at:at + 40]!r}); {fix}")
+                which, fix = (
+                    "conversations without a system prompt",
+                    "set default_system so training and serving agree",
+                )
+            return (
+                f"{template.label} renders {which} differently from the tokenizer's own "
+                f"chat template ({ours[at : at + 40]!r} where the tokenizer has "
+                f"{theirs[at : at + 40]!r}); {fix}"
+            )
     return None

@@ -32,8 +32,9 @@ class Baseline:
     def predict(self, texts: Sequence[str]) -> list[int]:
         return [int(label) for label in self.pipeline.predict(list(texts))]
 
-    def score(self, texts: Sequence[str], label_ids: Sequence[int],
-              names: Sequence[str]) -> dict[str, float]:
+    def score(
+        self, texts: Sequence[str], label_ids: Sequence[int], names: Sequence[str]
+    ) -> dict[str, float]:
         return classification_metrics(label_ids, self.predict(texts), names)
 
 
@@ -45,9 +46,17 @@ def fit_baseline(texts: Sequence[str], label_ids: Sequence[int]) -> Baseline:
     from sklearn.pipeline import make_pipeline, make_union
 
     chinese = resolve_tokenize("auto", texts) == "jieba"
-    words = (TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True,
-                             tokenizer=jieba_words, token_pattern=None) if chinese else
-             TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True))
+    words = (
+        TfidfVectorizer(
+            analyzer="word",
+            ngram_range=(1, 2),
+            sublinear_tf=True,
+            tokenizer=jieba_words,
+            token_pattern=None,
+        )
+        if chinese
+        else TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True)
+    )
     characters = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), sublinear_tf=True)
     pipeline = make_pipeline(make_union(characters, words), LogisticRegression(max_iter=2000))
     pipeline.fit(list(texts), list(label_ids))
@@ -61,6 +70,10 @@ def score_baseline(data: LabelledData) -> dict[str, float] | None:
         return None
     baseline = fit_baseline(data.raw.train["text"], data.train["labels"])
     scores = baseline.score(data.raw.eval["text"], data.eval["labels"], data.names)
-    logger.info("Baseline %s: validation accuracy %.4f, macro-F1 %.4f",
-                baseline.description, scores["accuracy"], scores["macro_f1"])
+    logger.info(
+        "Baseline %s: validation accuracy %.4f, macro-F1 %.4f",
+        baseline.description,
+        scores["accuracy"],
+        scores["macro_f1"],
+    )
     return scores

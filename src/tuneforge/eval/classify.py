@@ -34,12 +34,19 @@ class Classifier:
         """(texts, classes) softmax probabilities, in the order of `texts`."""
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = np.zeros((len(texts), len(self.names)), dtype=np.float32)
-        with tqdm(total=len(texts), desc="classify", unit="text", dynamic_ncols=True) as bar, \
-                torch.inference_mode():
+        with (
+            tqdm(total=len(texts), desc="classify", unit="text", dynamic_ncols=True) as bar,
+            torch.inference_mode(),
+        ):
             for start in range(0, len(order), batch_size):
-                batch = order[start:start + batch_size]
-                inputs = self.tokenizer([texts[i] for i in batch], padding=True, truncation=True,
-                                        max_length=self.cutoff_len, return_tensors="pt")
+                batch = order[start : start + batch_size]
+                inputs = self.tokenizer(
+                    [texts[i] for i in batch],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.cutoff_len,
+                    return_tensors="pt",
+                )
                 logits = self.model(**inputs.to(self.model.device)).logits
                 out[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
                 bar.update(len(batch))
@@ -51,29 +58,45 @@ def load_classifier(cfg: RunConfig) -> Classifier:
     names = cfg.data.label_names
     where = cfg.model.adapter_name_or_path or cfg.model.model_name_or_path
     if cfg.finetune.stage != "cls":
-        raise ModelError(f"{where}: not a classifier (stage {cfg.finetune.stage}, no "
-                         f"label_names in its tuneforge_config.yaml); train one with stage: cls")
+        raise ModelError(
+            f"{where}: not a classifier (stage {cfg.finetune.stage}, no "
+            f"label_names in its tuneforge_config.yaml); train one with stage: cls"
+        )
     if not names:
-        raise ConfigError(f"{where}: no label_names, so no trained classifier; give "
-                          f"--adapter <output_dir of the stage cls run>")
+        raise ConfigError(
+            f"{where}: no label_names, so no trained classifier; give "
+            f"--adapter <output_dir of the stage cls run>"
+        )
     tokenizer = load_tokenizer(cfg.model)
     tokenizer.padding_side = "right"  # the head reads the last token that is not padding
-    model = load_model(cfg.model, dtype=inference_dtype(cfg.model), for_training=False,
-                       labels=names, pad_token_id=tokenizer.pad_token_id)
+    model = load_model(
+        cfg.model,
+        dtype=inference_dtype(cfg.model),
+        for_training=False,
+        labels=names,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     if cfg.model.adapter_name_or_path:
         model = load_adapter(model, cfg.model.adapter_name_or_path, trainable=False)
     model.eval()
     return Classifier(model, tokenizer, tuple(names), cfg.data.cutoff_len)
 
 
-def prediction_lines(texts: Sequence[str], probabilities: np.ndarray,
-                     names: Sequence[str]) -> list[str]:
+def prediction_lines(
+    texts: Sequence[str], probabilities: np.ndarray, names: Sequence[str]
+) -> list[str]:
     """JSON lines ``{text, label, probabilities: {name: p}}`` for a predictions file."""
-    return [json.dumps({"text": text, "label": names[int(row.argmax())],
-                        "probabilities": {n: round(float(p), 6)
-                                          for n, p in zip(names, row, strict=True)}},
-                       ensure_ascii=False)
-            for text, row in zip(texts, probabilities, strict=True)]
+    return [
+        json.dumps(
+            {
+                "text": text,
+                "label": names[int(row.argmax())],
+                "probabilities": {n: round(float(p), 6) for n, p in zip(names, row, strict=True)},
+            },
+            ensure_ascii=False,
+        )
+        for text, row in zip(texts, probabilities, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -94,6 +117,7 @@ class TrainerMetrics:
         # A string: TensorBoard shows it as text, the JSONL log keeps it; a list it would drop.
         metrics["confusion_matrix"] = json.dumps(confusion(truth, guess, len(self.names)))
         if self.baseline is not None:
-            metrics.update({f"baseline_{key}": self.baseline[key]
-                            for key in ("accuracy", "macro_f1")})
+            metrics.update(
+                {f"baseline_{key}": self.baseline[key] for key in ("accuracy", "macro_f1")}
+            )
         return metrics

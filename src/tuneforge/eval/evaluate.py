@@ -29,9 +29,9 @@ from tuneforge.eval.baseline import score_baseline
 from tuneforge.eval.classify import load_classifier, prediction_lines
 from tuneforge.eval.generate import PREDICTIONS_NAME, eval_samples, generate_predictions
 from tuneforge.eval.report import confusion_table, most_different, side_by_side
-from tuneforge.models import resolve_model_path
 from tuneforge.infer.chat import chat_config, load_chat_model
 from tuneforge.layout import CONFIG_NAME
+from tuneforge.models import resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,9 @@ class EvalReport:
     files: list[Path] = field(default_factory=list)
 
 
-def evaluate(cfg: RunConfig, adapter: str | None = None,
-             output_dir: str | Path | None = None) -> EvalReport:
+def evaluate(
+    cfg: RunConfig, adapter: str | None = None, output_dir: str | Path | None = None
+) -> EvalReport:
     """Score the tuned model (and its base, or the TF-IDF baseline) on the test data."""
     adapter = adapter or cfg.model.adapter_name_or_path
     tuned, base = compared_configs(cfg, adapter)
@@ -59,8 +60,10 @@ def evaluate(cfg: RunConfig, adapter: str | None = None,
     if tuned.finetune.stage == "cls":
         return evaluate_classifier(tuned, out)
     if tuned.finetune.stage != "sft":
-        raise ConfigError(f"stage {tuned.finetune.stage}: tuneforge eval scores answers (sft) "
-                          f"or labels (cls); a pt model has neither")
+        raise ConfigError(
+            f"stage {tuned.finetune.stage}: tuneforge eval scores answers (sft) "
+            f"or labels (cls); a pt model has neither"
+        )
     return evaluate_generation(tuned, base, out)
 
 
@@ -76,19 +79,28 @@ def compared_configs(cfg: RunConfig, adapter: str | None) -> tuple[RunConfig, Ru
     else:  # a plain peft adapter names its base; a plain model folder is compared with cfg's
         origin = trained.model if trained.model.adapter_name_or_path else cfg.model
     if "model_name_or_path" in cfg.model.model_fields_set and (
-            resolve_model_path(cfg.model) != resolve_model_path(origin)):
-        raise ModelError(f"{adapter} was trained on '{origin.model_name_or_path}', but the "
-                         f"config names model '{cfg.model.model_name_or_path}'; remove "
-                         f"model_name_or_path from the config or use an adapter of that model")
+        resolve_model_path(cfg.model) != resolve_model_path(origin)
+    ):
+        raise ModelError(
+            f"{adapter} was trained on '{origin.model_name_or_path}', but the "
+            f"config names model '{cfg.model.model_name_or_path}'; remove "
+            f"model_name_or_path from the config or use an adapter of that model"
+        )
     stage = trained.finetune.stage
     if stage != cfg.finetune.stage:
-        raise ConfigError(f"{adapter} was trained with stage {stage}, but the config has stage "
-                          f"{cfg.finetune.stage}; evaluate it with a stage {stage} config "
-                          f"(e.g. its own {CONFIG_NAME})")
-    data = cfg.data.model_copy(update={
-        key: getattr(trained.data, key) for key in ("template", "default_system", "label_names")})
-    tuned = cfg.model_copy(update={"model": trained.model, "finetune": trained.finetune,
-                                   "data": data})
+        raise ConfigError(
+            f"{adapter} was trained with stage {stage}, but the config has stage "
+            f"{cfg.finetune.stage}; evaluate it with a stage {stage} config "
+            f"(e.g. its own {CONFIG_NAME})"
+        )
+    data = cfg.data.model_copy(
+        update={
+            key: getattr(trained.data, key) for key in ("template", "default_system", "label_names")
+        }
+    )
+    tuned = cfg.model_copy(
+        update={"model": trained.model, "finetune": trained.finetune, "data": data}
+    )
     base_model = origin.model_copy(update={"adapter_name_or_path": None})
     return tuned, tuned.model_copy(update={"model": base_model})
 
@@ -106,36 +118,52 @@ def evaluate_generation(tuned: RunConfig, base: RunConfig | None, out: Path) -> 
     logger.info("Generating %d answers, batch %d, with %s", len(samples), batch, gen.to_kwargs())
     chat = load_chat_model(tuned)
     written = [out / PREDICTIONS_NAME]
-    predictions = {"tuned" if base else "model":
-                   generate_predictions(chat, samples, gen, batch, written[0],
-                                        "tuned" if base else "model")}
+    predictions = {
+        "tuned" if base else "model": generate_predictions(
+            chat, samples, gen, batch, written[0], "tuned" if base else "model"
+        )
+    }
     del chat
     if base is not None:
         written.append(out / PREDICTIONS_NAME.replace(".jsonl", "_base.jsonl"))
-        predictions["base"] = generate_predictions(load_chat_model(base), samples, gen, batch,
-                                                   written[1], "base")
-    result: dict[str, Any] = {"samples": len(samples), "scored": len(scored),
-                              "generation": gen.to_kwargs()}
+        predictions["base"] = generate_predictions(
+            load_chat_model(base), samples, gen, batch, written[1], "base"
+        )
+    result: dict[str, Any] = {
+        "samples": len(samples),
+        "scored": len(scored),
+        "generation": gen.to_kwargs(),
+    }
     if not scored:
-        text = (f"No reference answers in the test data: {len(samples)} predictions written "
-                f"to {written[0]}; metrics skipped.")
+        text = (
+            f"No reference answers in the test data: {len(samples)} predictions written "
+            f"to {written[0]}; metrics skipped."
+        )
         logger.warning("%s", text)
         return _finish(out, result, text, written)
-    scores = {name: m.score_generation([answers[i] for i in scored], references, tokenize)
-              for name, answers in predictions.items()}
+    scores = {
+        name: m.score_generation([answers[i] for i in scored], references, tokenize)
+        for name, answers in predictions.items()
+    }
     result.update({name: s.metrics for name, s in scores.items()})
     result["metric_tokenize"] = split = next(iter(scores.values())).tokenize
-    note = "" if len(scored) == len(samples) else (
-        f" ({len(samples) - len(scored)} samples without a reference not scored)")
+    note = (
+        ""
+        if len(scored) == len(samples)
+        else (f" ({len(samples) - len(scored)} samples without a reference not scored)")
+    )
     header = f"{len(scored)} samples, text split by {split}{note}"
     if base is None:
         table = "\n".join(f"{k:<20} {v:.4f}" for k, v in scores["model"].metrics.items())
         return _finish(out, result, f"{header}\n{table}", written)
     table = side_by_side("base", scores["base"].metrics, "tuned", scores["tuned"].metrics)
-    rows = most_different([samples[i] for i in scored],
-                          [predictions["base"][i] for i in scored],
-                          [predictions["tuned"][i] for i in scored],
-                          scores["base"].per_sample, scores["tuned"].per_sample)
+    rows = most_different(
+        [samples[i] for i in scored],
+        [predictions["base"][i] for i in scored],
+        [predictions["tuned"][i] for i in scored],
+        scores["base"].per_sample,
+        scores["tuned"].per_sample,
+    )
     return _finish(out, result, f"{header}\n{table}\n\nWhere they differ most:\n{rows}", written)
 
 
@@ -146,15 +174,20 @@ def evaluate_classifier(cfg: RunConfig, out: Path) -> EvalReport:
     classifier = load_classifier(cfg)
     data = prepare_labelled(cfg, classifier.tokenizer)
     if data.raw.eval is None or data.eval is None:
-        raise ConfigError("no validation data to score: set val_size (the split training "
-                          "used) or eval_dataset")
+        raise ConfigError(
+            "no validation data to score: set val_size (the split training used) or eval_dataset"
+        )
     names = classifier.names
     texts, truth = data.raw.eval["text"], list(data.eval["labels"])
     probabilities = classifier.probabilities(texts, cfg.train.per_device_eval_batch_size)
     guess = probabilities.argmax(-1).tolist()
     model = m.classification_metrics(truth, guess, names)
-    result: dict[str, Any] = {"samples": len(texts), "labels": list(names), "model": model,
-                              "confusion_matrix": m.confusion(truth, guess, len(names))}
+    result: dict[str, Any] = {
+        "samples": len(texts),
+        "labels": list(names),
+        "model": model,
+        "confusion_matrix": m.confusion(truth, guess, len(names)),
+    }
     parts = []
     baseline = score_baseline(data) if cfg.eval.tfidf_baseline else None
     if baseline is not None:
@@ -165,14 +198,19 @@ def evaluate_classifier(cfg: RunConfig, out: Path) -> EvalReport:
     parts.append(confusion_table(result["confusion_matrix"], names))
     written = out / CLASS_PREDICTIONS_NAME
     out.mkdir(parents=True, exist_ok=True)
-    written.write_text("\n".join(prediction_lines(texts, probabilities, names)) + "\n",
-                       encoding="utf-8")
-    return _finish(out, result, f"{len(texts)} validation texts\n" + "\n\n".join(parts),
-                   [written])
+    written.write_text(
+        "\n".join(prediction_lines(texts, probabilities, names)) + "\n", encoding="utf-8"
+    )
+    return _finish(out, result, f"{len(texts)} validation texts\n" + "\n\n".join(parts), [written])
 
 
-def predict(cfg: RunConfig, adapter: str, input_path: str | Path, output_path: str | Path,
-            text_column: str = "text") -> Path:
+def predict(
+    cfg: RunConfig,
+    adapter: str,
+    input_path: str | Path,
+    output_path: str | Path,
+    text_column: str = "text",
+) -> Path:
     """Label every text of a file (JSON, JSONL, CSV, Parquet or one text per line) with the
     classifier in `adapter` and write ``{text, label, probabilities}`` lines."""
     classifier = load_classifier(compared_configs(cfg, adapter)[0])
@@ -180,12 +218,16 @@ def predict(cfg: RunConfig, adapter: str, input_path: str | Path, output_path: s
     probabilities = classifier.probabilities(texts, cfg.train.per_device_eval_batch_size)
     out = Path(output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(prediction_lines(texts, probabilities, classifier.names)) + "\n",
-                   encoding="utf-8")
+    out.write_text(
+        "\n".join(prediction_lines(texts, probabilities, classifier.names)) + "\n", encoding="utf-8"
+    )
     counts = np.bincount(probabilities.argmax(-1), minlength=len(classifier.names))
-    logger.info("%d texts labelled (%s) -> %s", len(texts),
-                ", ".join(f"{n}: {c}" for n, c in zip(classifier.names, counts, strict=True)),
-                out)
+    logger.info(
+        "%d texts labelled (%s) -> %s",
+        len(texts),
+        ", ".join(f"{n}: {c}" for n, c in zip(classifier.names, counts, strict=True)),
+        out,
+    )
     return out
 
 
@@ -195,19 +237,27 @@ def read_texts(path: Path, column: str, cache_dir: str | None) -> list[str]:
         raise DataError(f"{path}: no such file")
     rows = files.load_file(files.data_files(path)[0], cache_dir)
     if column not in rows.column_names:
-        raise DataError(f"{path}: no column '{column}'; the file has: "
-                        f"{', '.join(rows.column_names)} (choose one with --column)")
+        raise DataError(
+            f"{path}: no column '{column}'; the file has: "
+            f"{', '.join(rows.column_names)} (choose one with --column)"
+        )
     texts = list(rows[column])
-    empty = [number for number, text in enumerate(texts, start=1)
-             if not isinstance(text, str) or not text.strip()]
+    empty = [
+        number
+        for number, text in enumerate(texts, start=1)
+        if not isinstance(text, str) or not text.strip()
+    ]
     if empty:
-        raise DataError(f"{path}: row {empty[0]}: empty text in '{column}'"
-                        + (f" (and {len(empty) - 1} more rows)" if len(empty) > 1 else ""))
+        raise DataError(
+            f"{path}: row {empty[0]}: empty text in '{column}'"
+            + (f" (and {len(empty) - 1} more rows)" if len(empty) > 1 else "")
+        )
     return texts
 
 
 def _finish(out: Path, result: dict[str, Any], text: str, written: Sequence[Path]) -> EvalReport:
     out.mkdir(parents=True, exist_ok=True)
-    (out / METRICS_NAME).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
-                                    encoding="utf-8")
+    (out / METRICS_NAME).write_text(
+        json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return EvalReport(out, result, text, [*written, out / METRICS_NAME])

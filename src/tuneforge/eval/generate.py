@@ -45,32 +45,47 @@ def eval_samples(rows: Any) -> list[EvalSample]:
     samples = []
     for messages, tools in zip(rows["messages"], rows["tools"], strict=True):
         answered = messages[-1]["role"] == "assistant"
-        samples.append(EvalSample(
-            messages=list(messages[:-1] if answered else messages),
-            reference=messages[-1]["content"] if answered else None,
-            tools=json.loads(tools) if tools else None))
+        samples.append(
+            EvalSample(
+                messages=list(messages[:-1] if answered else messages),
+                reference=messages[-1]["content"] if answered else None,
+                tools=json.loads(tools) if tools else None,
+            )
+        )
     return samples
 
 
-def generate_predictions(chat: ChatModel, samples: Sequence[EvalSample], gen: GenerationArgs,
-                         batch_size: int, path: Path, label: str) -> list[str]:
+def generate_predictions(
+    chat: ChatModel,
+    samples: Sequence[EvalSample],
+    gen: GenerationArgs,
+    batch_size: int,
+    path: Path,
+    label: str,
+) -> list[str]:
     """Answer every sample; write ``{index, prompt, reference, prediction}`` lines to `path`."""
     prompts = [chat.template.encode_prompt(s.messages, tools=s.tools) for s in samples]
     order = sorted(range(len(samples)), key=lambda i: -len(prompts[i]))
     predictions = [""] * len(samples)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as out, \
-            tqdm(total=len(samples), desc=f"generate ({label})", unit="sample",
-                 dynamic_ncols=True) as bar:
+    with (
+        path.open("w", encoding="utf-8") as out,
+        tqdm(
+            total=len(samples), desc=f"generate ({label})", unit="sample", dynamic_ncols=True
+        ) as bar,
+    ):
         for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
+            batch = order[start : start + batch_size]
             rows = [Row(prompts[i], gen.max_new_tokens) for i in batch]
             chat.generate(rows, gen)
             for index, row in zip(batch, rows, strict=True):
                 predictions[index] = row.text.strip()
-                line = {"index": index, "prompt": chat.tokenizer.decode(prompts[index]),
-                        "reference": samples[index].reference,
-                        "prediction": predictions[index]}
+                line = {
+                    "index": index,
+                    "prompt": chat.tokenizer.decode(prompts[index]),
+                    "reference": samples[index].reference,
+                    "prediction": predictions[index],
+                }
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")
             out.flush()
             bar.update(len(batch))

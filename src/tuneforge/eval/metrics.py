@@ -39,8 +39,7 @@ def require(packages: Mapping[str, str], purpose: str) -> None:
     """Fail before any model work when a metric's package is missing (not after generating)."""
     missing = [pip for module, pip in packages.items() if importlib.util.find_spec(module) is None]
     if missing:
-        raise ConfigError(f"{purpose} needs {', '.join(missing)}: "
-                          f"pip install 'tuneforge[eval]'")
+        raise ConfigError(f"{purpose} needs {', '.join(missing)}: pip install 'tuneforge[eval]'")
 
 
 def chinese_share(texts: Iterable[str]) -> float:
@@ -85,8 +84,9 @@ class GenerationScores:
     tokenize: str
 
 
-def score_generation(predictions: Sequence[str], references: Sequence[str],
-                     tokenize: str) -> GenerationScores:
+def score_generation(
+    predictions: Sequence[str], references: Sequence[str], tokenize: str
+) -> GenerationScores:
     """BLEU-4, ROUGE-1/2/L and exact match of predictions against one reference each.
 
     Each pair is split as `tokenize` says (``auto``: by its reference's script): words by
@@ -99,36 +99,49 @@ def score_generation(predictions: Sequence[str], references: Sequence[str],
 
     modes = [resolve_tokenize(tokenize, [reference]) for reference in references]
     split = {"words": Tokenizer13a(), "jieba": lambda text: " ".join(jieba_words(text))}
-    scorers = {"words": rouge_scorer.RougeScorer(
-                   list(ROUGE_TYPES), tokenizer=tokenizers.DefaultTokenizer(use_stemmer=False)),
-               "jieba": rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=_JiebaTokenizer())}
+    scorers = {
+        "words": rouge_scorer.RougeScorer(
+            list(ROUGE_TYPES), tokenizer=tokenizers.DefaultTokenizer(use_stemmer=False)
+        ),
+        "jieba": rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=_JiebaTokenizer()),
+    }
     pairs = list(zip(predictions, references, modes, strict=True))
-    bleu = sacrebleu.corpus_bleu([split[mode](p) for p, _, mode in pairs],
-                                 [[split[mode](r) for _, r, mode in pairs]], tokenize="none")
+    bleu = sacrebleu.corpus_bleu(
+        [split[mode](p) for p, _, mode in pairs],
+        [[split[mode](r) for _, r, mode in pairs]],
+        tokenize="none",
+    )
     rouge = [scorers[mode].score(r, p) for p, r, mode in pairs]
     count = len(rouge) or 1
     metrics = {"sacrebleu_bleu4": bleu.score / 100}
     for kind in ROUGE_TYPES:
         metrics[f"rouge_score_{kind}"] = sum(r[kind].fmeasure for r in rouge) / count
-    metrics["exact_match"] = sum(
-        " ".join(p.split()) == " ".join(r.split()) for p, r, _ in pairs) / count
+    metrics["exact_match"] = (
+        sum(" ".join(p.split()) == " ".join(r.split()) for p, r, _ in pairs) / count
+    )
     used = Counter(modes)
-    described = next(iter(used)) if len(used) == 1 else ", ".join(
-        f"{mode} ({n})" for mode, n in sorted(used.items()))
+    described = (
+        next(iter(used))
+        if len(used) == 1
+        else ", ".join(f"{mode} ({n})" for mode, n in sorted(used.items()))
+    )
     return GenerationScores(metrics, [r["rougeL"].fmeasure for r in rouge], described)
 
 
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int],
-                           labels: Sequence[str]) -> dict[str, float]:
+def classification_metrics(
+    y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]
+) -> dict[str, float]:
     """Accuracy, macro-F1 over every class, and precision/recall per class (by name)."""
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
     ids = list(range(len(labels)))
     precision, recall, _, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=ids, zero_division=0)
-    metrics = {"accuracy": float(accuracy_score(y_true, y_pred)),
-               "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro",
-                                          zero_division=0))}
+        y_true, y_pred, labels=ids, zero_division=0
+    )
+    metrics = {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
+    }
     for name, p, r in zip(labels, precision, recall, strict=True):
         metrics[f"precision_{name}"] = float(p)
         metrics[f"recall_{name}"] = float(r)

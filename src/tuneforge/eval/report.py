@@ -11,36 +11,50 @@ SHOWN_CHARS = 100
 CORNER = "true \\ predicted"
 
 
-def side_by_side(left_name: str, left: Mapping[str, float], right_name: str,
-                 right: Mapping[str, float], keys: Sequence[str] | None = None) -> str:
+def side_by_side(
+    left_name: str,
+    left: Mapping[str, float],
+    right_name: str,
+    right: Mapping[str, float],
+    keys: Sequence[str] | None = None,
+) -> str:
     """``metric | left | right | delta`` for every key both sides have (delta = right - left)."""
     keys = [k for k in (keys or left) if k in left and k in right]
     width = max([len("metric"), *map(len, keys)])
     columns = max(len(left_name), len(right_name), 8)
-    lines = [f"{'metric':<{width}}  {left_name:>{columns}}  {right_name:>{columns}}  "
-             f"{'delta':>8}"]
+    lines = [f"{'metric':<{width}}  {left_name:>{columns}}  {right_name:>{columns}}  {'delta':>8}"]
     for key in keys:
         delta = right[key] - left[key]
-        lines.append(f"{key:<{width}}  {left[key]:>{columns}.4f}  {right[key]:>{columns}.4f}  "
-                     f"{delta:>+8.4f}")
+        lines.append(
+            f"{key:<{width}}  {left[key]:>{columns}.4f}  {right[key]:>{columns}.4f}  {delta:>+8.4f}"
+        )
     return "\n".join(lines)
 
 
-def most_different(samples: Sequence[EvalSample], base: Sequence[str], tuned: Sequence[str],
-                   base_scores: Sequence[float], tuned_scores: Sequence[float],
-                   count: int = 3) -> str:
+def most_different(
+    samples: Sequence[EvalSample],
+    base: Sequence[str],
+    tuned: Sequence[str],
+    base_scores: Sequence[float],
+    tuned_scores: Sequence[float],
+    count: int = 3,
+) -> str:
     """The `count` samples whose ROUGE-L moved most between base and tuned, either way."""
     order = sorted(range(len(samples)), key=lambda i: -abs(tuned_scores[i] - base_scores[i]))
     blocks = []
     for i in order[:count]:
         delta = tuned_scores[i] - base_scores[i]
-        blocks.append("\n".join([
-            f"[{i}] ROUGE-L {base_scores[i]:.2f} -> {tuned_scores[i]:.2f} ({delta:+.2f})",
-            f"  prompt   : {_short(samples[i].question)}",
-            f"  reference: {_short(samples[i].reference or '')}",
-            f"  base     : {_short(base[i])}",
-            f"  tuned    : {_short(tuned[i])}",
-        ]))
+        blocks.append(
+            "\n".join(
+                [
+                    f"[{i}] ROUGE-L {base_scores[i]:.2f} -> {tuned_scores[i]:.2f} ({delta:+.2f})",
+                    f"  prompt   : {_short(samples[i].question)}",
+                    f"  reference: {_short(samples[i].reference or '')}",
+                    f"  base     : {_short(base[i])}",
+                    f"  tuned    : {_short(tuned[i])}",
+                ]
+            )
+        )
     return "\n".join(blocks)
 
 
@@ -56,4 +70,4 @@ def confusion_table(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> st
 
 def _short(text: str) -> str:
     flat = " ".join(text.split())
-    return flat if len(flat) <= SHOWN_CHARS else flat[:SHOWN_CHARS - 3] + "..."
+    return flat if len(flat) <= SHOWN_CHARS else flat[: SHOWN_CHARS - 3] + "..."

@@ -30,8 +30,12 @@ ARCHITECTURES: Mapping[str, str] = MappingProxyType({"llama": "llama"})
 QUANTS = ("f32", "f16", "q8_0")
 
 # How llama.cpp names a byte-level BPE pre-tokenizer, by its tokenizer.json form.
-_BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
-               "use_regex": True}
+_BYTE_LEVEL = {
+    "type": "ByteLevel",
+    "add_prefix_space": False,
+    "trim_offsets": True,
+    "use_regex": True,
+}
 _DIGITS = {"type": "Digits", "individual_digits": True}
 
 
@@ -39,20 +43,27 @@ def check_supported(config: Any, tokenizer: Any) -> None:
     """Refuse, before any weights load, what this writer cannot export faithfully."""
     kind = config.model_type
     if kind not in ARCHITECTURES:
-        raise ModelError(f"GGUF export supports {', '.join(ARCHITECTURES)} models; this one is "
-                         f"'{kind}'. Use --format hf for a Hugging Face folder instead")
+        raise ModelError(
+            f"GGUF export supports {', '.join(ARCHITECTURES)} models; this one is "
+            f"'{kind}'. Use --format hf for a Hugging Face folder instead"
+        )
     rope = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
     if rope != "default":
-        raise ModelError(f"GGUF export: RoPE scaling '{rope}' is not supported yet; "
-                         f"use --format hf")
+        raise ModelError(
+            f"GGUF export: RoPE scaling '{rope}' is not supported yet; use --format hf"
+        )
     if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
-        raise ModelError("GGUF export: Llama models with attention or MLP biases are not "
-                         "supported yet; use --format hf")
+        raise ModelError(
+            "GGUF export: Llama models with attention or MLP biases are not "
+            "supported yet; use --format hf"
+        )
     model = _tokenizer_json(tokenizer)["model"]
     if model.get("type") != "BPE" or model.get("byte_fallback"):
         found = "sentencepiece-style BPE" if model.get("byte_fallback") else model.get("type")
-        raise ModelError(f"GGUF export supports byte-level BPE tokenizers (SmolLM, Llama 3, "
-                         f"GPT-2 style); this tokenizer is {found}; use --format hf")
+        raise ModelError(
+            f"GGUF export supports byte-level BPE tokenizers (SmolLM, Llama 3, "
+            f"GPT-2 style); this tokenizer is {found}; use --format hf"
+        )
 
 
 def write_gguf(model: Any, tokenizer: Any, folder: Path, path: Path, quant: str, name: str) -> None:
@@ -62,8 +73,11 @@ def write_gguf(model: Any, tokenizer: Any, folder: Path, path: Path, quant: str,
 
     config = model.config
     check_supported(config, tokenizer)
-    file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                 "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[quant]
+    file_type = {
+        "f32": gguf.LlamaFileType.ALL_F32,
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+    }[quant]
     writer = gguf.GGUFWriter(path, ARCHITECTURES[config.model_type])
     writer.add_type(gguf.GGUFType.MODEL)
     writer.add_name(name)
@@ -84,8 +98,11 @@ def write_modelfile(gguf_path: Path, template: Template, gen: GenerationArgs) ->
     lines = [f"FROM ./{gguf_path.name}"]
     lines += [f"PARAMETER stop {json.dumps(word)}" for word in template.stop_words]
     if gen.do_sample:
-        lines += [f"PARAMETER temperature {gen.temperature}", f"PARAMETER top_p {gen.top_p}",
-                  f"PARAMETER top_k {gen.top_k}"]
+        lines += [
+            f"PARAMETER temperature {gen.temperature}",
+            f"PARAMETER top_p {gen.top_p}",
+            f"PARAMETER top_k {gen.top_k}",
+        ]
     else:
         lines.append("PARAMETER temperature 0")
     if gen.repetition_penalty != 1.0:
@@ -100,7 +117,8 @@ def write_modelfile(gguf_path: Path, template: Template, gen: GenerationArgs) ->
 def _add_hyperparameters(writer: Any, config: Any) -> None:
     heads = config.num_attention_heads
     rope_theta = (getattr(config, "rope_parameters", None) or {}).get(
-        "rope_theta", getattr(config, "rope_theta", 10000.0))
+        "rope_theta", getattr(config, "rope_theta", 10000.0)
+    )
     writer.add_context_length(config.max_position_embeddings)
     writer.add_embedding_length(config.hidden_size)
     writer.add_block_count(config.num_hidden_layers)
@@ -109,8 +127,9 @@ def _add_hyperparameters(writer: Any, config: Any) -> None:
     writer.add_head_count_kv(config.num_key_value_heads or heads)
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     writer.add_rope_freq_base(float(rope_theta))
-    writer.add_rope_dimension_count(getattr(config, "head_dim", None)
-                                    or config.hidden_size // heads)
+    writer.add_rope_dimension_count(
+        getattr(config, "head_dim", None) or config.hidden_size // heads
+    )
     writer.add_vocab_size(config.vocab_size)
 
 
@@ -125,8 +144,9 @@ def _add_tokenizer(writer: Any, tokenizer: Any, folder: Path, vocab_size: int) -
     for index in range(vocab_size):
         if index in added:
             tokens.append(added[index].content)
-            kinds.append(gguf.TokenType.CONTROL if added[index].special
-                         else gguf.TokenType.USER_DEFINED)
+            kinds.append(
+                gguf.TokenType.CONTROL if added[index].special else gguf.TokenType.USER_DEFINED
+            )
         elif index in by_id:
             tokens.append(by_id[index])
             kinds.append(gguf.TokenType.NORMAL)
@@ -156,8 +176,10 @@ def _pre_tokenizer_name(spec: dict[str, Any]) -> str:
         return "gpt-2"
     if steps == [_DIGITS, _BYTE_LEVEL]:
         return "smollm"
-    logger.warning("GGUF export: unknown pre-tokenizer; llama.cpp may split text differently "
-                   "from transformers (tokenizer.ggml.pre = default)")
+    logger.warning(
+        "GGUF export: unknown pre-tokenizer; llama.cpp may split text differently "
+        "from transformers (tokenizer.ggml.pre = default)"
+    )
     return "default"
 
 

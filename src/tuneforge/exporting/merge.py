@@ -17,9 +17,9 @@ import torch
 
 from tuneforge.config.load import save_config
 from tuneforge.config.schema import RunConfig
-from tuneforge.models import resolve_model_path
 from tuneforge.infer.chat import ChatModel, load_chat_model
 from tuneforge.layout import CONFIG_NAME
+from tuneforge.models import resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +33,10 @@ def load_unmerged(cfg: RunConfig) -> ChatModel:
     cfg = cfg.model_copy(deep=True)
     cfg.model.infer_dtype = "float32"
     if cfg.model.quantization_bit:
-        logger.info("the adapter was trained on %d-bit weights; merging it into the unquantised "
-                    "base", cfg.model.quantization_bit)
+        logger.info(
+            "the adapter was trained on %d-bit weights; merging it into the unquantised base",
+            cfg.model.quantization_bit,
+        )
         cfg.model.quantization_bit = None
     return load_chat_model(cfg)
 

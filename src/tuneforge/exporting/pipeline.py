@@ -50,8 +50,14 @@ class ExportResult:
         return all(check.ok for check in self.checks)
 
 
-def export_model(cfg: RunConfig, out: str | Path, *, fmt: str | None = None,
-                 quant: str | None = None, overwrite: bool = False) -> ExportResult:
+def export_model(
+    cfg: RunConfig,
+    out: str | Path,
+    *,
+    fmt: str | None = None,
+    quant: str | None = None,
+    overwrite: bool = False,
+) -> ExportResult:
     """Merge the config's adapter into its model and write `out` as a Hugging Face folder
     (``fmt="hf"``) or a GGUF file (``fmt="gguf"``, ``quant`` f32, f16 or q8_0; default f16).
     The format defaults to gguf when `out` ends in .gguf."""
@@ -61,8 +67,9 @@ def export_model(cfg: RunConfig, out: str | Path, *, fmt: str | None = None,
     if fmt == "gguf":
         from transformers import AutoConfig
 
-        check_supported(AutoConfig.from_pretrained(resolve_model_path(cfg.model)),
-                        load_tokenizer(cfg.model))
+        check_supported(
+            AutoConfig.from_pretrained(resolve_model_path(cfg.model)), load_tokenizer(cfg.model)
+        )
     chat = merging.load_unmerged(cfg)
     prompts = probe_prompts(chat.template)
     reference = logits_at_every_position(chat.model, prompts)
@@ -86,8 +93,7 @@ def export_model(cfg: RunConfig, out: str | Path, *, fmt: str | None = None,
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _check_request(cfg: RunConfig, out: Path, fmt: str, quant: str | None,
-                   overwrite: bool) -> None:
+def _check_request(cfg: RunConfig, out: Path, fmt: str, quant: str | None, overwrite: bool) -> None:
     """Every problem with the format, quantisation and destination, before anything loads."""
     problems = []
     if fmt not in FORMATS:
@@ -95,47 +101,66 @@ def _check_request(cfg: RunConfig, out: Path, fmt: str, quant: str | None,
     if quant is not None and quant not in QUANTS:
         problems.append(f"--quant {quant}: allowed: {', '.join(QUANTS)}")
     if fmt == "hf" and quant is not None:
-        problems.append("--quant applies to --format gguf; a Hugging Face folder keeps the "
-                        "base model's dtype")
+        problems.append(
+            "--quant applies to --format gguf; a Hugging Face folder keeps the base model's dtype"
+        )
     if fmt == "gguf" and out.suffix != ".gguf":
         problems.append(f"--out {out}: a GGUF export is one file; give a path ending in .gguf")
     if fmt == "hf" and out.suffix == ".gguf":
-        problems.append(f"--out {out}: --format hf writes a folder; drop the .gguf ending "
-                        f"or use --format gguf")
+        problems.append(
+            f"--out {out}: --format hf writes a folder; drop the .gguf ending or use --format gguf"
+        )
     if problems:
         raise ConfigError(*problems)
     sources = [cfg.model.adapter_name_or_path, cfg.model.model_name_or_path]
     if any(source and Path(source).resolve() == out.resolve() for source in sources):
         raise OutputError(f"--out {out}: is the model being exported; choose another path")
     if out.exists() and not overwrite:
-        raise OutputError(f"--out {out}: already exists; add --overwrite to replace it, or "
-                          f"choose another path")
+        raise OutputError(
+            f"--out {out}: already exists; add --overwrite to replace it, or choose another path"
+        )
 
 
-def _check_folder(folder: Path, template: Template, prompts: list[list[int]],
-                  reference: list[torch.Tensor], exact: bool) -> list[Check]:
+def _check_folder(
+    folder: Path,
+    template: Template,
+    prompts: list[list[int]],
+    reference: list[torch.Tensor],
+    exact: bool,
+) -> list[Check]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     reloaded = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     candidate = logits_at_every_position(reloaded, prompts)
     return [
-        compare_predictions("merged folder vs base+adapter", reference, candidate,
-                            required=EXACT if exact else ROUNDED),
-        compare_tokenization("merged folder tokenizer", template,
-                             AutoTokenizer.from_pretrained(folder)),
+        compare_predictions(
+            "merged folder vs base+adapter",
+            reference,
+            candidate,
+            required=EXACT if exact else ROUNDED,
+        ),
+        compare_tokenization(
+            "merged folder tokenizer", template, AutoTokenizer.from_pretrained(folder)
+        ),
     ]
 
 
-def _check_gguf(path: Path, template: Template, prompts: list[list[int]],
-                reference: list[torch.Tensor], exact: bool) -> list[Check]:
+def _check_gguf(
+    path: Path,
+    template: Template,
+    prompts: list[list[int]],
+    reference: list[torch.Tensor],
+    exact: bool,
+) -> list[Check]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     where = {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name}
     reloaded = AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32)
     candidate = logits_at_every_position(reloaded, prompts)
     return [
-        compare_predictions("GGUF vs base+adapter", reference, candidate,
-                            required=EXACT if exact else ROUNDED),
+        compare_predictions(
+            "GGUF vs base+adapter", reference, candidate, required=EXACT if exact else ROUNDED
+        ),
         compare_tokenization("GGUF tokenizer", template, AutoTokenizer.from_pretrained(**where)),
     ]
 

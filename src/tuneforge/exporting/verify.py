@@ -44,8 +44,10 @@ class Check:
         share = 100 * self.agreed / self.total if self.total else 0.0
         detail = f", {self.detail}" if self.detail else ""
         verdict = "ok" if self.ok else f"FAILED (needs {100 * self.required:.0f}%)"
-        return (f"{self.name}: {self.agreed}/{self.total} {self.unit} agree "
-                f"({share:.1f}%{detail}) - {verdict}")
+        return (
+            f"{self.name}: {self.agreed}/{self.total} {self.unit} agree "
+            f"({share:.1f}%{detail}) - {verdict}"
+        )
 
 
 def probe_prompts(template: Template) -> list[list[int]]:
@@ -63,8 +65,13 @@ def logits_at_every_position(model: Any, prompts: Sequence[Sequence[int]]) -> li
     return out
 
 
-def compare_predictions(name: str, reference: Sequence[torch.Tensor],
-                        candidate: Sequence[torch.Tensor], *, required: float) -> Check:
+def compare_predictions(
+    name: str,
+    reference: Sequence[torch.Tensor],
+    candidate: Sequence[torch.Tensor],
+    *,
+    required: float,
+) -> Check:
     """Next-token (argmax) agreement at every prompt position, and the largest logit gap."""
     agreed = total = 0
     gap = 0.0
@@ -72,8 +79,9 @@ def compare_predictions(name: str, reference: Sequence[torch.Tensor],
         agreed += int((ref.argmax(-1) == cand.argmax(-1)).sum())
         total += ref.shape[0]
         gap = max(gap, float((ref - cand).abs().max()))
-    return Check(name, agreed, total, required, "next-token predictions",
-                 f"max |logit difference| {gap:.2g}")
+    return Check(
+        name, agreed, total, required, "next-token predictions", f"max |logit difference| {gap:.2g}"
+    )
 
 
 def compare_tokenization(name: str, template: Template, exported_tokenizer: Any) -> Check:
@@ -81,10 +89,14 @@ def compare_tokenization(name: str, template: Template, exported_tokenizer: Any)
     agreed = 0
     for text in PROBES:
         conversation = [{"role": "user", "content": text}]
-        ours = template.tokenizer(template.render(conversation, add_generation_prompt=True),
-                                  add_special_tokens=False)["input_ids"]
+        ours = template.tokenizer(
+            template.render(conversation, add_generation_prompt=True), add_special_tokens=False
+        )["input_ids"]
         theirs = exported_tokenizer.apply_chat_template(
-            template.chat_messages(conversation), add_generation_prompt=True, tokenize=True,
-            return_dict=True)["input_ids"]
+            template.chat_messages(conversation),
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+        )["input_ids"]
         agreed += list(ours) == list(theirs)
     return Check(name, agreed, len(PROBES), 1.0, "prompts (chat template + tokenizer)")

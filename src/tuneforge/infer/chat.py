@@ -24,9 +24,9 @@ from tuneforge.config.load import load_config
 from tuneforge.config.schema import GenerationArgs, RunConfig
 from tuneforge.data import Template, get_template
 from tuneforge.errors import ModelError
-from tuneforge.models import inference_dtype, load_adapter, load_model, load_tokenizer
 from tuneforge.infer.decoding import Row, RowTracker
 from tuneforge.layout import CONFIG_NAME, complete_checkpoints
+from tuneforge.models import inference_dtype, load_adapter, load_model, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +65,19 @@ class ChatModel:
             self.model.generate(
                 input_ids=torch.tensor(ids, device=device),
                 attention_mask=torch.tensor(mask, device=device),
-                stopping_criteria=StoppingCriteriaList([tracker]), eos_token_id=list(stop_ids),
-                pad_token_id=pad, **kwargs)
+                stopping_criteria=StoppingCriteriaList([tracker]),
+                eos_token_id=list(stop_ids),
+                pad_token_id=pad,
+                **kwargs,
+            )
         tracker.finish_all()
 
-    def stream(self, messages: Sequence[Message], gen: GenerationArgs | None = None,
-               stop: Sequence[str] = ()) -> Iterator[str]:
+    def stream(
+        self,
+        messages: Sequence[Message],
+        gen: GenerationArgs | None = None,
+        stop: Sequence[str] = (),
+    ) -> Iterator[str]:
         """Yield the reply piece by piece as it is generated; closing the iterator stops it."""
         gen = gen or GenerationArgs()
         pieces: queue.Queue[str | Exception | None] = queue.Queue()
@@ -103,9 +110,14 @@ class ChatModel:
         return row.text.strip()
 
 
-def generation_settings(gen: GenerationArgs, *, temperature: float | None = None,
-                        top_p: float | None = None, max_new_tokens: int | None = None,
-                        repetition_penalty: float | None = None) -> GenerationArgs:
+def generation_settings(
+    gen: GenerationArgs,
+    *,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_new_tokens: int | None = None,
+    repetition_penalty: float | None = None,
+) -> GenerationArgs:
     """`gen` with the values a user or a request gave; temperature 0 means greedy decoding,
     any other temperature samples (as in OpenAI's API)."""
     changes: dict[str, Any] = {}
@@ -144,8 +156,10 @@ def chat_config(adapter: str | None = None, config: RunConfig | None = None) -> 
         weights = _last_checkpoint(folder)
         is_adapter = (weights / "adapter_config.json").is_file()
     if not (is_adapter or (weights / "config.json").is_file()):
-        raise ModelError(f"adapter '{adapter}': no adapter_config.json (nor config.json); expected "
-                         f"a LoRA training output, a full-model folder or a merged export")
+        raise ModelError(
+            f"adapter '{adapter}': no adapter_config.json (nor config.json); expected "
+            f"a LoRA training output, a full-model folder or a merged export"
+        )
     if config is not None:
         cfg = config.model_copy(deep=True)
     elif (folder / CONFIG_NAME).is_file():
@@ -165,10 +179,15 @@ def _last_checkpoint(run: Path) -> Path:
     checkpoint, said in the log so the partial model is never taken for the finished one."""
     complete = complete_checkpoints(run)
     if not complete:
-        raise ModelError(f"adapter '{run}': the run there has not finished and has no complete "
-                         f"checkpoint; resume it (resume_from_checkpoint: true) or train again")
-    logger.warning("%s has not finished (no final model): using its last complete checkpoint, "
-                   "%s", run, complete[-1].name)
+        raise ModelError(
+            f"adapter '{run}': the run there has not finished and has no complete "
+            f"checkpoint; resume it (resume_from_checkpoint: true) or train again"
+        )
+    logger.warning(
+        "%s has not finished (no final model): using its last complete checkpoint, %s",
+        run,
+        complete[-1].name,
+    )
     return complete[-1]
 
 
@@ -176,7 +195,8 @@ def _adapter_base(folder: Path) -> str | None:
     """The base model a plain peft adapter names (``base_model_name_or_path``)."""
     try:
         base = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get(
-            "base_model_name_or_path")
+            "base_model_name_or_path"
+        )
     except (OSError, ValueError):
         return None  # load_adapter reports the unreadable file with its name
     return base or None
@@ -186,8 +206,12 @@ def load_chat_model(cfg: RunConfig) -> ChatModel:
     """Load the base model (and the adapter in ``adapter_name_or_path``) for generation."""
     adapter = cfg.model.adapter_name_or_path
     tokenizer = load_tokenizer(cfg.model)  # an adapter's own tokenizer carries its chat template
-    model = load_model(cfg.model, dtype=inference_dtype(cfg.model), for_training=False,
-                       cutoff_len=cfg.data.cutoff_len)  # the RoPE scaling it was trained with
+    model = load_model(
+        cfg.model,
+        dtype=inference_dtype(cfg.model),
+        for_training=False,
+        cutoff_len=cfg.data.cutoff_len,
+    )  # the RoPE scaling it was trained with
     if adapter:
         model = load_adapter(model, adapter, trainable=False)
     model.eval()

@@ -49,13 +49,17 @@ class RowTracker(StoppingCriteria):
         self.tokenizer = tokenizer
         self.stop_ids = frozenset(stop_ids)
 
-    def __call__(self, input_ids: torch.LongTensor, scores: Any = None,
-                 **kwargs: Any) -> torch.BoolTensor:
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: Any = None, **kwargs: Any
+    ) -> torch.BoolTensor:
         for row, token in zip(self.rows, input_ids[:, -1].tolist(), strict=True):
             if row.finish_reason is None:
                 self._advance(row, token)
-        return torch.tensor([row.finish_reason is not None for row in self.rows],
-                            dtype=torch.bool, device=input_ids.device)
+        return torch.tensor(
+            [row.finish_reason is not None for row in self.rows],
+            dtype=torch.bool,
+            device=input_ids.device,
+        )
 
     def finish_all(self) -> None:
         """End the rows ``generate`` left unfinished (it stopped at the batch's token limit)."""
@@ -79,14 +83,14 @@ class RowTracker(StoppingCriteria):
         elif row.completion_tokens >= row.max_new_tokens:
             self._finish(row, "length", text)
         else:
-            self._emit(row, text[:_final_length(text, row.stop)])
+            self._emit(row, text[: _final_length(text, row.stop)])
 
     def _decode(self, row: Row) -> str:
         return self.tokenizer.decode(row.token_ids, skip_special_tokens=True)
 
     def _emit(self, row: Row, text: str) -> None:
         if len(text) > len(row.text):
-            piece, row.text = text[len(row.text):], text
+            piece, row.text = text[len(row.text) :], text
             if row.on_text is not None:
                 row.on_text(piece)
 
@@ -111,6 +115,10 @@ def _final_length(text: str, stop: Sequence[str]) -> int:
     """How much of ``text`` can be sent: not the start of a stop string that the next tokens
     may complete, and not a half-decoded character (shown as U+FFFD until its bytes arrive)."""
     end = len(text.rstrip("\ufffd"))
-    held = [size for word in stop for size in range(1, min(len(word) - 1, end) + 1)
-            if text.endswith(word[:size], 0, end)]
+    held = [
+        size
+        for word in stop
+        for size in range(1, min(len(word) - 1, end) + 1)
+        if text.endswith(word[:size], 0, end)
+    ]
     return end - max(held, default=0)

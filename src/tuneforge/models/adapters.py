@@ -26,8 +26,10 @@ def apply_finetuning(
     """Mark the parameters that train (wrapping the model in a PeftModel for LoRA)."""
     kind = finetune_args.finetuning_type
     if model_args.adapter_name_or_path and kind != "lora":
-        raise ConfigError(f"adapter_name_or_path needs finetuning_type=lora (it is {kind}); "
-                          f"merge the adapter into the model first to train it in {kind} mode")
+        raise ConfigError(
+            f"adapter_name_or_path needs finetuning_type=lora (it is {kind}); "
+            f"merge the adapter into the model first to train it in {kind} mode"
+        )
     if kind == "lora":
         model = _lora(model, finetune_args, model_args)
     elif kind == "freeze":
@@ -46,8 +48,10 @@ def _lora(model: torch.nn.Module, args: FinetuneArgs, model_args: ModelArgs) -> 
     if is_quantized(model):
         model = prepare_quantized_for_training(model)
     if model_args.adapter_name_or_path:
-        logger.info("continuing the adapter in %s with its own saved LoRA settings",
-                    model_args.adapter_name_or_path)
+        logger.info(
+            "continuing the adapter in %s with its own saved LoRA settings",
+            model_args.adapter_name_or_path,
+        )
         return load_adapter(model, model_args.adapter_name_or_path, trainable=True)
     extra = _full_names(model, "additional_target", args.additional_target or [])
     tied = {id(model.get_input_embeddings()), id(model.get_output_embeddings())}
@@ -80,19 +84,25 @@ def _full_names(model: torch.nn.Module, key: str, names: list[str]) -> list[str]
     ``input_layernorm``; full names train exactly the modules the user named.
     """
     _check_names(key, names, _module_names(model.named_modules()))
-    return [full for full, module in model.named_modules()
-            if full.rpartition(".")[2] in names and any(True for _ in module.parameters())]
+    return [
+        full
+        for full, module in model.named_modules()
+        if full.rpartition(".")[2] in names and any(True for _ in module.parameters())
+    ]
 
 
 def _lora_targets(model: torch.nn.Module, names: list[str]) -> str | list[str]:
     """``all`` -> peft's every-linear-layer-but-the-output-head; names are checked."""
     if "all" in names:
         if len(names) > 1:
-            raise ConfigError("lora_target: 'all' already covers every linear layer; "
-                              "give 'all' or module names, not both")
+            raise ConfigError(
+                "lora_target: 'all' already covers every linear layer; "
+                "give 'all' or module names, not both"
+            )
         return "all-linear"
     layers = (
-        (name, module) for name, module in model.named_modules()
+        (name, module)
+        for name, module in model.named_modules()
         if isinstance(module, (torch.nn.Linear, torch.nn.Embedding))
     )
     _check_names("lora_target", names, _module_names(layers), also="all")
@@ -104,16 +114,21 @@ def _freeze(model: torch.nn.Module, args: FinetuneArgs) -> None:
     stack_name, stack = _decoder_layers(model)
     count, n = len(stack), args.freeze_trainable_layers
     if abs(n) > count:
-        raise ConfigError(f"freeze_trainable_layers={n}: the model has {count} decoder layers; "
-                          f"use 1..{count} (the last n) or -1..-{count} (the first n)")
+        raise ConfigError(
+            f"freeze_trainable_layers={n}: the model has {count} decoder layers; "
+            f"use 1..{count} (the last n) or -1..-{count} (the first n)"
+        )
     chosen = range(count - n, count) if n > 0 else range(-n)
     inside = args.freeze_trainable_modules
     if inside != ["all"]:
-        _check_names("freeze_trainable_modules", inside,
-                     _module_names(stack[0].named_modules()), also="all")
+        _check_names(
+            "freeze_trainable_modules", inside, _module_names(stack[0].named_modules()), also="all"
+        )
     outside = [
-        (name, module) for name, module in model.named_modules()
-        if name != stack_name and not name.startswith(stack_name + ".")
+        (name, module)
+        for name, module in model.named_modules()
+        if name != stack_name
+        and not name.startswith(stack_name + ".")
         and any(True for _ in module.parameters(recurse=False))
     ]
     extra = args.freeze_extra_modules or []
@@ -135,14 +150,19 @@ def _decoder_layers(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == count:
             return name, module
-    raise ConfigError(f"finetuning_type=freeze: cannot find the decoder layers of "
-                      f"{type(model).__name__}; use finetuning_type=lora or full")
+    raise ConfigError(
+        f"finetuning_type=freeze: cannot find the decoder layers of "
+        f"{type(model).__name__}; use finetuning_type=lora or full"
+    )
 
 
 def _module_names(named: Iterable[tuple[str, torch.nn.Module]]) -> set[str]:
     """The short names (last dotted part) a user writes: q_proj, mlp, embed_tokens."""
-    short = (name.rpartition(".")[2] for name, module in named
-             if name and any(True for _ in module.parameters()))
+    short = (
+        name.rpartition(".")[2]
+        for name, module in named
+        if name and any(True for _ in module.parameters())
+    )
     return {name for name in short if not name.isdigit()}
 
 
@@ -150,8 +170,10 @@ def _check_names(key: str, names: list[str], valid: set[str], also: str | None =
     unknown = [name for name in names if name not in valid]
     if unknown:
         allowed = ([also] if also else []) + sorted(valid)
-        raise ConfigError(f"{key}: no module named {', '.join(map(repr, unknown))} in this "
-                          f"model; valid: {', '.join(allowed)}")
+        raise ConfigError(
+            f"{key}: no module named {', '.join(map(repr, unknown))} in this "
+            f"model; valid: {', '.join(allowed)}"
+        )
 
 
 def prepare_for_training(

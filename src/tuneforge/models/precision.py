@@ -68,8 +68,11 @@ def cpu_bf16_flags(cpuinfo: str) -> list[str]:
 def detect_hardware(read_cpuinfo: Callable[[], str] = read_proc_cpuinfo) -> Hardware:
     """The device a run uses (CUDA, else Apple MPS, else CPU) and whether it has native bf16."""
     if torch.cuda.is_available():
-        return Hardware("cuda", torch.cuda.is_bf16_supported(including_emulation=False),
-                        f"GPU {torch.cuda.get_device_name()}")
+        return Hardware(
+            "cuda",
+            torch.cuda.is_bf16_supported(including_emulation=False),
+            f"GPU {torch.cuda.get_device_name()}",
+        )
     if torch.backends.mps.is_available():
         return Hardware("mps", False, "Apple MPS device")
     found = cpu_bf16_flags(read_cpuinfo())
@@ -98,8 +101,12 @@ def choose_precision(train_args: TrainArgs, hardware: Hardware | None = None) ->
     else:
         asked = "auto"
     dtype, reason = _pick(asked, hardware)
-    return Precision(bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
-                     compute_dtype=dtype, reason=reason)
+    return Precision(
+        bf16=dtype == torch.bfloat16,
+        fp16=dtype == torch.float16,
+        compute_dtype=dtype,
+        reason=reason,
+    )
 
 
 def inference_dtype(model_args: ModelArgs, hardware: Hardware | None = None) -> torch.dtype:
@@ -122,8 +129,10 @@ def _pick(asked: Asked, hardware: Hardware) -> tuple[torch.dtype, str]:
         if hardware.device == "cuda":
             return torch.float16, f"float16, as set, on the {hardware.description}"
         dtype, why = _auto(hardware)
-        return dtype, (f"{_name(dtype)}: fp16 was set but float16 needs a CUDA GPU, not a "
-                       f"{hardware.description}; automatic choice: {why}")
+        return dtype, (
+            f"{_name(dtype)}: fp16 was set but float16 needs a CUDA GPU, not a "
+            f"{hardware.description}; automatic choice: {why}"
+        )
     dtype, why = _auto(hardware)
     return dtype, f"{_name(dtype)} (automatic): {why}"
 

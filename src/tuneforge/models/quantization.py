@@ -41,8 +41,11 @@ def quantized_bytes_per_weight(bits: int, *, double_quantization: bool = True) -
         return 1.0
     if bits != 4:
         raise ValueError(f"bits must be 4 or 8, not {bits}")
-    scales = (1 / BLOCK_SIZE_4BIT + 4 / (BLOCK_SIZE_4BIT * DOUBLE_QUANT_BLOCK)
-              if double_quantization else 4 / BLOCK_SIZE_4BIT)
+    scales = (
+        1 / BLOCK_SIZE_4BIT + 4 / (BLOCK_SIZE_4BIT * DOUBLE_QUANT_BLOCK)
+        if double_quantization
+        else 4 / BLOCK_SIZE_4BIT
+    )
     return 0.5 + scales
 
 
@@ -85,10 +88,13 @@ def quantization_kwargs(model_args: ModelArgs, compute_dtype: torch.dtype) -> di
     logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
     if torch.cuda.is_available():
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
-    described = ("8-bit (LLM.int8)" if model_args.quantization_bit == 8 else
-                 f"4-bit {model_args.quantization_type}"
-                 f"{' with double quantisation' if model_args.double_quantization else ''}, "
-                 f"computing in {str(compute_dtype).removeprefix('torch.')}")
+    described = (
+        "8-bit (LLM.int8)"
+        if model_args.quantization_bit == 8
+        else f"4-bit {model_args.quantization_type}"
+        f"{' with double quantisation' if model_args.double_quantization else ''}, "
+        f"computing in {str(compute_dtype).removeprefix('torch.')}"
+    )
     logger.info("QLoRA: loading the base weights in %s", described)
     return kwargs
 
@@ -104,9 +110,11 @@ def refuse_quantized_merge(model: torch.nn.Module) -> None:
     For export: call it on the model the adapter is about to be merged into.
     """
     if is_quantized(model):
-        raise ModelError("cannot merge a LoRA adapter into quantised (4/8-bit) weights: the "
-                         "result would be rounded back to 4/8 bits; load the base unquantised "
-                         "(quantization_bit: null, 16/32-bit) and merge the adapter into that")
+        raise ModelError(
+            "cannot merge a LoRA adapter into quantised (4/8-bit) weights: the "
+            "result would be rounded back to 4/8 bits; load the base unquantised "
+            "(quantization_bit: null, 16/32-bit) and merge the adapter into that"
+        )
 
 
 def prepare_quantized_for_training(model: torch.nn.Module) -> torch.nn.Module:

@@ -53,33 +53,50 @@ def apply_rope_scaling(
     """
     current = dict(getattr(config, "rope_parameters", None) or {})
     if "rope_theta" not in current:
-        raise ConfigError(f"rope_scaling={kind}: {config.model_type} models do not use RoPE "
-                          f"(no rope_parameters in config.json); remove rope_scaling")
+        raise ConfigError(
+            f"rope_scaling={kind}: {config.model_type} models do not use RoPE "
+            f"(no rope_parameters in config.json); remove rope_scaling"
+        )
     if config.nested_rope_parameter_keys(current):
-        raise ConfigError(f"rope_scaling={kind}: {config.model_type} has different RoPE settings "
-                          f"per layer type, which tuneforge does not rescale; remove rope_scaling")
+        raise ConfigError(
+            f"rope_scaling={kind}: {config.model_type} has different RoPE settings "
+            f"per layer type, which tuneforge does not rescale; remove rope_scaling"
+        )
     existing = current.get("rope_type", "default")
     if existing != "default":
         if existing == kind and factor in (None, current.get("factor")):
-            logger.info("RoPE scaling: the model already uses %s scaling with factor %s; kept",
-                        kind, current.get("factor"))
+            logger.info(
+                "RoPE scaling: the model already uses %s scaling with factor %s; kept",
+                kind,
+                current.get("factor"),
+            )
             return current.get("factor")
-        raise ConfigError(f"rope_scaling={kind}: the model already uses {existing} RoPE scaling "
-                          f"(factor {current.get('factor')}); remove rope_scaling/rope_factor "
-                          f"to keep it")
-    original = int(current.get("original_max_position_embeddings")
-                   or config.max_position_embeddings)
+        raise ConfigError(
+            f"rope_scaling={kind}: the model already uses {existing} RoPE scaling "
+            f"(factor {current.get('factor')}); remove rope_scaling/rope_factor "
+            f"to keep it"
+        )
+    original = int(
+        current.get("original_max_position_embeddings") or config.max_position_embeddings
+    )
     reason = "as set in rope_factor"
     if factor is None:
         if cutoff_len is None or cutoff_len <= original:
-            logger.warning("rope_scaling=%s: cutoff_len %s fits in the model's %d positions; no "
-                           "scaling applied (set rope_factor to force one)", kind, cutoff_len,
-                           original)
+            logger.warning(
+                "rope_scaling=%s: cutoff_len %s fits in the model's %d positions; no "
+                "scaling applied (set rope_factor to force one)",
+                kind,
+                cutoff_len,
+                original,
+            )
             return None
         factor = float(math.ceil(cutoff_len / original))
         reason = f"ceil(cutoff_len {cutoff_len} / the model's {original} positions)"
-    parameters: dict[str, object] = {"rope_type": kind, "rope_theta": current["rope_theta"],
-                                     "factor": factor}
+    parameters: dict[str, object] = {
+        "rope_type": kind,
+        "rope_theta": current["rope_theta"],
+        "factor": factor,
+    }
     if "partial_rotary_factor" in current:
         parameters["partial_rotary_factor"] = current["partial_rotary_factor"]
     if kind in ("yarn", "llama3"):
@@ -89,6 +106,11 @@ def apply_rope_scaling(
     config.rope_parameters = parameters
     if kind != "dynamic":  # dynamic NTK stretches by itself past max_position_embeddings
         config.max_position_embeddings = int(original * factor)
-    logger.info("RoPE scaling: %s, factor %g (%s); the model now covers %d positions",
-                kind, factor, reason, int(original * factor))
+    logger.info(
+        "RoPE scaling: %s, factor %g (%s); the model now covers %d positions",
+        kind,
+        factor,
+        reason,
+        int(original * factor),
+    )
     return factor

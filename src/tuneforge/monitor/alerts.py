@@ -58,16 +58,19 @@ class HealthChecks:
         return None
 
     def _grad_spike(self, step: int, grad: float) -> Alert | None:
-        history = self.grad_norms[-self.spike_window:]
+        history = self.grad_norms[-self.spike_window :]
         self.grad_norms = [*history, grad]
         if len(history) < self.spike_history:
             return None
         median = statistics.median(history)
         if median > 0 and grad > self.spike_factor * median:
-            return Alert(GRAD_SPIKE, step,
-                         f"gradient norm {grad:.3g} at step {step} is {grad / median:.0f}x its "
-                         f"running median {median:.3g}: training may be unstable; consider a "
-                         f"lower learning_rate or max_grad_norm")
+            return Alert(
+                GRAD_SPIKE,
+                step,
+                f"gradient norm {grad:.3g} at step {step} is {grad / median:.0f}x its "
+                f"running median {median:.3g}: training may be unstable; consider a "
+                f"lower learning_rate or max_grad_norm",
+            )
         return None
 
     def eval_log(self, step: int, eval_loss: float) -> Alert | None:
@@ -78,38 +81,50 @@ class HealthChecks:
         train = sum(self.window_losses) / len(self.window_losses)
         self.window_losses = []
         self.evals.append((eval_loss, train))
-        recent = self.evals[-(self.overfit_evals + 1):]
+        recent = self.evals[-(self.overfit_evals + 1) :]
         if len(recent) <= self.overfit_evals:
             return None
         rising = all(later[0] > earlier[0] for earlier, later in itertools.pairwise(recent))
         if rising and recent[-1][1] < recent[0][1]:
-            return Alert(OVERFITTING, step,
-                         f"validation loss rose at {self.overfit_evals} validations in a row "
-                         f"({recent[0][0]:.4f} -> {recent[-1][0]:.4f}) while the training loss "
-                         f"fell ({recent[0][1]:.4f} -> {recent[-1][1]:.4f}): the model is "
-                         f"over-fitting; consider early_stopping_steps, fewer epochs or more data")
+            return Alert(
+                OVERFITTING,
+                step,
+                f"validation loss rose at {self.overfit_evals} validations in a row "
+                f"({recent[0][0]:.4f} -> {recent[-1][0]:.4f}) while the training loss "
+                f"fell ({recent[0][1]:.4f} -> {recent[-1][1]:.4f}): the model is "
+                f"over-fitting; consider early_stopping_steps, fewer epochs or more data",
+            )
         return None
 
     def weight_change(self, step: int, relative_change: float) -> Alert | None:
         """Trained weights that barely changed although the learning rate was above zero."""
         if step < 1 or not self.lr_started or relative_change >= self.still_change:
             return None
-        return Alert(NOT_MOVING, step,
-                     f"the trained weights have changed by {relative_change:.2g} of their norm "
-                     f"after {step} steps: they are not moving; check learning_rate and that the "
-                     f"trained modules are used by the loss")
+        return Alert(
+            NOT_MOVING,
+            step,
+            f"the trained weights have changed by {relative_change:.2g} of their norm "
+            f"after {step} steps: they are not moving; check learning_rate and that the "
+            f"trained modules are used by the loss",
+        )
 
     def state(self) -> dict[str, Any]:
         """What a resumed run needs to go on judging as before."""
-        return {k: v for k, v in asdict(self).items()
-                if k in ("grad_norms", "window_losses", "evals", "lr_started")}
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if k in ("grad_norms", "window_losses", "evals", "lr_started")
+        }
 
 
 def nonfinite_alert(step: int, last_good: str | None) -> Alert:
     """The loss or gradients became NaN/inf: training stops before the update is applied (it
     is dropped, or skipped by the fp16 loss scaler) and before anything is saved."""
     kept = f"; last complete checkpoint: {last_good}" if last_good else ""
-    return Alert(NONFINITE, step,
-                 f"loss or gradients are NaN/inf at step {step}: training stopped, that step's "
-                 f"update was dropped and the weights of step {step - 1} are kept as the "
-                 f"result{kept}. Lower learning_rate, set max_grad_norm, or use bf16/fp32")
+    return Alert(
+        NONFINITE,
+        step,
+        f"loss or gradients are NaN/inf at step {step}: training stopped, that step's "
+        f"update was dropped and the weights of step {step - 1} are kept as the "
+        f"result{kept}. Lower learning_rate, set max_grad_norm, or use bf16/fp32",
+    )

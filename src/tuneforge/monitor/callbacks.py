@@ -87,9 +87,14 @@ class TrainingMonitor(TrainerCallback, ExportableState):
 
     def state(self) -> dict[str, Any]:
         """Saved in each checkpoint's trainer_state.json, read back when the run resumes."""
-        return {"args": {}, "attributes": {"samples_seen": self.samples_seen,
-                                           "checks": self.checks.state(),
-                                           "announced": sorted(self.announced)}}
+        return {
+            "args": {},
+            "attributes": {
+                "samples_seen": self.samples_seen,
+                "checks": self.checks.state(),
+                "announced": sorted(self.announced),
+            },
+        }
 
     def _restore(self, state: TrainerState) -> None:
         saved = (state.stateful_callbacks or {}).get(type(self).__name__)
@@ -99,9 +104,14 @@ class TrainingMonitor(TrainerCallback, ExportableState):
             self.checks = HealthChecks(**attributes.get("checks", {}))
             self.announced = set(attributes.get("announced", []))
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState,
-                       control: TrainerControl, model: torch.nn.Module | None = None,
-                       **kwargs: Any) -> None:
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: torch.nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._restore(state)
         self.start_step = state.global_step  # weight change counts from here (0, or the resume)
         self.window_tokens = state.num_input_tokens_seen
@@ -112,13 +122,19 @@ class TrainingMonitor(TrainerCallback, ExportableState):
             self.weights.start(model)
             self._log_weights(state, model)
 
-    def on_step_begin(self, args: TrainingArguments, state: TrainerState,
-                      control: TrainerControl, **kwargs: Any) -> None:
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self.step_started = time.perf_counter()
 
-    def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState,
-                              control: TrainerControl, model: torch.nn.Module | None = None,
-                              **kwargs: Any) -> None:
+    def on_pre_optimizer_step(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: torch.nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Drop an update whose gradients are NaN/inf, so no bad weight is ever stored.
 
         With fp16 the loss scaler skips such steps by design; there the logged loss decides.
@@ -129,14 +145,21 @@ class TrainingMonitor(TrainerCallback, ExportableState):
         if not grads:
             return
         device = grads[0].device
-        norms = torch.stack([torch.linalg.vector_norm(g, dtype=torch.float32).to(device)
-                             for g in grads])
+        norms = torch.stack(
+            [torch.linalg.vector_norm(g, dtype=torch.float32).to(device) for g in grads]
+        )
         if not torch.isfinite(norms.sum()):
             model.zero_grad(set_to_none=True)  # the optimizer skips parameters without grads
             self.halted_step = state.global_step + 1
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    model: torch.nn.Module | None = None, **kwargs: Any) -> None:
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: torch.nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.window_time += time.perf_counter() - self.step_started
         if self.halted_step is not None:
             self._halt(state, control, self.halted_step)
@@ -144,14 +167,26 @@ class TrainingMonitor(TrainerCallback, ExportableState):
         if self.every and state.global_step % self.every == 0 and model is not None:
             self._log_weights(state, model)
 
-    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    model: torch.nn.Module | None = None, **kwargs: Any) -> None:
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: torch.nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not self.every and model is not None:
             self._log_weights(state, model)
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-               logs: dict[str, float] | None = None, model: torch.nn.Module | None = None,
-               **kwargs: Any) -> None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        model: torch.nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not logs:
             return
         step = state.global_step
@@ -165,14 +200,25 @@ class TrainingMonitor(TrainerCallback, ExportableState):
                 self._log_weights(state, model)
         if "eval_loss" in logs and math.isfinite(logs["eval_loss"]):
             alert = self.checks.eval_log(step, logs["eval_loss"])
-        self._write({tag(k): v for k, v in logs.items()
-                     if isinstance(v, (int, float)) and not isinstance(v, bool)}, step)
+        self._write(
+            {
+                tag(k): v
+                for k, v in logs.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            },
+            step,
+        )
         if alert:
             self._alert(state, alert)
 
-    def on_train_end(self, args: TrainingArguments, state: TrainerState,
-                     control: TrainerControl, model: torch.nn.Module | None = None,
-                     **kwargs: Any) -> None:
+    def on_train_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: torch.nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
         if model is not None and self.halted_step is None:
             self._log_weights(state, model)
         for sink in self.sinks:
@@ -214,8 +260,9 @@ class TrainingMonitor(TrainerCallback, ExportableState):
         for name, values in stats.histograms.items():
             for sink in self.sinks:
                 sink.histogram(f"weights/{name}", values, state.global_step)
-        self._append(state, state.global_step,
-                     {"weights": stats.totals, "weights_by_layer": stats.by_layer})
+        self._append(
+            state, state.global_step, {"weights": stats.totals, "weights_by_layer": stats.by_layer}
+        )
         if "relative_change" in stats.totals and state.global_step > self.start_step:
             alert = self.checks.weight_change(state.global_step, stats.totals["relative_change"])
             if alert:
@@ -223,9 +270,16 @@ class TrainingMonitor(TrainerCallback, ExportableState):
 
     def _append(self, state: TrainerState, step: int, values: dict[str, Any]) -> None:
         """A line of the run's JSONL log, with the same position fields as the others."""
-        append_log(self.output_dir, {"step": step, "max_steps": state.max_steps,
-                                     "epoch": state.epoch, "tokens": state.num_input_tokens_seen,
-                                     **values})
+        append_log(
+            self.output_dir,
+            {
+                "step": step,
+                "max_steps": state.max_steps,
+                "epoch": state.epoch,
+                "tokens": state.num_input_tokens_seen,
+                **values,
+            },
+        )
 
     def _write(self, scalars: dict[str, float], step: int) -> None:
         for sink in self.sinks:

@@ -22,8 +22,19 @@ COMPARE_NAME = "compare.html"
 # Keys that always differ between runs or say nothing about how a run was trained.
 _IDENTITY_KEYS = {"output_dir", "overwrite_output_dir", "resume_from_checkpoint"}
 _LOWER_IS_BETTER = ("loss", "perplexity", "ppl", "runtime", "memory")
-_HIGHER_IS_BETTER = ("accuracy", "f1", "bleu", "rouge", "exact", "match", "kept", "tokens_per_s",
-                     "score", "precision", "recall")
+_HIGHER_IS_BETTER = (
+    "accuracy",
+    "f1",
+    "bleu",
+    "rouge",
+    "exact",
+    "match",
+    "kept",
+    "tokens_per_s",
+    "score",
+    "precision",
+    "recall",
+)
 
 
 def write_comparison(paths: Sequence[str | Path], output: str | Path | None = None) -> Path:
@@ -31,13 +42,26 @@ def write_comparison(paths: Sequence[str | Path], output: str | Path | None = No
     runs = collect_runs(paths)
     stage, kept, left_out = comparable(runs)
     names = unique_names(kept)
-    metrics = {name: run.summary() for name, run in zip(names, kept)}
+    metrics = {name: run.summary() for name, run in zip(names, kept, strict=True)}
     columns = list(dict.fromkeys(key for summary in metrics.values() for key in summary))
-    out = Path(output) if output else Path(os.path.commonpath([r.path.resolve() for r in runs])) / COMPARE_NAME
-    html = page("compare.html.j2", runs=kept, names=names, stage=stage, left_out=left_out,
-                colors=run_colors(len(kept)), columns=columns, metrics=metrics,
-                best=best_values(metrics, columns), diff=config_diff(kept),
-                charts=charts(series_panels(kept), out.parent / f"{out.stem}_plots"))
+    out = (
+        Path(output)
+        if output
+        else Path(os.path.commonpath([r.path.resolve() for r in runs])) / COMPARE_NAME
+    )
+    html = page(
+        "compare.html.j2",
+        runs=kept,
+        names=names,
+        stage=stage,
+        left_out=left_out,
+        colors=run_colors(len(kept)),
+        columns=columns,
+        metrics=metrics,
+        best=best_values(metrics, columns),
+        diff=config_diff(kept),
+        charts=charts(series_panels(kept), out.parent / f"{out.stem}_plots"),
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     return out
@@ -53,8 +77,9 @@ def collect_runs(paths: Sequence[str | Path]) -> list[Run]:
     unique = list(dict.fromkeys(p.resolve() for p in folders))
     runs = [read_run(p) for p in unique]
     if len(runs) < 2:
-        raise OutputError(f"compare needs at least two runs; found {len(runs)} in "
-                          f"{', '.join(map(str, paths))}")
+        raise OutputError(
+            f"compare needs at least two runs; found {len(runs)} in {', '.join(map(str, paths))}"
+        )
     return runs
 
 
@@ -64,17 +89,21 @@ def comparable(runs: list[Run]) -> tuple[str, list[Run], list[str]]:
     counts = Counter(run.stage for run in runs)
     stage = max(counts, key=lambda s: (counts[s], s == runs[0].stage))
     kept = [run for run in runs if run.stage == stage]
-    left_out = [f"{run.name} ({run.path}) is left out: it is a stage {run.stage} run and the "
-                f"others are stage {stage}, so its losses and metrics measure something else"
-                for run in runs if run.stage != stage]
+    left_out = [
+        f"{run.name} ({run.path}) is left out: it is a stage {run.stage} run and the "
+        f"others are stage {stage}, so its losses and metrics measure something else"
+        for run in runs
+        if run.stage != stage
+    ]
     return stage, kept, left_out
 
 
 def unique_names(runs: Sequence[Run]) -> list[str]:
     """Folder names, with the parent folder added where two runs share a name."""
     counts = Counter(run.name for run in runs)
-    return [run.name if counts[run.name] == 1 else f"{run.path.parent.name}/{run.name}"
-            for run in runs]
+    return [
+        run.name if counts[run.name] == 1 else f"{run.path.parent.name}/{run.name}" for run in runs
+    ]
 
 
 def direction(column: str) -> str | None:

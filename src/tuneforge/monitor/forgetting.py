@@ -25,10 +25,10 @@ from tqdm.auto import tqdm
 
 from tuneforge.config.schema import GenerationArgs, RunConfig
 from tuneforge.errors import ConfigError
-from tuneforge.layout import EVAL_DIR
-from tuneforge.monitor.runlog import FORGETTING_NAME
 from tuneforge.infer.chat import ChatModel, load_chat_model
 from tuneforge.infer.decoding import Row
+from tuneforge.layout import EVAL_DIR
+from tuneforge.monitor.runlog import FORGETTING_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -73,18 +73,26 @@ def load_probe() -> Probe:
     texts: dict[str, list[str]] = {}
     for row in _jsonl(folder / "general_text.jsonl"):
         texts.setdefault(row["lang"], []).append(row["text"])
-    questions = [Question(row["lang"], row["question"], tuple(row["answers"]))
-                 for row in _jsonl(folder / "general_questions.jsonl")]
+    questions = [
+        Question(row["lang"], row["question"], tuple(row["answers"]))
+        for row in _jsonl(folder / "general_questions.jsonl")
+    ]
     return Probe(texts, questions)
 
 
-def check_forgetting(tuned: RunConfig, base: RunConfig, output_dir: str | Path | None = None,
-                     probe: Probe | None = None) -> ForgettingResult:
+def check_forgetting(
+    tuned: RunConfig,
+    base: RunConfig,
+    output_dir: str | Path | None = None,
+    probe: Probe | None = None,
+) -> ForgettingResult:
     """Score the base model, then the tuned one (one in memory at a time); write the result to
     ``<output_dir>/forgetting.json`` when a folder is given."""
     if tuned.finetune.stage == "cls":
-        raise ConfigError("the forgetting check measures a language model's general text and "
-                          "answers; a stage cls model (a classifier) has neither")
+        raise ConfigError(
+            "the forgetting check measures a language model's general text and "
+            "answers; a stage cls model (a classifier) has neither"
+        )
     probe = probe or load_probe()
     scores, replies = {}, {}
     for label, cfg in (("base", base), ("tuned", tuned)):
@@ -93,33 +101,48 @@ def check_forgetting(tuned: RunConfig, base: RunConfig, output_dir: str | Path |
         del chat
         gc.collect()
     kept = kept_shares(scores["base"], scores["tuned"])
-    result = ForgettingResult(scores["base"], scores["tuned"], kept, warnings=[
-        f"{key}: the tuned model kept {share:.0%} of the base model's score (base "
-        f"{scores['base'][key]:.4g}, tuned {scores['tuned'][key]:.4g}); fine-tuning may have "
-        f"cost general ability: try a lower learning_rate, fewer epochs, a smaller lora_rank, "
-        f"or mix general data into the training set"
-        for key, share in kept.items() if share is not None and share < KEEP_WARNING],
-        answers=[{"question": q.question, "accepted": list(q.answers), "base": before,
-                  "tuned": after} for q, before, after in zip(
-                      probe.questions, replies["base"], replies["tuned"], strict=True)])
+    result = ForgettingResult(
+        scores["base"],
+        scores["tuned"],
+        kept,
+        warnings=[
+            f"{key}: the tuned model kept {share:.0%} of the base model's score (base "
+            f"{scores['base'][key]:.4g}, tuned {scores['tuned'][key]:.4g}); fine-tuning may have "
+            f"cost general ability: try a lower learning_rate, fewer epochs, a smaller lora_rank, "
+            f"or mix general data into the training set"
+            for key, share in kept.items()
+            if share is not None and share < KEEP_WARNING
+        ],
+        answers=[
+            {"question": q.question, "accepted": list(q.answers), "base": before, "tuned": after}
+            for q, before, after in zip(
+                probe.questions, replies["base"], replies["tuned"], strict=True
+            )
+        ],
+    )
     for warning in result.warnings:
         logger.warning("%s", warning)
     if output_dir is not None:
         result.path = Path(output_dir) / FORGETTING_NAME
         result.path.parent.mkdir(parents=True, exist_ok=True)
         payload = {k: v for k, v in asdict(result).items() if k != "path"}
-        result.path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n",
-                               encoding="utf-8")
+        result.path.write_text(
+            json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
     return result
 
 
 def score(chat: ChatModel, probe: Probe, label: str) -> tuple[dict[str, float], list[str]]:
     """``perplexity_<lang>`` for each language of the probe and ``answers_correct`` (the share
     answered right), with the replies to the questions."""
-    out = {f"perplexity_{lang}": perplexity(chat, texts, f"perplexity {lang} ({label})")
-           for lang, texts in probe.texts.items()}
+    out = {
+        f"perplexity_{lang}": perplexity(chat, texts, f"perplexity {lang} ({label})")
+        for lang, texts in probe.texts.items()
+    }
     replies = answer_questions(chat, probe.questions, label)
-    right = sum(is_correct(reply, q.answers) for reply, q in zip(replies, probe.questions))
+    right = sum(
+        is_correct(reply, q.answers) for reply, q in zip(replies, probe.questions, strict=True)
+    )
     out["answers_correct"] = right / len(replies) if replies else math.nan
     return out, replies
 
@@ -142,11 +165,14 @@ def answer_questions(chat: ChatModel, questions: Sequence[Question], label: str)
     """Each question's reply, by greedy decoding through the chat template, in batches."""
     gen = GenerationArgs(do_sample=False, max_new_tokens=ANSWER_TOKENS)
     replies: list[str] = []
-    with tqdm(total=len(questions), desc=f"questions ({label})", unit="question",
-              dynamic_ncols=True) as bar:
+    with tqdm(
+        total=len(questions), desc=f"questions ({label})", unit="question", dynamic_ncols=True
+    ) as bar:
         for start in range(0, len(questions), BATCH):
-            rows = [Row(chat.encode([{"role": "user", "content": q.question}]), ANSWER_TOKENS)
-                    for q in questions[start:start + BATCH]]
+            rows = [
+                Row(chat.encode([{"role": "user", "content": q.question}]), ANSWER_TOKENS)
+                for q in questions[start : start + BATCH]
+            ]
             chat.generate(rows, gen)
             replies += [row.text.strip() for row in rows]
             bar.update(len(rows))
@@ -180,16 +206,21 @@ def kept_shares(base: dict[str, float], tuned: dict[str, float]) -> dict[str, fl
 
 
 def _jsonl(path: Any) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
 
-def check_adapter(cfg: RunConfig, adapter: str | None,
-                  output_dir: str | Path | None = None) -> ForgettingResult:
+def check_adapter(
+    cfg: RunConfig, adapter: str | None, output_dir: str | Path | None = None
+) -> ForgettingResult:
     """``tuneforge eval --forgetting``: the adapter's model against the model it started from,
     paired as ``tuneforge eval`` pairs them; the result goes beside the evaluation's."""
     if not adapter:
-        raise ConfigError("--forgetting compares a fine-tuned model with the model it started "
-                          "from: give --adapter <training output folder>")
+        raise ConfigError(
+            "--forgetting compares a fine-tuned model with the model it started "
+            "from: give --adapter <training output folder>"
+        )
     from tuneforge.eval.evaluate import compared_configs
 
     tuned, base = compared_configs(cfg, adapter)

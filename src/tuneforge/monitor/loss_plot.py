@@ -14,7 +14,13 @@ def plot_loss(log_history: list[dict], path: Path) -> Path | None:
     val = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
     if not train:
         return None
-    render(Panel(path.stem, "Training and validation loss", "loss",
-                 [Curve("training loss", train), Curve("validation loss", val, dashed=True)]),
-           path.parent)
+    render(
+        Panel(
+            path.stem,
+            "Training and validation loss",
+            "loss",
+            [Curve("training loss", train), Curve("validation loss", val, dashed=True)],
+        ),
+        path.parent,
+    )
     return path

@@ -39,8 +39,18 @@ class Panel:
 
 def run_colors(count: int) -> list[str]:
     """Distinct colours, one per run, the same in every panel of a page."""
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b",
-               "#e377c2", "#7f7f7f", "#bcbd22"]
+    palette = [
+        "#1f77b4",
+        "#d62728",
+        "#2ca02c",
+        "#9467bd",
+        "#ff7f0e",
+        "#17becf",
+        "#8c564b",
+        "#e377c2",
+        "#7f7f7f",
+        "#bcbd22",
+    ]
     return [palette[i % len(palette)] for i in range(count)]
 
 
@@ -65,11 +75,17 @@ def render(panel: Panel, png_dir: Path | None = None) -> str:
         for curve in panel.curves:
             if not curve.points:
                 continue
-            steps, ys = zip(*curve.points)
+            steps, ys = zip(*curve.points, strict=True)
             values += [y for y in ys if math.isfinite(y)]
-            ax.plot(steps, ys, label=curve.label, color=curve.color,
-                    linestyle="--" if curve.dashed else "-",
-                    marker="o" if curve.dashed or len(steps) < 12 else None, markersize=3)
+            ax.plot(
+                steps,
+                ys,
+                label=curve.label,
+                color=curve.color,
+                linestyle="--" if curve.dashed else "-",
+                marker="o" if curve.dashed or len(steps) < 12 else None,
+                markersize=3,
+            )
         positive = [v for v in values if v > 0]
         if positive and len(positive) == len(values) and max(positive) / min(positive) > 100:
             ax.set_yscale("log")
@@ -87,4 +103,4 @@ def render(panel: Panel, png_dir: Path | None = None) -> str:
         fig.savefig(buffer, format="svg")
         plt.close(fig)
     svg = buffer.getvalue()
-    return svg[svg.index("<svg"):]
+    return svg[svg.index("<svg") :]

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tuneforge.layout import CONFIG_NAME, REPORT_NAME
 from tuneforge.monitor.plots import Curve, Panel, depth_colors, render, run_colors
 from tuneforge.monitor.runlog import Run, read_run
-from tuneforge.layout import CONFIG_NAME, REPORT_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +31,14 @@ def write_report(run_dir: str | Path) -> Path:
     png_dir = run.path / PLOTS_DIR
     panels = [*series_panels([run]), *weight_panels(run)]
     config = run.path / CONFIG_NAME
-    html = page("report.html.j2", run=run, summary=run.summary(),
-                charts=charts(panels, png_dir), png_dir=png_dir,
-                config_text=config.read_text(encoding="utf-8") if config.is_file() else "unknown")
+    html = page(
+        "report.html.j2",
+        run=run,
+        summary=run.summary(),
+        charts=charts(panels, png_dir),
+        png_dir=png_dir,
+        config_text=config.read_text(encoding="utf-8") if config.is_file() else "unknown",
+    )
     out = run.path / REPORT_NAME
     out.write_text(html, encoding="utf-8")
     if run.status != "finished":
@@ -55,20 +60,48 @@ def series_panels(runs: Sequence[Run]) -> list[Panel]:
         return what if single else f"{run.name} {what}"
 
     def panel(name: str, title: str, ylabel: str, key: str) -> Panel:
-        return Panel(name, title, ylabel, [Curve(label(run, key) if single else run.name,
-                                                 run.series(key), color=color)
-                                           for run, color in zip(runs, colors)])
+        return Panel(
+            name,
+            title,
+            ylabel,
+            [
+                Curve(label(run, key) if single else run.name, run.series(key), color=color)
+                for run, color in zip(runs, colors, strict=True)
+            ],
+        )
 
-    loss = Panel("loss", "Training and validation loss", "loss", [
-        curve for run, color in zip(runs, colors) for curve in (
-            Curve(label(run, "training"), run.series("loss"), color=color),
-            Curve(label(run, "validation"), run.series("eval_loss"), dashed=True, color=color))])
-    change = Panel("weight_change", "Size of the learned weight change (LoRA: |scale B A|, "
-                   "full/freeze: |W - W0|)", "norm",
-                   [Curve(label(run, measure), run.weight_series(measure), color=color)
-                    for run, color in zip(runs, colors) if (measure := change_measure(run))])
-    metric_keys = sorted({key for run in runs for entry in run.entries for key in entry
-                          if key.startswith("eval_") and key not in _NOT_CURVES})
+    loss = Panel(
+        "loss",
+        "Training and validation loss",
+        "loss",
+        [
+            curve
+            for run, color in zip(runs, colors, strict=True)
+            for curve in (
+                Curve(label(run, "training"), run.series("loss"), color=color),
+                Curve(label(run, "validation"), run.series("eval_loss"), dashed=True, color=color),
+            )
+        ],
+    )
+    change = Panel(
+        "weight_change",
+        "Size of the learned weight change (LoRA: |scale B A|, full/freeze: |W - W0|)",
+        "norm",
+        [
+            Curve(label(run, measure), run.weight_series(measure), color=color)
+            for run, color in zip(runs, colors, strict=True)
+            if (measure := change_measure(run))
+        ],
+    )
+    metric_keys = sorted(
+        {
+            key
+            for run in runs
+            for entry in run.entries
+            for key in entry
+            if key.startswith("eval_") and key not in _NOT_CURVES
+        }
+    )
     return [
         loss,
         panel("learning_rate", "Learning rate", "learning rate", "learning_rate"),
@@ -77,23 +110,38 @@ def series_panels(runs: Sequence[Run]) -> list[Panel]:
         panel("memory", "Memory in use (process RSS)", "GB", "memory_rss_gb"),
         panel("memory_cuda", "CUDA memory allocated", "GB", "memory_cuda_gb"),
         change,
-        *(panel(key, f"Validation {key.removeprefix('eval_')}", key.removeprefix("eval_"), key)
-          for key in metric_keys),
+        *(
+            panel(key, f"Validation {key.removeprefix('eval_')}", key.removeprefix("eval_"), key)
+            for key in metric_keys
+        ),
     ]
 
 
 def weight_panels(run: Run) -> list[Panel]:
     """LoRA A/B norms over time, and the weight change of each layer over time."""
-    lora = Panel("lora_norms", "LoRA matrix norms (all layers)", "norm",
-                 [Curve(m, run.weight_series(m)) for m in ("lora_A_norm", "lora_B_norm")])
+    lora = Panel(
+        "lora_norms",
+        "LoRA matrix norms (all layers)",
+        "norm",
+        [Curve(m, run.weight_series(m)) for m in ("lora_A_norm", "lora_B_norm")],
+    )
     measure = change_measure(run)
     if measure is None:
         return [lora]
     layers = run.layer_series(measure)
     colors = depth_colors(len(layers))
-    return [lora, Panel("weight_change_by_layer", f"{measure} per layer", "norm",
-                        [Curve(layer, points, color=color)
-                         for (layer, points), color in zip(sorted(layers.items()), colors)])]
+    return [
+        lora,
+        Panel(
+            "weight_change_by_layer",
+            f"{measure} per layer",
+            "norm",
+            [
+                Curve(layer, points, color=color)
+                for (layer, points), color in zip(sorted(layers.items()), colors, strict=True)
+            ],
+        ),
+    ]
 
 
 def charts(panels: Sequence[Panel], png_dir: Path | None) -> list[tuple[Panel, Any]]:
@@ -107,8 +155,11 @@ def page(template: str, **context: Any) -> str:
     """Render one of the package's HTML templates (autoescaped; SVG passes as Markup)."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("tuneforge.monitor", "templates"),
-                             autoescape=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("tuneforge.monitor", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
     env.filters["number"] = _number
     env.filters["percent"] = lambda v: "n/a" if v is None else f"{v:.1%}"
     return env.get_template(template).render(**context)
@@ -117,7 +168,12 @@ def page(template: str, **context: Any) -> str:
 def _number(value: Any) -> str:
     if value is None:
         return "–"
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
+    if (
+        isinstance(value, float)
+        and math.isfinite(value)
+        and value.is_integer()
+        and abs(value) < 1e15
+    ):
         return f"{int(value):,}"
     if isinstance(value, float):
         return f"{value:.4g}"

@@ -18,8 +18,8 @@ import yaml
 from tuneforge.errors import OutputError
 from tuneforge.eval.evaluate import METRICS_NAME
 from tuneforge.eval.generate import PREDICTIONS_NAME
-from tuneforge.monitor.alerts import NONFINITE
 from tuneforge.layout import CONFIG_NAME, EVAL_DIR, LOG_NAME, RESULTS_NAME
+from tuneforge.monitor.alerts import NONFINITE
 
 BASE_PREDICTIONS_NAME = PREDICTIONS_NAME.replace(".jsonl", "_base.jsonl")
 FORGETTING_NAME = "forgetting.json"
@@ -69,18 +69,26 @@ class Run:
             return f"stopped early at step {halted[0]['step']}: the loss became NaN/inf"
         if not self.results:
             of = f" of {self.max_steps}" if self.max_steps else ""
-            return (f"stopped early at step {self.last_step}{of}: no {RESULTS_NAME}, the run "
-                    f"crashed or is still going; showing what was logged")
+            return (
+                f"stopped early at step {self.last_step}{of}: no {RESULTS_NAME}, the run "
+                f"crashed or is still going; showing what was logged"
+            )
         return "finished"
 
     def series(self, key: str) -> list[Point]:
         """(step, value) of every log entry holding `key`, e.g. ``loss`` or ``eval_loss``."""
-        return [(int(e["step"]), float(e[key])) for e in self.entries
-                if isinstance(e.get(key), (int, float)) and not isinstance(e.get(key), bool)]
+        return [
+            (int(e["step"]), float(e[key]))
+            for e in self.entries
+            if isinstance(e.get(key), (int, float)) and not isinstance(e.get(key), bool)
+        ]
 
     def weight_series(self, measure: str) -> list[Point]:
-        return [(int(e["step"]), float(e["weights"][measure])) for e in self.entries
-                if measure in e.get("weights", {})]
+        return [
+            (int(e["step"]), float(e["weights"][measure]))
+            for e in self.entries
+            if measure in e.get("weights", {})
+        ]
 
     def layer_series(self, measure: str) -> dict[str, list[Point]]:
         out: dict[str, list[Point]] = {}
@@ -108,14 +116,24 @@ class Run:
                 out[key] = max(points)
         for key, value in self.results.items():
             validation_speed = key.startswith("eval_") and key.endswith(
-                ("_runtime", "_per_second", "_preparation_time"))
-            if isinstance(value, (int, float)) and (key.startswith("eval_") or key in (
-                    "train_runtime", "train_loss")) and key != "eval_loss" and not validation_speed:
+                ("_runtime", "_per_second", "_preparation_time")
+            )
+            if (
+                isinstance(value, (int, float))
+                and (key.startswith("eval_") or key in ("train_runtime", "train_loss"))
+                and key != "eval_loss"
+                and not validation_speed
+            ):
                 out[key] = float(value)
         for model, scores in self.evaluation.items():
             if model in ("tuned", "model") and isinstance(scores, dict):
-                out.update({f"test_{k}": float(v) for k, v in scores.items()
-                            if isinstance(v, (int, float))})
+                out.update(
+                    {
+                        f"test_{k}": float(v)
+                        for k, v in scores.items()
+                        if isinstance(v, (int, float))
+                    }
+                )
         for key, value in self.forgetting.get("kept", {}).items():
             if isinstance(value, (int, float)):
                 out[f"kept_{key}"] = float(value)
@@ -132,8 +150,10 @@ def read_run(path: str | Path) -> Run:
     if not folder.is_dir():
         raise OutputError(f"{folder}: no such folder; give the output_dir of a training run")
     if not is_run(folder):
-        raise OutputError(f"{folder}: not a tuneforge run (no {CONFIG_NAME} or {LOG_NAME}); "
-                          f"give the output_dir of a training run")
+        raise OutputError(
+            f"{folder}: not a tuneforge run (no {CONFIG_NAME} or {LOG_NAME}); "
+            f"give the output_dir of a training run"
+        )
     notes: list[str] = []
     config: dict[str, Any] = {}
     if (folder / CONFIG_NAME).is_file():
@@ -143,11 +163,16 @@ def read_run(path: str | Path) -> Run:
         notes.append(f"no {CONFIG_NAME}: the configuration is unknown")
     entries = _read_log(folder / LOG_NAME, notes)
     evaluation_dir = folder / EVAL_DIR
-    return Run(path=folder, config=config, entries=entries,
-               results=_read_json(folder / RESULTS_NAME, notes),
-               evaluation=_read_json(evaluation_dir / METRICS_NAME, notes),
-               forgetting=_read_json(evaluation_dir / FORGETTING_NAME, notes),
-               samples=_read_samples(evaluation_dir), notes=notes)
+    return Run(
+        path=folder,
+        config=config,
+        entries=entries,
+        results=_read_json(folder / RESULTS_NAME, notes),
+        evaluation=_read_json(evaluation_dir / METRICS_NAME, notes),
+        forgetting=_read_json(evaluation_dir / FORGETTING_NAME, notes),
+        samples=_read_samples(evaluation_dir),
+        notes=notes,
+    )
 
 
 def _read_log(path: Path, notes: list[str]) -> list[dict[str, Any]]:
@@ -185,11 +210,19 @@ def _read_json(path: Path, notes: list[str]) -> dict[str, Any]:
 def _read_samples(folder: Path, limit: int = 8) -> list[dict[str, Any]]:
     """The first `limit` evaluation answers, tuned beside base when both were written."""
     tuned = _jsonl(folder / PREDICTIONS_NAME, limit)
-    base = {row.get("index"): row.get("prediction") for row in
-            _jsonl(folder / BASE_PREDICTIONS_NAME, None)}
-    return [{"prompt": row.get("prompt", ""), "reference": row.get("reference"),
-             "tuned": row.get("prediction", ""), "base": base.get(row.get("index"))}
-            for row in tuned]
+    base = {
+        row.get("index"): row.get("prediction")
+        for row in _jsonl(folder / BASE_PREDICTIONS_NAME, None)
+    }
+    return [
+        {
+            "prompt": row.get("prompt", ""),
+            "reference": row.get("reference"),
+            "tuned": row.get("prediction", ""),
+            "base": base.get(row.get("index")),
+        }
+        for row in tuned
+    ]
 
 
 def _jsonl(path: Path, limit: int | None) -> list[dict[str, Any]]:

@@ -24,7 +24,6 @@ from tuneforge.layout import TB_DIR
 logger = logging.getLogger(__name__)
 
 
-
 class Sink(Protocol):
     def scalars(self, values: Mapping[str, float], step: int) -> None: ...
 
@@ -69,9 +68,13 @@ class WandbSink:
         import wandb
 
         self.wandb = wandb
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "tuneforge"),
-                              name=output_dir.name, dir=str(output_dir), config=dict(config),
-                              settings=wandb.Settings(quiet=True))
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "tuneforge"),
+            name=output_dir.name,
+            dir=str(output_dir),
+            config=dict(config),
+            settings=wandb.Settings(quiet=True),
+        )
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         self.run.log(dict(values), step=step)
@@ -101,12 +104,15 @@ class MlflowSink:
         self.client = MlflowClient(tracking_uri=uri)
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "tuneforge")
         experiment = self.client.get_experiment_by_name(name)
-        experiment_id = (experiment.experiment_id if experiment else self.client.create_experiment(
-            name, artifact_location=(store / "mlruns").as_uri()))
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else self.client.create_experiment(name, artifact_location=(store / "mlruns").as_uri())
+        )
         self.run_id = self.client.create_run(experiment_id, run_name=output_dir.name).info.run_id
         params = [Param(key, str(value)[:6000]) for key, value in config.items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(self.run_id, params=params[start:start + 100])
+            self.client.log_batch(self.run_id, params=params[start : start + 100])
         logger.info("MLflow run %s in %s", self.run_id, uri)
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
@@ -133,7 +139,8 @@ SINKS: Mapping[str, type[TensorBoardSink | WandbSink | MlflowSink]] = {
 }
 
 
-def open_sinks(report_to: Sequence[str], output_dir: str | Path,
-               config: Mapping[str, object]) -> list[Sink]:
+def open_sinks(
+    report_to: Sequence[str], output_dir: str | Path, config: Mapping[str, object]
+) -> list[Sink]:
     """The sinks `report_to` names (``none`` names none), each started for this run."""
     return [SINKS[name](Path(output_dir), config) for name in report_to if name in SINKS]

@@ -80,13 +80,19 @@ class WeightTracker:
         size = sum(p.numel() * p.element_size() for p in trained.values())
         free = psutil.virtual_memory().available
         if size > SNAPSHOT_MEMORY_SHARE * free:
-            logger.info("Weight change is not tracked: a copy of the %.1f GB of trained weights "
-                        "would not fit comfortably in the %.1f GB of free memory; logging their "
-                        "norms instead", size / 2**30, free / 2**30)
+            logger.info(
+                "Weight change is not tracked: a copy of the %.1f GB of trained weights "
+                "would not fit comfortably in the %.1f GB of free memory; logging their "
+                "norms instead",
+                size / 2**30,
+                free / 2**30,
+            )
             self.snapshot = None
             return
         self.snapshot = {name: p.detach().to("cpu", copy=True) for name, p in trained.items()}
-        self.start_norm = sum(float(p.float().square().sum()) for p in self.snapshot.values()) ** 0.5
+        self.start_norm = (
+            sum(float(p.float().square().sum()) for p in self.snapshot.values()) ** 0.5
+        )
 
     def measure(self, model: torch.nn.Module) -> WeightStats:
         stats = WeightStats()
@@ -96,7 +102,9 @@ class WeightTracker:
         self._change_stats(model, stats, histograms=not pairs)
         return stats
 
-    def _change_stats(self, model: torch.nn.Module, stats: WeightStats, *, histograms: bool) -> None:
+    def _change_stats(
+        self, model: torch.nn.Module, stats: WeightStats, *, histograms: bool
+    ) -> None:
         """Per-layer norm of the change since `start` (or of the weights, without a copy)."""
         measure = "change_norm" if self.snapshot is not None else "weight_norm"
         squares: dict[str, float] = defaultdict(float)
@@ -111,7 +119,7 @@ class WeightTracker:
                 values[layer].append(current.flatten())
         if not squares:
             return
-        stats.by_layer[measure] = {layer: value ** 0.5 for layer, value in sorted(squares.items())}
+        stats.by_layer[measure] = {layer: value**0.5 for layer, value in sorted(squares.items())}
         total = sum(squares.values()) ** 0.5
         stats.totals[measure] = total
         if self.snapshot is not None:
@@ -121,8 +129,9 @@ class WeightTracker:
             stats.histograms[f"{prefix}/{layer}"] = torch.cat(parts)
 
 
-def _lora_stats(pairs: list[tuple[str, torch.Tensor, torch.Tensor, float]],
-                stats: WeightStats) -> None:
+def _lora_stats(
+    pairs: list[tuple[str, torch.Tensor, torch.Tensor, float]], stats: WeightStats
+) -> None:
     squares: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     values: dict[str, list[torch.Tensor]] = defaultdict(list)
     for name, a, b, scale in pairs:
@@ -133,7 +142,7 @@ def _lora_stats(pairs: list[tuple[str, torch.Tensor, torch.Tensor, float]],
         values[f"lora_A/{layer}"].append(a.detach().float().cpu().flatten())
         values[f"lora_B/{layer}"].append(b.detach().float().cpu().flatten())
     for measure, by_layer in squares.items():
-        stats.by_layer[measure] = {layer: value ** 0.5 for layer, value in sorted(by_layer.items())}
+        stats.by_layer[measure] = {layer: value**0.5 for layer, value in sorted(by_layer.items())}
         stats.totals[measure] = sum(by_layer.values()) ** 0.5
     stats.histograms.update({tag: torch.cat(parts) for tag, parts in sorted(values.items())})
 

@@ -70,10 +70,16 @@ def advise(cfg: RunConfig, shape: ModelShape, samples: int | None) -> list[Advic
         if train is not None:
             rows.append(_rank(cfg, shape, train))
     elif train is not None and train < FULL_FINETUNE_MIN_SAMPLES:
-        rows.append(Advice(
-            "finetuning_type", cfg.finetune.finetuning_type, "lora",
-            f"{train:,} samples cannot constrain {human_count(shape.trainable_params)} trained "
-            f"parameters: full fine-tuning memorises them and forgets more", False))
+        rows.append(
+            Advice(
+                "finetuning_type",
+                cfg.finetune.finetuning_type,
+                "lora",
+                f"{train:,} samples cannot constrain {human_count(shape.trainable_params)} trained "
+                f"parameters: full fine-tuning memorises them and forgets more",
+                False,
+            )
+        )
     rows.append(_batch(cfg, train))
     return rows
 
@@ -91,9 +97,14 @@ def _epochs(cfg: RunConfig, train: int) -> Advice:
     else:
         epochs = cfg.train.num_train_epochs
         value = f"{epochs:g}"
-    return Advice("num_train_epochs", value, f"{low:g}-{high:g}",
-                  f"{train:,} training samples: fewer samples need more passes to learn, more "
-                  f"passes over many samples only overfit", low <= epochs <= high)
+    return Advice(
+        "num_train_epochs",
+        value,
+        f"{low:g}-{high:g}",
+        f"{train:,} training samples: fewer samples need more passes to learn, more "
+        f"passes over many samples only overfit",
+        low <= epochs <= high,
+    )
 
 
 def _learning_rate(cfg: RunConfig, shape: ModelShape) -> Advice:
@@ -102,14 +113,15 @@ def _learning_rate(cfg: RunConfig, shape: ModelShape) -> Advice:
     why = f"LoRA on a {human_count(shape.total_params)}-parameter model"
     if method != "lora":
         low, high = low / FULL_LR_FACTOR, high / FULL_LR_FACTOR
-        why = (f"{method} fine-tuning of a {human_count(shape.total_params)}-parameter model: "
-               f"about a tenth of LoRA's rate, since every weight moves")
+        why = (
+            f"{method} fine-tuning of a {human_count(shape.total_params)}-parameter model: "
+            f"about a tenth of LoRA's rate, since every weight moves"
+        )
     else:
         why += ": adapters start at zero and need ~10x full fine-tuning's rate; larger models "
         why += "need less"
     value = cfg.train.learning_rate
-    return Advice("learning_rate", f"{value:g}", f"{low:g}-{high:g}", why,
-                  low <= value <= high)
+    return Advice("learning_rate", f"{value:g}", f"{low:g}-{high:g}", why, low <= value <= high)
 
 
 def _steps_per_epoch(cfg: RunConfig, train: int) -> int:
@@ -135,28 +147,46 @@ def _warmup(cfg: RunConfig, train: int | None) -> Advice:
         share = t.warmup_ratio
         value = f"warmup_ratio={t.warmup_ratio:g}" + (f" of {total:,} steps" if total else "")
     low, high = WARMUP_SHARE
-    return Advice("warmup", value, f"{low:.0%}-{high:.0%} of the steps",
-                  "a few steps at a rising learning rate keep the first, large updates from "
-                  "wrecking the pretrained weights",
-                  share is not None and low <= share <= high)
+    return Advice(
+        "warmup",
+        value,
+        f"{low:.0%}-{high:.0%} of the steps",
+        "a few steps at a rising learning rate keep the first, large updates from "
+        "wrecking the pretrained weights",
+        share is not None and low <= share <= high,
+    )
 
 
 def _validation(cfg: RunConfig) -> list[Advice]:
     data, t = cfg.data, cfg.train
     has_validation = bool(data.val_size or data.eval_dataset)
     low, high = VAL_SHARE
-    value = (f"eval_dataset={','.join(data.eval_dataset)}" if data.eval_dataset
-             else f"val_size={data.val_size:g}")
-    rows = [Advice("validation", value, f"val_size {low:g}-{high:g} or an eval_dataset",
-                   "without held-out data nothing shows over-fitting or picks the best "
-                   "checkpoint", has_validation)]
+    value = (
+        f"eval_dataset={','.join(data.eval_dataset)}"
+        if data.eval_dataset
+        else f"val_size={data.val_size:g}"
+    )
+    rows = [
+        Advice(
+            "validation",
+            value,
+            f"val_size {low:g}-{high:g} or an eval_dataset",
+            "without held-out data nothing shows over-fitting or picks the best checkpoint",
+            has_validation,
+        )
+    ]
     low_p, high_p = PATIENCE
     patience = t.early_stopping_steps
-    rows.append(Advice("early_stopping_steps", str(patience) if patience else "off",
-                       f"{low_p}-{high_p} validations",
-                       "stop when validation loss stops improving and keep the best "
-                       "checkpoint; fewer stops on noise, more wastes steps",
-                       patience is not None and low_p <= patience <= high_p))
+    rows.append(
+        Advice(
+            "early_stopping_steps",
+            str(patience) if patience else "off",
+            f"{low_p}-{high_p} validations",
+            "stop when validation loss stops improving and keep the best "
+            "checkpoint; fewer stops on noise, more wastes steps",
+            patience is not None and low_p <= patience <= high_p,
+        )
+    )
     return rows
 
 
@@ -165,30 +195,44 @@ def _alpha(cfg: RunConfig) -> Advice:
     rank, alpha = f.lora_rank, f.resolved_lora_alpha
     value = f"{alpha} ({alpha / rank:g} x r={rank})"
     if f.use_rslora:
-        return Advice("lora_alpha", value, f"about {2 * math.sqrt(rank):.0f} (2 x sqrt(r))",
-                      "rsLoRA scales updates by alpha/sqrt(r), so alpha does not grow with r",
-                      alpha <= ALPHA_LIMIT * math.sqrt(rank))
-    return Advice("lora_alpha", value, f"{rank}-{2 * rank} (r to 2r)",
-                  "the adapter's update is scaled by alpha/r: far above 2 it acts like a "
-                  "much larger learning rate and training turns unstable",
-                  alpha <= ALPHA_LIMIT * rank)
+        return Advice(
+            "lora_alpha",
+            value,
+            f"about {2 * math.sqrt(rank):.0f} (2 x sqrt(r))",
+            "rsLoRA scales updates by alpha/sqrt(r), so alpha does not grow with r",
+            alpha <= ALPHA_LIMIT * math.sqrt(rank),
+        )
+    return Advice(
+        "lora_alpha",
+        value,
+        f"{rank}-{2 * rank} (r to 2r)",
+        "the adapter's update is scaled by alpha/r: far above 2 it acts like a "
+        "much larger learning rate and training turns unstable",
+        alpha <= ALPHA_LIMIT * rank,
+    )
 
 
 def _rank(cfg: RunConfig, shape: ModelShape, train: int) -> Advice:
     low, high = _band(RANK_BANDS, train)
     rank = cfg.finetune.lora_rank
     per_sample = shape.trainable_params / max(train, 1)
-    return Advice("lora_rank", f"{rank} ({human_count(shape.trainable_params)} trained, "
-                  f"{per_sample:,.0f} per sample)", f"{low:g}-{high:g}",
-                  f"{train:,} training samples: a higher rank gives the adapter room to "
-                  f"memorise them rather than learn the task", rank <= high)
+    return Advice(
+        "lora_rank",
+        f"{rank} ({human_count(shape.trainable_params)} trained, {per_sample:,.0f} per sample)",
+        f"{low:g}-{high:g}",
+        f"{train:,} training samples: a higher rank gives the adapter room to "
+        f"memorise them rather than learn the task",
+        rank <= high,
+    )
 
 
 def _batch(cfg: RunConfig, train: int | None) -> Advice:
     t = cfg.train
     size = effective_batch(cfg)
-    value = (f"{size} = {t.per_device_train_batch_size} x {t.gradient_accumulation_steps} "
-             f"accumulation x {devices()} device(s)")
+    value = (
+        f"{size} = {t.per_device_train_batch_size} x {t.gradient_accumulation_steps} "
+        f"accumulation x {devices()} device(s)"
+    )
     low, high = _band(BATCH_BANDS, train if train is not None else math.inf)
     why = "samples averaged per optimizer step: too few make noisy steps, too many make few"
     if train is not None:

@@ -43,32 +43,52 @@ def candidates(cfg: RunConfig, work: Workload, suggested_cutoff: int | None) -> 
     """The usual ways to save memory that this config does not use yet, cheapest first."""
     finetune, train = cfg.finetune, cfg.train
     if not train.gradient_checkpointing:
-        yield Candidate({"gradient_checkpointing": True},
-                        "keep one input per layer and recompute the rest in backward (~30% slower)")
+        yield Candidate(
+            {"gradient_checkpointing": True},
+            "keep one input per layer and recompute the rest in backward (~30% slower)",
+        )
     if train.per_device_train_batch_size > 1:
         smaller = max(1, train.per_device_train_batch_size // 2)
         scale = train.per_device_train_batch_size // smaller
-        yield Candidate({"per_device_train_batch_size": smaller,
-                         "gradient_accumulation_steps": train.gradient_accumulation_steps * scale},
-                        "half the batch per step, the same effective batch by accumulation")
+        yield Candidate(
+            {
+                "per_device_train_batch_size": smaller,
+                "gradient_accumulation_steps": train.gradient_accumulation_steps * scale,
+            },
+            "half the batch per step, the same effective batch by accumulation",
+        )
     if suggested_cutoff is not None and suggested_cutoff < cfg.data.cutoff_len:
-        yield Candidate({"cutoff_len": suggested_cutoff},
-                        "the data's 95th length percentile, rounded up: 5% or fewer truncated")
+        yield Candidate(
+            {"cutoff_len": suggested_cutoff},
+            "the data's 95th length percentile, rounded up: 5% or fewer truncated",
+        )
     if train.optim in ("adamw_torch", "adamw_torch_fused"):
-        yield Candidate({"optim": "adamw_bnb_8bit"},
-                        "AdamW's two moments in 8 bits: 2 instead of 8 bytes per trained "
-                        "parameter (bitsandbytes)")
+        yield Candidate(
+            {"optim": "adamw_bnb_8bit"},
+            "AdamW's two moments in 8 bits: 2 instead of 8 bytes per trained "
+            "parameter (bitsandbytes)",
+        )
     if finetune.finetuning_type != "lora":
-        yield Candidate({"finetuning_type": "lora"},
-                        "train small adapters; no gradients or optimizer states for the base")
+        yield Candidate(
+            {"finetuning_type": "lora"},
+            "train small adapters; no gradients or optimizer states for the base",
+        )
     if work.quantization_bit is None:
-        yield Candidate({"finetuning_type": "lora", "quantization_bit": 4},
-                        "QLoRA: base weights in 4 bits (bitsandbytes), adapters on top")
+        yield Candidate(
+            {"finetuning_type": "lora", "quantization_bit": 4},
+            "QLoRA: base weights in 4 bits (bitsandbytes), adapters on top",
+        )
 
 
-def find_fixes(cfg: RunConfig, shape: ModelShape, base: torch.nn.Module, config: Any,
-               work: Workload, suggested_cutoff: int | None,
-               make_workload: Callable[[RunConfig], Workload]) -> list[Fix]:
+def find_fixes(
+    cfg: RunConfig,
+    shape: ModelShape,
+    base: torch.nn.Module,
+    config: Any,
+    work: Workload,
+    suggested_cutoff: int | None,
+    make_workload: Callable[[RunConfig], Workload],
+) -> list[Fix]:
     """Each candidate alone, then (when there are several) all of them together."""
     from tuneforge.config import load_config
 

@@ -41,8 +41,9 @@ LOSS_TENSORS = 3
 # benchmarks/memory_estimate.py: on a CPU the tokenizer, the data and the trainer's buffers;
 # on a GPU the allocator's rounding and cuBLAS workspaces (the CUDA context, ~0.5 GB, is
 # already outside what `torch.cuda.mem_get_info` calls free).
-RUNTIME_BYTES: Mapping[str, int] = MappingProxyType({
-    "cpu": 80 * 2**20, "mps": 80 * 2**20, "cuda": 300 * 2**20})
+RUNTIME_BYTES: Mapping[str, int] = MappingProxyType(
+    {"cpu": 80 * 2**20, "mps": 80 * 2**20, "cuda": 300 * 2**20}
+)
 # On a CPU, glibc's malloc keeps the buffers freed during a step resident: its mmap threshold
 # adapts to the tensor sizes it sees, so mid-sized tensors come from the heap, whose free
 # space is not given back. Above the live tensors, resident memory then grows by the larger
@@ -150,16 +151,21 @@ def _adafactor_state(tensor: tuple[int, ...]) -> float:
     return FP32 * (math.prod(tensor[:-1]) + tensor[-1])
 
 
-OPTIMIZERS: Mapping[str, Optimizer] = MappingProxyType({
-    "adamw_torch": Optimizer("AdamW, 2 x fp32", lambda t: 2 * FP32 * math.prod(t), _adam_step),
-    "adamw_torch_fused": Optimizer("fused AdamW, 2 x fp32",
-                                   lambda t: 2 * FP32 * math.prod(t), lambda s, d: 0),
-    "adamw_bnb_8bit": Optimizer("8-bit AdamW, 2 x 1 B", _bnb_state,
-                                lambda s, d: FP32 * s.largest_trainable),
-    "adafactor": Optimizer("Adafactor, factored", _adafactor_state,
-                           lambda s, d: 3 * FP32 * s.largest_trainable),
-    "sgd": Optimizer("SGD, no state", lambda t: 0.0, lambda s, d: 0),
-})
+OPTIMIZERS: Mapping[str, Optimizer] = MappingProxyType(
+    {
+        "adamw_torch": Optimizer("AdamW, 2 x fp32", lambda t: 2 * FP32 * math.prod(t), _adam_step),
+        "adamw_torch_fused": Optimizer(
+            "fused AdamW, 2 x fp32", lambda t: 2 * FP32 * math.prod(t), lambda s, d: 0
+        ),
+        "adamw_bnb_8bit": Optimizer(
+            "8-bit AdamW, 2 x 1 B", _bnb_state, lambda s, d: FP32 * s.largest_trainable
+        ),
+        "adafactor": Optimizer(
+            "Adafactor, factored", _adafactor_state, lambda s, d: 3 * FP32 * s.largest_trainable
+        ),
+        "sgd": Optimizer("SGD, no state", lambda t: 0.0, lambda s, d: 0),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -234,8 +240,9 @@ def _weight_bytes(shape: ModelShape, work: Workload) -> float:
     """float32 weights; with quantization_bit the decoder layers' linears in 4/8 bits."""
     if work.quantization_bit is None:
         return FP32 * shape.total_params
-    per_weight = quantized_bytes_per_weight(work.quantization_bit,
-                                            double_quantization=work.double_quantization)
+    per_weight = quantized_bytes_per_weight(
+        work.quantization_bit, double_quantization=work.double_quantization
+    )
     quantized = sum(linear.params for layer in shape.layers for linear in layer.linears)
     return FP32 * (shape.total_params - quantized) + per_weight * quantized
 
@@ -252,8 +259,12 @@ def _saved_for_backward(shape: ModelShape, work: Workload) -> tuple[float, float
     for layer in shape.layers:
         if not (grad_in or layer.trains):
             continue
-        per_layer.append((_layer_bytes(shape, layer, work, grad_in=grad_in),
-                          _layer_copies(layer, work, grad_in=grad_in)))
+        per_layer.append(
+            (
+                _layer_bytes(shape, layer, work, grad_in=grad_in),
+                _layer_copies(layer, work, grad_in=grad_in),
+            )
+        )
         grad_in = True
     head = _head_bytes(shape, work, grad_in=grad_in)
     head_copy = work.autocast * work.compute_bytes * shape.hidden_size * shape.output_size
@@ -262,8 +273,9 @@ def _saved_for_backward(shape: ModelShape, work: Workload) -> tuple[float, float
         # of trained weights stay in autocast's cache for the step; frozen ones are remade.
         inputs = FP32 * shape.hidden_size * len(per_layer)
         recompute = max(per_layer)
-        cached = sum(_layer_copies(layer, work, grad_in=True, trained_only=True)
-                     for layer in shape.layers)
+        cached = sum(
+            _layer_copies(layer, work, grad_in=True, trained_only=True) for layer in shape.layers
+        )
         return tokens * (inputs + head + recompute[0]), recompute[1] + cached + head_copy
     activations = sum(saved for saved, _ in per_layer) + head
     return tokens * activations, sum(copies for _, copies in per_layer) + head_copy
@@ -303,8 +315,14 @@ def _layer_bytes(shape: ModelShape, layer: Layer, work: Workload, *, grad_in: bo
     return total
 
 
-def _inputs_saved(linears: tuple[Linear, ...], width: int, work: Workload, *,
-                  float_input: bool, shared: bool = False) -> float:
+def _inputs_saved(
+    linears: tuple[Linear, ...],
+    width: int,
+    work: Workload,
+    *,
+    float_input: bool,
+    shared: bool = False,
+) -> float:
     """Bytes per token the linears sharing one input save of it.
 
     In float32 the input tensor itself is saved, once for all of them; under autocast a float32
@@ -320,8 +338,9 @@ def _inputs_saved(linears: tuple[Linear, ...], width: int, work: Workload, *,
     return c * width * (own + len(lora))
 
 
-def _layer_copies(layer: Layer, work: Workload, *, grad_in: bool,
-                  trained_only: bool = False) -> float:
+def _layer_copies(
+    layer: Layer, work: Workload, *, grad_in: bool, trained_only: bool = False
+) -> float:
     """Autocast's low-precision copies of one layer's float32 weights, kept for backward.
 
     A trained weight's copy (LoRA's included) is cached for the step; a frozen one is saved
@@ -329,10 +348,14 @@ def _layer_copies(layer: Layer, work: Workload, *, grad_in: bool,
     """
     if not work.autocast:
         return 0.0
-    adapters = sum(linear.lora_rank * (linear.in_features + linear.out_features)
-                   for linear in layer.linears)
-    kept = [linear for linear in layer.linears if linear.trains or (
-        not trained_only and (grad_in or linear.role != "attn_in"))]
+    adapters = sum(
+        linear.lora_rank * (linear.in_features + linear.out_features) for linear in layer.linears
+    )
+    kept = [
+        linear
+        for linear in layer.linears
+        if linear.trains or (not trained_only and (grad_in or linear.role != "attn_in"))
+    ]
     if work.quantization_bit is not None:
         kept = [linear for linear in kept if linear.trains]
     return work.compute_bytes * (adapters + sum(linear.params for linear in kept))

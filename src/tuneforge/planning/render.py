@@ -17,8 +17,15 @@ CLASSIC_RECIPE = "2 (fp16 weights) + 2 (fp16 gradients) + 4 (fp32 master weights
 
 
 def render_plan(plan: Plan) -> str:
-    lines = [*_model_lines(plan), "", *_memory_lines(plan), "", *_fit_lines(plan), "",
-             *_advice_lines(plan)]
+    lines = [
+        *_model_lines(plan),
+        "",
+        *_memory_lines(plan),
+        "",
+        *_fit_lines(plan),
+        "",
+        *_advice_lines(plan),
+    ]
     if plan.data is not None:
         lines += ["", "Data:", *("  " + line for line in plan.data.text().splitlines())]
     if plan.data_note:
@@ -46,19 +53,38 @@ def _memory_lines(plan: Plan) -> list[str]:
     shape, work, memory = plan.shape, plan.workload, plan.estimate
     c = "bf16/fp16" if work.autocast else "none (float32 compute)"
     rows = [
-        ("weights", f"{human_count(shape.total_params)} parameters, float32"
-         + (f", layers' linears in {work.quantization_bit} bits" if work.quantization_bit
-            else " (4 B each)"), memory.weights),
+        (
+            "weights",
+            f"{human_count(shape.total_params)} parameters, float32"
+            + (
+                f", layers' linears in {work.quantization_bit} bits"
+                if work.quantization_bit
+                else " (4 B each)"
+            ),
+            memory.weights,
+        ),
         ("gradients", f"{human_count(shape.trainable_params)} trained x 4 B", memory.gradients),
-        ("optimizer states", f"{OPTIMIZERS[work.optimizer].label} per trained parameter",
-         memory.optimizer_states),
-        ("activations", f"saved for backward, {work.tokens:,} tokens x {shape.num_layers} "
-         f"layers", memory.activations),
+        (
+            "optimizer states",
+            f"{OPTIMIZERS[work.optimizer].label} per trained parameter",
+            memory.optimizer_states,
+        ),
+        (
+            "activations",
+            f"saved for backward, {work.tokens:,} tokens x {shape.num_layers} layers",
+            memory.activations,
+        ),
         ("weight copies", f"autocast copies: {c}", memory.weight_copies),
-        ("logits and loss", f"{LOSS_TENSORS} x {FP32} B x {work.tokens:,} tokens x "
-         f"{shape.output_size:,} outputs", memory.logits),
-        ("heap retention", "CPU: freed forward buffers glibc keeps resident",
-         memory.heap_retention),
+        (
+            "logits and loss",
+            f"{LOSS_TENSORS} x {FP32} B x {work.tokens:,} tokens x {shape.output_size:,} outputs",
+            memory.logits,
+        ),
+        (
+            "heap retention",
+            "CPU: freed forward buffers glibc keeps resident",
+            memory.heap_retention,
+        ),
         ("optimizer step", "temporaries of one update", memory.optimizer_step),
         ("runtime", f"{work.device}: framework buffers, tokenizer, data", memory.runtime),
     ]
@@ -67,8 +93,10 @@ def _memory_lines(plan: Plan) -> list[str]:
     forward = f"activations + copies + logits {memory.forward_backward / GB:.2f}"
     update = f"{'step' if memory.accumulates else 'gradients + step'} {memory.update / GB:.2f}"
     if memory.resident_heap:
-        total = (f"{forward} + max(heap retention {memory.heap_retention / GB:.2f}, {update}); "
-                 f"on a CPU freed memory stays resident")
+        total = (
+            f"{forward} + max(heap retention {memory.heap_retention / GB:.2f}, {update}); "
+            f"on a CPU freed memory stays resident"
+        )
     else:
         total = f"max({forward}, {update})"
     held = " + gradients (accumulated)" if memory.accumulates else ""
@@ -82,10 +110,13 @@ def _static_lines(plan: Plan) -> list[str]:
     """The static part per parameter, and why full fine-tuning with AdamW costs 16 B."""
     shape, memory = plan.shape, plan.estimate
     per_param = memory.static / shape.total_params if shape.total_params else 0.0
-    lines = [f"  static (weights + gradients + optimizer states) = {memory.static / GB:.2f} GB "
-             f"= {per_param:.1f} B per parameter"]
-    full_adam = (shape.trainable_params == shape.total_params
-                 and plan.workload.optimizer.startswith("adamw_torch"))
+    lines = [
+        f"  static (weights + gradients + optimizer states) = {memory.static / GB:.2f} GB "
+        f"= {per_param:.1f} B per parameter"
+    ]
+    full_adam = shape.trainable_params == shape.total_params and plan.workload.optimizer.startswith(
+        "adamw_torch"
+    )
     if full_adam:
         lines += [
             "  full fine-tuning with AdamW: 4 (fp32 weights) + 4 (gradients) + 8 (two fp32 "
@@ -102,21 +133,26 @@ def _static_lines(plan: Plan) -> list[str]:
 def _fit_lines(plan: Plan) -> list[str]:
     device, memory = plan.device, plan.estimate
     verdict = "fits" if plan.fits else "does NOT fit"
-    lines = [f"Device: {device.description}: {device.total / GB:.1f} GB, "
-             f"{device.available / GB:.1f} GB available -> {verdict} "
-             f"({memory.peak / device.available:.0%} of what is available)"]
+    lines = [
+        f"Device: {device.description}: {device.total / GB:.1f} GB, "
+        f"{device.available / GB:.1f} GB available -> {verdict} "
+        f"({memory.peak / device.available:.0%} of what is available)"
+    ]
     if plan.fixes:
         lines.append("Changes that would make it fit (each on its own, then all together):")
         for fix in plan.fixes:
             mark = "fits" if fix.estimate.peak <= device.available else "not enough"
-            lines.append(f"  {fix.estimate.peak / GB:>8.2f} GB  {mark:<10}  {fix.change}: "
-                         f"{fix.why}")
+            lines.append(
+                f"  {fix.estimate.peak / GB:>8.2f} GB  {mark:<10}  {fix.change}: {fix.why}"
+            )
     return lines
 
 
 def _advice_lines(plan: Plan) -> list[str]:
     lines = ["Advice:", f"  {'':<5} {'setting':<21} {'in the config':<36} {'advised':<28} why"]
     for row in plan.advice:
-        lines.append(f"  {'ok' if row.ok else 'check':<5} {row.setting:<21} {row.value:<36} "
-                     f"{row.advised:<28} {row.why}")
+        lines.append(
+            f"  {'ok' if row.ok else 'check':<5} {row.setting:<21} {row.value:<36} "
+            f"{row.advised:<28} {row.why}"
+        )
     return lines

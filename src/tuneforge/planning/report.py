@@ -72,8 +72,15 @@ class _Estimated:
         return self.memory.peak <= self.device.available
 
     def fixes(self, suggested_cutoff: int | None) -> list[Fix]:
-        return find_fixes(self.cfg, self.shape, self.base, self.config, self.work,
-                          suggested_cutoff, lambda changed: workload(changed, self.hardware))
+        return find_fixes(
+            self.cfg,
+            self.shape,
+            self.base,
+            self.config,
+            self.work,
+            suggested_cutoff,
+            lambda changed: workload(changed, self.hardware),
+        )
 
 
 def _estimate(cfg: RunConfig, hardware: Hardware | None) -> _Estimated:
@@ -82,12 +89,12 @@ def _estimate(cfg: RunConfig, hardware: Hardware | None) -> _Estimated:
     base = build_meta_model(cfg, config)
     shape = model_shape(cfg, base, config)
     work = workload(cfg, hardware)
-    return _Estimated(cfg, hardware, config, base, shape, work, estimate(shape, work),
-                      device_memory(hardware))
+    return _Estimated(
+        cfg, hardware, config, base, shape, work, estimate(shape, work), device_memory(hardware)
+    )
 
 
-def make_plan(cfg: RunConfig, *, with_data: bool = True,
-              hardware: Hardware | None = None) -> Plan:
+def make_plan(cfg: RunConfig, *, with_data: bool = True, hardware: Hardware | None = None) -> Plan:
     """Estimate, check and advise on `cfg`; with `with_data`, read and measure its datasets
     too (for the advice and a cutoff_len suggestion)."""
     run = _estimate(cfg, hardware)
@@ -95,9 +102,17 @@ def make_plan(cfg: RunConfig, *, with_data: bool = True,
     suggested = data.suggested_cutoff_len if data is not None else None
     fixes = () if run.fits else tuple(run.fixes(suggested))
     samples = data.samples if data is not None else None
-    return Plan(run.shape, run.work, run.memory, run.device,
-                choose_precision(cfg.train, run.hardware).reason, fixes,
-                tuple(advise(cfg, run.shape, samples)), data, note)
+    return Plan(
+        run.shape,
+        run.work,
+        run.memory,
+        run.device,
+        choose_precision(cfg.train, run.hardware).reason,
+        fixes,
+        tuple(advise(cfg, run.shape, samples)),
+        data,
+        note,
+    )
 
 
 def _inspect(cfg: RunConfig) -> tuple[Any, str | None]:
@@ -117,22 +132,31 @@ def check_memory(cfg: RunConfig, *, force: bool = False) -> MemoryEstimate:
     estimate does not model), only warn."""
     run = _estimate(cfg, None)
     memory, device = run.memory, run.device
-    summary = (f"estimated peak {memory.peak / GB:.2f} GB of {device.available / GB:.1f} GB "
-               f"available ({device.description})")
+    summary = (
+        f"estimated peak {memory.peak / GB:.2f} GB of {device.available / GB:.1f} GB "
+        f"available ({device.description})"
+    )
     if run.fits:
         logger.info("Memory: %s; `tuneforge plan` shows the breakdown", summary)
         return memory
     fitting = [fix for fix in run.fixes(None) if fix.estimate.peak <= device.available]
-    advice = (f"try {fitting[0].change} ({fitting[0].estimate.peak / GB:.2f} GB)" if fitting
-              else "no single change fits; see `tuneforge plan` for the options")
+    advice = (
+        f"try {fitting[0].change} ({fitting[0].estimate.peak / GB:.2f} GB)"
+        if fitting
+        else "no single change fits; see `tuneforge plan` for the options"
+    )
     if force:
-        logger.warning("Memory: %s: it will not fit; training anyway (forced). %s",
-                       summary, advice)
+        logger.warning("Memory: %s: it will not fit; training anyway (forced). %s", summary, advice)
         return memory
     if cfg.train.deepspeed or cfg.train.fsdp:
-        logger.warning("Memory: %s for one process holding the whole model; DeepSpeed/FSDP "
-                       "shard it across processes, which the estimate does not model: not "
-                       "refusing. %s", summary, advice)
+        logger.warning(
+            "Memory: %s for one process holding the whole model; DeepSpeed/FSDP "
+            "shard it across processes, which the estimate does not model: not "
+            "refusing. %s",
+            summary,
+            advice,
+        )
         return memory
-    raise ConfigError(f"this run will not fit: {summary}; {advice}, or pass --force "
-                      f"(force=True) to train anyway")
+    raise ConfigError(
+        f"this run will not fit: {summary}; {advice}, or pass --force (force=True) to train anyway"
+    )

@@ -112,12 +112,18 @@ def read_model_config(cfg: RunConfig) -> PretrainedConfig:
     local = name in ALIASES or Path(name).expanduser().exists()
     source = resolve_model_path(args) if local else name
     try:
-        config = AutoConfig.from_pretrained(source, revision=args.model_revision,
-                                            cache_dir=args.cache_dir,
-                                            trust_remote_code=args.trust_remote_code)
+        config = AutoConfig.from_pretrained(
+            source,
+            revision=args.model_revision,
+            cache_dir=args.cache_dir,
+            trust_remote_code=args.trust_remote_code,
+        )
     except (OSError, ValueError) as exc:
-        where = "its config.json cannot be read" if local else (
-            "no such folder, and its config.json cannot be fetched from the Hugging Face hub")
+        where = (
+            "its config.json cannot be read"
+            if local
+            else ("no such folder, and its config.json cannot be fetched from the Hugging Face hub")
+        )
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"model_name_or_path '{name}': {where} ({first})") from None
     if cfg.finetune.stage == "cls":
@@ -129,19 +135,25 @@ def build_meta_model(cfg: RunConfig, config: PretrainedConfig) -> torch.nn.Modul
     """The bare network on the meta device: every parameter's shape, no storage."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    auto = AutoModelForSequenceClassification if cfg.finetune.stage == "cls" else (
-        AutoModelForCausalLM)
+    auto = (
+        AutoModelForSequenceClassification
+        if cfg.finetune.stage == "cls"
+        else (AutoModelForCausalLM)
+    )
     with torch.device("meta"):
         try:
             return auto.from_config(config, trust_remote_code=cfg.model.trust_remote_code)
         except (ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"model_name_or_path '{cfg.model.model_name_or_path}': cannot "
-                             f"build a {config.model_type} model from its config.json "
-                             f"({str(exc).splitlines()[0]})") from None
+            raise ModelError(
+                f"model_name_or_path '{cfg.model.model_name_or_path}': cannot "
+                f"build a {config.model_type} model from its config.json "
+                f"({str(exc).splitlines()[0]})"
+            ) from None
 
 
-def model_shape(cfg: RunConfig, base: torch.nn.Module | None = None,
-                config: PretrainedConfig | None = None) -> ModelShape:
+def model_shape(
+    cfg: RunConfig, base: torch.nn.Module | None = None, config: PretrainedConfig | None = None
+) -> ModelShape:
     """The shape of the configured model with the configured finetuning applied.
 
     `base` (from `build_meta_model`) is copied, not changed, so one build serves the
@@ -169,8 +181,14 @@ def describe(model: torch.nn.Module, config: PretrainedConfig, name: str) -> Mod
     head = list(output.parameters()) if output is not None else []
     if any(p is q for p in head for q in embeddings):
         head = []
-    score = next((getattr(base, name) for name in ("score", "classifier")
-                  if getattr(base, name, None) is not None), None)
+    score = next(
+        (
+            getattr(base, name)
+            for name in ("score", "classifier")
+            if getattr(base, name, None) is not None
+        ),
+        None,
+    )
     head_module = output if output is not None else score
     return ModelShape(
         name=name,
@@ -186,8 +204,8 @@ def describe(model: torch.nn.Module, config: PretrainedConfig, name: str) -> Mod
         embedding_params=sum(p.numel() for p in [*embeddings, *head]),
         trainable_shapes=tuple(tuple(p.shape) for p in unique if p.requires_grad),
         embeddings_train=any(p.requires_grad for p in embeddings),
-        head_trains=head_module is not None and any(
-            p.requires_grad for p in head_module.parameters()),
+        head_trains=head_module is not None
+        and any(p.requires_grad for p in head_module.parameters()),
         layers=tuple(_layer(layer, hidden) for layer in base.get_decoder().layers),
     )
 
@@ -227,4 +245,3 @@ def _is_attention(name: str) -> bool:
 def _features(module: torch.nn.Module) -> tuple[int, int]:
     linear = module.base_layer if hasattr(module, "base_layer") else module
     return int(linear.in_features), int(linear.out_features)
-

@@ -66,6 +66,7 @@ class SweepResult:
 
     def ranked(self) -> list[Outcome]:
         """Best first; diverged runs and runs without a result last."""
+
         def key(outcome: Outcome) -> tuple[bool, float]:
             value = outcome.metric
             bad = outcome.diverged is not None or value is None or not math.isfinite(value)
@@ -76,12 +77,23 @@ class SweepResult:
     def table(self) -> str:
         keys = list(dict.fromkeys(key for outcome in self.outcomes for key in outcome.settings))
         header = ["rank", "run", *keys, self.metric, "train loss", "steps", "status"]
-        rows = [[str(rank), outcome.name, *(f"{outcome.settings.get(k)}" for k in keys),
-                 _number(outcome.metric), _number(outcome.train_loss), str(outcome.steps),
-                 outcome.status] for rank, outcome in enumerate(self.ranked(), start=1)]
+        rows = [
+            [
+                str(rank),
+                outcome.name,
+                *(f"{outcome.settings.get(k)}" for k in keys),
+                _number(outcome.metric),
+                _number(outcome.train_loss),
+                str(outcome.steps),
+                outcome.status,
+            ]
+            for rank, outcome in enumerate(self.ranked(), start=1)
+        ]
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-                 for row in [header, *rows]]
+        lines = [
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+            for row in [header, *rows]
+        ]
         lines.append(f"Runs in {self.folder}; `tuneforge compare {self.folder}` plots them.")
         return "\n".join(lines)
 
@@ -96,8 +108,10 @@ def parse_values(flag: str, text: str, kind: type | None = None) -> list[Any]:
     values = []
     for part in (piece.strip() for piece in text.split(",")):
         if not part:
-            raise ConfigError(f"{flag} {text!r}: an empty value; give values separated by "
-                              f"commas, e.g. {flag} 1e-4,2e-4")
+            raise ConfigError(
+                f"{flag} {text!r}: an empty value; give values separated by "
+                f"commas, e.g. {flag} 1e-4,2e-4"
+            )
         if kind is None:
             values.append(yaml.safe_load(part))
             continue
@@ -119,8 +133,9 @@ def parse_grid(lr: str | None, batch: str | None, others: Sequence[str]) -> dict
     for item in others:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--grid {item!r}: expected key=value1,value2, e.g. "
-                              f"--grid lora_rank=8,16")
+            raise ConfigError(
+                f"--grid {item!r}: expected key=value1,value2, e.g. --grid lora_rank=8,16"
+            )
         grid[key.strip()] = parse_values(f"--grid {key.strip()}", text)
     if not grid:
         raise ConfigError("sweep: nothing to vary; give --lr, --batch or --grid key=v1,v2")
@@ -133,9 +148,15 @@ def run_name(settings: Mapping[str, Any]) -> str:
     return "_".join(f"{short.get(key, key)}-{value}" for key, value in settings.items())
 
 
-def sweep(cfg: RunConfig, grid: Mapping[str, Sequence[Any]], folder: str | Path, *,
-          train: Callable[[RunConfig], TrainResult], max_steps: int | None = None,
-          max_tokens: int | None = None) -> SweepResult:
+def sweep(
+    cfg: RunConfig,
+    grid: Mapping[str, Sequence[Any]],
+    folder: str | Path,
+    *,
+    train: Callable[[RunConfig], TrainResult],
+    max_steps: int | None = None,
+    max_tokens: int | None = None,
+) -> SweepResult:
     """Train every combination of `grid` for the same budget and rank them (see module doc).
     `train` runs one training (`tuneforge.train`: checks, memory plan, monitoring)."""
     if (max_steps is None) == (max_tokens is None):
@@ -145,8 +166,9 @@ def sweep(cfg: RunConfig, grid: Mapping[str, Sequence[Any]], folder: str | Path,
     for key in ("output_dir", "resume_from_checkpoint", "overwrite_output_dir"):
         base.pop(key, None)
     if not (cfg.data.val_size or cfg.data.eval_dataset):
-        logger.info("sweep: the config has no validation data; holding out val_size=%s",
-                    DEFAULT_VAL_SIZE)
+        logger.info(
+            "sweep: the config has no validation data; holding out val_size=%s", DEFAULT_VAL_SIZE
+        )
         base["val_size"] = DEFAULT_VAL_SIZE
     combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
     configs: dict[str, RunConfig] = {}
@@ -156,10 +178,17 @@ def sweep(cfg: RunConfig, grid: Mapping[str, Sequence[Any]], folder: str | Path,
         try:
             trial = load_config({**base, **settings})
             steps = max_steps or _steps_for(trial, max_tokens or 0)
-            configs[name] = load_config({
-                **base, **settings, "max_steps": steps, "early_stopping_steps": None,
-                "output_dir": str(folder / name), "do_eval": True,
-                "eval_steps": cfg.train.eval_steps or max(1, steps // EVALS_PER_RUN)})
+            configs[name] = load_config(
+                {
+                    **base,
+                    **settings,
+                    "max_steps": steps,
+                    "early_stopping_steps": None,
+                    "output_dir": str(folder / name),
+                    "do_eval": True,
+                    "eval_steps": cfg.train.eval_steps or max(1, steps // EVALS_PER_RUN),
+                }
+            )
         except UserError as exc:
             problems += [f"sweep run {name}: {line}" for line in exc.lines]
     if problems:
@@ -182,13 +211,22 @@ def sweep(cfg: RunConfig, grid: Mapping[str, Sequence[Any]], folder: str | Path,
 def _steps_for(cfg: RunConfig, tokens: int) -> int:
     """Steps that give `tokens` tokens at this batch size (rows of cutoff_len tokens)."""
     t = cfg.train
-    per_step = (t.per_device_train_batch_size * t.gradient_accumulation_steps * devices()
-                * cfg.data.cutoff_len)
+    per_step = (
+        t.per_device_train_batch_size
+        * t.gradient_accumulation_steps
+        * devices()
+        * cfg.data.cutoff_len
+    )
     return max(1, math.ceil(tokens / per_step))
 
 
-def _run(name: str, settings: dict[str, Any], cfg: RunConfig, metric: str,
-         train: Callable[[RunConfig], TrainResult]) -> Outcome:
+def _run(
+    name: str,
+    settings: dict[str, Any],
+    cfg: RunConfig,
+    metric: str,
+    train: Callable[[RunConfig], TrainResult],
+) -> Outcome:
     """Train one run (resuming its last complete checkpoint) and read how it went."""
     out = Path(cfg.train.output_dir)
     complete = complete_checkpoints(out)
@@ -196,13 +234,24 @@ def _run(name: str, settings: dict[str, Any], cfg: RunConfig, metric: str,
     result = train(load_config({**cfg.flat(only_set=True), **resume}))
     steps = result.step
     if not result.completed:
-        logger.warning("sweep: run %s stopped at step %d of %d; run the same command again to "
-                       "continue the sweep from there", name, steps, cfg.train.max_steps)
+        logger.warning(
+            "sweep: run %s stopped at step %d of %d; run the same command again to "
+            "continue the sweep from there",
+            name,
+            steps,
+            cfg.train.max_steps,
+        )
         raise KeyboardInterrupt
     losses = [entry["loss"] for entry in _log(out) if "loss" in entry]
     value = result.metrics.get(metric if metric.startswith("eval_") else f"eval_{metric}")
-    return Outcome(name, settings, None if value is None else float(value),
-                   losses[-1] if losses else None, steps, diverged(losses, value))
+    return Outcome(
+        name,
+        settings,
+        None if value is None else float(value),
+        losses[-1] if losses else None,
+        steps,
+        diverged(losses, value),
+    )
 
 
 def _log(out: Path) -> list[dict[str, Any]]:
@@ -215,7 +264,8 @@ def _log(out: Path) -> list[dict[str, Any]]:
 def diverged(losses: Sequence[float], metric: float | None) -> str | None:
     """Why a run counts as diverged (a NaN/inf loss, or a loss that rose), or None."""
     if any(not math.isfinite(loss) for loss in losses) or (
-            metric is not None and not math.isfinite(metric)):
+        metric is not None and not math.isfinite(metric)
+    ):
         return "loss is NaN or infinite"
     third = len(losses) // 3
     if third:
@@ -226,8 +276,9 @@ def diverged(losses: Sequence[float], metric: float | None) -> str | None:
     return None
 
 
-def _load_state(folder: Path, base: dict[str, Any], max_steps: int | None,
-                max_tokens: int | None) -> dict[str, Any]:
+def _load_state(
+    folder: Path, base: dict[str, Any], max_steps: int | None, max_tokens: int | None
+) -> dict[str, Any]:
     """The record of an earlier sweep in `folder` (the same config and budget), or a new one."""
     budget = {"max_steps": max_steps, "max_tokens": max_tokens}
     fresh = {"config": base, "budget": budget, "runs": {}}
@@ -238,8 +289,10 @@ def _load_state(folder: Path, base: dict[str, Any], max_steps: int | None,
         return fresh
     state = json.loads(path.read_text(encoding="utf-8"))
     if state.get("config") != json.loads(json.dumps(base)) or state.get("budget") != budget:
-        raise OutputError(f"sweep folder '{folder}' holds a sweep of another config or budget; "
-                          f"choose another --out, or delete it to start over")
+        raise OutputError(
+            f"sweep folder '{folder}' holds a sweep of another config or budget; "
+            f"choose another --out, or delete it to start over"
+        )
     return state
 
 

@@ -28,9 +28,9 @@ from pydantic import ValidationError
 
 from tuneforge.config.schema import GenerationArgs, RunConfig
 from tuneforge.errors import UserError
-from tuneforge.serving import protocol
 from tuneforge.infer.chat import ChatModel, generation_settings, load_chat_model
 from tuneforge.infer.decoding import Row
+from tuneforge.serving import protocol
 from tuneforge.serving.scheduler import GenerationQueue, QueueFull
 
 if TYPE_CHECKING:
@@ -58,19 +58,30 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         if self.api_key is not None and not self.api_key.strip():
-            raise UserError("the API key is empty (--api-key or $TUNEFORGE_API_KEY); give a "
-                            "non-empty key, or pass --no-auth to serve without one")
+            raise UserError(
+                "the API key is empty (--api-key or $TUNEFORGE_API_KEY); give a "
+                "non-empty key, or pass --no-auth to serve without one"
+            )
         if self.no_auth and self.api_key is not None:
-            raise UserError("--no-auth and an API key (--api-key or $TUNEFORGE_API_KEY) "
-                            "contradict each other; give one of them")
+            raise UserError(
+                "--no-auth and an API key (--api-key or $TUNEFORGE_API_KEY) "
+                "contradict each other; give one of them"
+            )
 
 
 class ApiError(Exception):
     """An answer other than 200, in OpenAI's error format."""
 
-    def __init__(self, status: int, message: str, *, kind: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.headers = status, headers
         self.body = protocol.error_body(message, kind=kind, code=code, param=param)
@@ -95,8 +106,9 @@ def create_app(chat: ChatModel, gen: GenerationArgs, settings: ServerSettings) -
         yield
         await run_in_threadpool(jobs.close)
 
-    app = FastAPI(title="tuneforge", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(
+        title="tuneforge", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -112,30 +124,53 @@ def create_app(chat: ChatModel, gen: GenerationArgs, settings: ServerSettings) -
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
-                token.strip().encode(), settings.api_key.encode()):
-            raise ApiError(401, "invalid or missing API key; send 'Authorization: Bearer <key>'",
-                           code="invalid_api_key")
+            token.strip().encode(), settings.api_key.encode()
+        ):
+            raise ApiError(
+                401,
+                "invalid or missing API key; send 'Authorization: Bearer <key>'",
+                code="invalid_api_key",
+            )
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": settings.model_name, "running": jobs.running,
-                "waiting": jobs.waiting}
+        return {
+            "status": "ok",
+            "model": settings.model_name,
+            "running": jobs.running,
+            "waiting": jobs.waiting,
+        }
 
     @app.get("/v1/models", dependencies=[Depends(authorised)])
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": settings.model_name, "object": "model",
-                                             "created": int(time.time()), "owned_by": "tuneforge"}]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": settings.model_name,
+                    "object": "model",
+                    "created": int(time.time()),
+                    "owned_by": "tuneforge",
+                }
+            ],
+        }
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorised)], response_model=None)
     async def chat_completions(request: Request) -> dict[str, Any] | StreamingResponse:
         body = _parse(await _read_body(request, settings.max_request_bytes))
         if body.n > settings.max_batch:
-            raise ApiError(400, f"n={body.n}: this server generates at most "
-                                f"{settings.max_batch} choices at once", param="n")
+            raise ApiError(
+                400,
+                f"n={body.n}: this server generates at most {settings.max_batch} choices at once",
+                param="n",
+            )
         wanted = body.requested_tokens or min(gen.max_new_tokens, settings.max_tokens)
         if wanted > settings.max_tokens:
-            raise ApiError(400, f"max_tokens={wanted}: this server allows at most "
-                                f"{settings.max_tokens}", param="max_tokens")
+            raise ApiError(
+                400,
+                f"max_tokens={wanted}: this server allows at most {settings.max_tokens}",
+                param="max_tokens",
+            )
         try:
             prompt = await run_in_threadpool(chat.encode, body.conversation())
         except UserError as exc:
@@ -148,21 +183,38 @@ def create_app(chat: ChatModel, gen: GenerationArgs, settings: ServerSettings) -
         def post(kind: str, index: int, value: Any) -> None:
             loop.call_soon_threadsafe(events.put_nowait, (kind, index, value))
 
-        rows = [Row(list(prompt), wanted, body.stop_words, on_text=partial(post, "text", i),
-                    on_finish=partial(post, "finish", i)) for i in range(body.n)]
+        rows = [
+            Row(
+                list(prompt),
+                wanted,
+                body.stop_words,
+                on_text=partial(post, "text", i),
+                on_finish=partial(post, "finish", i),
+            )
+            for i in range(body.n)
+        ]
         try:
-            jobs.submit(rows, generation_settings(gen, temperature=body.temperature,
-                                                  top_p=body.top_p),
-                        on_error=partial(post, "error", -1))
+            jobs.submit(
+                rows,
+                generation_settings(gen, temperature=body.temperature, top_p=body.top_p),
+                on_error=partial(post, "error", -1),
+            )
         except QueueFull as exc:
-            raise ApiError(429, f"server busy: {exc}", kind="rate_limit_error",
-                           code="rate_limit_exceeded", headers={"Retry-After": "1"}) from None
+            raise ApiError(
+                429,
+                f"server busy: {exc}",
+                kind="rate_limit_error",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": "1"},
+            ) from None
         cid = protocol.completion_id()
         if body.stream:
             usage = body.stream_options is not None and body.stream_options.include_usage
             return StreamingResponse(
                 _stream(cid, settings.model_name, rows, len(prompt), events, usage),
-                media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
         try:
             await _answered(rows, events, request)
         finally:
@@ -172,13 +224,22 @@ def create_app(chat: ChatModel, gen: GenerationArgs, settings: ServerSettings) -
     return app
 
 
-async def _stream(cid: str, model: str, rows: list[Row], prompt_tokens: int,
-                  events: asyncio.Queue[tuple[str, int, Any]], usage: bool) -> AsyncIterator[str]:
+async def _stream(
+    cid: str,
+    model: str,
+    rows: list[Row],
+    prompt_tokens: int,
+    events: asyncio.Queue[tuple[str, int, Any]],
+    usage: bool,
+) -> AsyncIterator[str]:
     """Server-sent events: the role, text pieces as they come, each choice's finish reason,
     optionally the usage, then ``[DONE]``. A client that hangs up cancels its rows."""
     try:
-        yield protocol.chunk(cid, model, [protocol.delta(i, {"role": "assistant", "content": ""})
-                                          for i in range(len(rows))])
+        yield protocol.chunk(
+            cid,
+            model,
+            [protocol.delta(i, {"role": "assistant", "content": ""}) for i in range(len(rows))],
+        )
         finished = 0
         while finished < len(rows):
             kind, index, value = await events.get()
@@ -198,8 +259,9 @@ async def _stream(cid: str, model: str, rows: list[Row], prompt_tokens: int,
         _cancel(rows)
 
 
-async def _answered(rows: list[Row], events: asyncio.Queue[tuple[str, int, Any]],
-                    request: "Request") -> None:
+async def _answered(
+    rows: list[Row], events: asyncio.Queue[tuple[str, int, Any]], request: "Request"
+) -> None:
     """Wait until every row has finished, or until the client hangs up (499): a non-streaming
     client gets nothing from rows it no longer waits for, so the caller cancels them."""
     finished = asyncio.ensure_future(_finished(rows, events))
@@ -210,8 +272,11 @@ async def _answered(rows: list[Row], events: asyncio.Queue[tuple[str, int, Any]]
         finished.cancel()
         gone.cancel()
     if finished not in done:
-        raise ApiError(499, "the client closed the connection before the answer was ready",
-                       code="client_closed_request")
+        raise ApiError(
+            499,
+            "the client closed the connection before the answer was ready",
+            code="client_closed_request",
+        )
     finished.result()
 
 
@@ -248,8 +313,11 @@ async def _read_body(request: "Request", limit: int) -> bytes:
 
 
 def _too_large(limit: int) -> ApiError:
-    return ApiError(413, f"the request body is larger than this server's limit of {limit} bytes",
-                    code="request_too_large")
+    return ApiError(
+        413,
+        f"the request body is larger than this server's limit of {limit} bytes",
+        code="request_too_large",
+    )
 
 
 def _parse(raw: bytes) -> protocol.ChatCompletionRequest:
@@ -262,12 +330,20 @@ def _parse(raw: bytes) -> protocol.ChatCompletionRequest:
 
 def _check_length(prompt: int, wanted: int, limit: int, context: int | None) -> None:
     if prompt > limit:
-        raise ApiError(400, f"the prompt has {prompt} tokens; this server accepts at most {limit}",
-                       param="messages", code="context_length_exceeded")
+        raise ApiError(
+            400,
+            f"the prompt has {prompt} tokens; this server accepts at most {limit}",
+            param="messages",
+            code="context_length_exceeded",
+        )
     if context is not None and prompt + wanted > context:
-        raise ApiError(400, f"the prompt ({prompt} tokens) plus max_tokens ({wanted}) exceeds the "
-                            f"model's context of {context} tokens; lower max_tokens",
-                       param="max_tokens", code="context_length_exceeded")
+        raise ApiError(
+            400,
+            f"the prompt ({prompt} tokens) plus max_tokens ({wanted}) exceeds the "
+            f"model's context of {context} tokens; lower max_tokens",
+            param="max_tokens",
+            code="context_length_exceeded",
+        )
 
 
 def _describe(errors: Any) -> tuple[str, str | None]:
@@ -277,8 +353,11 @@ def _describe(errors: Any) -> tuple[str, str | None]:
         loc = [str(part) for part in err.get("loc", ())]
         if err.get("type") == "json_invalid":
             detail = (err.get("ctx") or {}).get("error", "")
-            parts.append(f"the request body is not valid JSON ({detail})" if detail
-                         else "the request body is not valid JSON")
+            parts.append(
+                f"the request body is not valid JSON ({detail})"
+                if detail
+                else "the request body is not valid JSON"
+            )
             continue
         where = ".".join(loc) or "body"
         params.append(where)
@@ -289,8 +368,9 @@ def _describe(errors: Any) -> tuple[str, str | None]:
     return "; ".join(parts) or "invalid request", (params[0] if params else None)
 
 
-def serve(cfg: RunConfig, settings: ServerSettings, *, host: str = "127.0.0.1",
-          port: int = 8000) -> None:
+def serve(
+    cfg: RunConfig, settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 8000
+) -> None:
     """Load the model and answer HTTP requests until interrupted."""
     import uvicorn
 
@@ -298,9 +378,16 @@ def serve(cfg: RunConfig, settings: ServerSettings, *, host: str = "127.0.0.1",
     _check_auth(settings, host)
     chat = load_chat_model(cfg)
     app = create_app(chat, cfg.generation, settings)
-    logger.info("serving %s on http://%s:%d/v1 (%d at once, %d waiting at most); defaults for "
-                "what a request leaves out: %s", settings.model_name, host, port,
-                settings.max_batch, settings.max_waiting, cfg.generation.model_dump())
+    logger.info(
+        "serving %s on http://%s:%d/v1 (%d at once, %d waiting at most); defaults for "
+        "what a request leaves out: %s",
+        settings.model_name,
+        host,
+        port,
+        settings.max_batch,
+        settings.max_waiting,
+        cfg.generation.model_dump(),
+    )
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
@@ -317,8 +404,10 @@ def _check_port(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise UserError(f"--host {host} --port {port}: cannot listen there "
-                            f"({exc.strerror or exc}); choose another port") from None
+            raise UserError(
+                f"--host {host} --port {port}: cannot listen there "
+                f"({exc.strerror or exc}); choose another port"
+            ) from None
 
 
 def _check_auth(settings: ServerSettings, host: str) -> None:
@@ -327,15 +416,20 @@ def _check_auth(settings: ServerSettings, host: str) -> None:
     if settings.api_key is not None:
         return
     if settings.no_auth:
-        logger.warning("authentication is off (--no-auth): anyone who can reach %s can use the "
-                       "model", host)
+        logger.warning(
+            "authentication is off (--no-auth): anyone who can reach %s can use the model", host
+        )
     elif _is_loopback(host):
-        logger.warning("no API key: any program on this machine can use the model; set --api-key "
-                       "(or $TUNEFORGE_API_KEY), or pass --no-auth to say this is intended")
+        logger.warning(
+            "no API key: any program on this machine can use the model; set --api-key "
+            "(or $TUNEFORGE_API_KEY), or pass --no-auth to say this is intended"
+        )
     else:
-        raise UserError(f"--host {host} without an API key would let anyone who can reach the "
-                        f"port use the model; set --api-key (or $TUNEFORGE_API_KEY), or pass "
-                        f"--no-auth")
+        raise UserError(
+            f"--host {host} without an API key would let anyone who can reach the "
+            f"port use the model; set --api-key (or $TUNEFORGE_API_KEY), or pass "
+            f"--no-auth"
+        )
 
 
 def _is_loopback(host: str) -> bool:

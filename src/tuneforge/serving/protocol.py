@@ -78,8 +78,13 @@ class ChatCompletionRequest(_Strict):
         return [{"role": message.role, "content": message.text} for message in self.messages]
 
 
-def error_body(message: str, *, kind: str = "invalid_request_error", code: str | None = None,
-               param: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str,
+    *,
+    kind: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+) -> dict[str, Any]:
     """OpenAI's error object, which the official clients turn into their exceptions."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
@@ -90,26 +95,44 @@ def completion_id() -> str:
 
 def usage(prompt_tokens: int, rows: Sequence[Row]) -> dict[str, int]:
     completion = sum(row.completion_tokens for row in rows)
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-            "total_tokens": prompt_tokens + completion}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": prompt_tokens + completion,
+    }
 
 
 def completion(cid: str, model: str, prompt_tokens: int, rows: Sequence[Row]) -> dict[str, Any]:
     """The non-streaming response: one choice per row."""
     return {
-        "id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": index, "message": {"role": "assistant", "content": row.text},
-                     "finish_reason": row.finish_reason, "logprobs": None}
-                    for index, row in enumerate(rows)],
+        "id": cid,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": index,
+                "message": {"role": "assistant", "content": row.text},
+                "finish_reason": row.finish_reason,
+                "logprobs": None,
+            }
+            for index, row in enumerate(rows)
+        ],
         "usage": usage(prompt_tokens, rows),
     }
 
 
-def chunk(cid: str, model: str, choices: list[dict[str, Any]],
-          usage_counts: dict[str, int] | None = None) -> str:
+def chunk(
+    cid: str, model: str, choices: list[dict[str, Any]], usage_counts: dict[str, int] | None = None
+) -> str:
     """One server-sent event of a streamed completion."""
-    body: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk",
-                            "created": int(time.time()), "model": model, "choices": choices}
+    body: dict[str, Any] = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+    }
     if usage_counts is not None:
         body["usage"] = usage_counts
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"

@@ -56,8 +56,7 @@ class GenerationQueue:
         self._running: list[Job] = []
         self._wake = threading.Condition()
         self._closed = False
-        self._worker = threading.Thread(target=self._work, name="tuneforge-generation",
-                                        daemon=True)
+        self._worker = threading.Thread(target=self._work, name="tuneforge-generation", daemon=True)
 
     def start(self) -> None:
         self._worker.start()
@@ -77,14 +76,17 @@ class GenerationQueue:
     def running(self) -> int:
         return len(self._running)
 
-    def submit(self, rows: list[Row], gen: GenerationArgs,
-               on_error: Callable[[BaseException], None]) -> Job:
+    def submit(
+        self, rows: list[Row], gen: GenerationArgs, on_error: Callable[[BaseException], None]
+    ) -> Job:
         """Queue one request's rows; thread-safe."""
         job = Job(rows, gen, on_error)
         with self._wake:
             if len(self._pending) >= self.max_waiting:
-                raise QueueFull(f"{self.running} requests are being answered and "
-                                f"{self.waiting} are waiting; try again shortly")
+                raise QueueFull(
+                    f"{self.running} requests are being answered and "
+                    f"{self.waiting} are waiting; try again shortly"
+                )
             self._pending.append(job)
             self._wake.notify()
         return job
@@ -95,8 +97,11 @@ class GenerationQueue:
                 while not self._pending and not self._closed:
                     self._wake.wait()
                 deadline = time.monotonic() + BATCH_WINDOW_S
-                while (not self._closed and self._waiting_rows() < self.max_batch
-                       and (left := deadline - time.monotonic()) > 0):
+                while (
+                    not self._closed
+                    and self._waiting_rows() < self.max_batch
+                    and (left := deadline - time.monotonic()) > 0
+                ):
                     self._wake.wait(left)
                 if self._closed:
                     return

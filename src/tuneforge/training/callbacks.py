@@ -19,8 +19,12 @@ from tuneforge.layout import LOG_NAME
 logger = logging.getLogger(__name__)
 
 # Validation scores printed beside eval_loss when present (stage cls).
-CLASSIFICATION_SCORES = ("eval_accuracy", "eval_macro_f1", "eval_baseline_accuracy",
-                         "eval_baseline_macro_f1")
+CLASSIFICATION_SCORES = (
+    "eval_accuracy",
+    "eval_macro_f1",
+    "eval_baseline_accuracy",
+    "eval_baseline_macro_f1",
+)
 
 
 class ProgressCallback(TrainerCallback):
@@ -32,16 +36,23 @@ class ProgressCallback(TrainerCallback):
         self.start_time = 0.0
         self.start_tokens = 0
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState,
-                       control: TrainerControl, **kwargs: Any) -> None:
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if state.is_world_process_zero:
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train",
-                            unit="step", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=state.max_steps,
+                initial=state.global_step,
+                desc="train",
+                unit="step",
+                dynamic_ncols=True,
+            )
         self.start_time = time.perf_counter()
         self.start_tokens = state.num_input_tokens_seen
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState,
-                    control: TrainerControl, **kwargs: Any) -> None:
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if self.bar is None:
             return
         elapsed = time.perf_counter() - self.start_time
@@ -51,8 +62,14 @@ class ProgressCallback(TrainerCallback):
         self.bar.set_postfix(self.postfix, refresh=False)
         self.bar.update(state.global_step - self.bar.n)
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-               logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if self.bar is None or not logs:
             return
         if "loss" in logs:
@@ -61,12 +78,14 @@ class ProgressCallback(TrainerCallback):
             self.postfix["lr"] = f"{logs['learning_rate']:.2e}"
         if "eval_loss" in logs:
             self.postfix["val"] = f"{logs['eval_loss']:.4f}"
-            scores = "".join(f", {key[5:]} {logs[key]:.4f}" for key in CLASSIFICATION_SCORES
-                             if key in logs)  # stage cls: the model's and the baseline's
+            scores = "".join(
+                f", {key[5:]} {logs[key]:.4f}" for key in CLASSIFICATION_SCORES if key in logs
+            )  # stage cls: the model's and the baseline's
             self.bar.write(f"step {state.global_step}: eval_loss {logs['eval_loss']:.4f}{scores}")
 
-    def on_train_end(self, args: TrainingArguments, state: TrainerState,
-                     control: TrainerControl, **kwargs: Any) -> None:
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -79,18 +98,30 @@ class JsonlLogCallback(TrainerCallback):
         self.path = Path(output_dir) / LOG_NAME
         self.start = time.time()
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState,
-                       control: TrainerControl, **kwargs: Any) -> None:
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if state.is_world_process_zero and state.global_step > 0:
             truncate_log(self.path, state.global_step)
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-               logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not state.is_world_process_zero or not logs:
             return
-        entry = {"step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
-                 "tokens": state.num_input_tokens_seen,
-                 "elapsed_s": round(time.time() - self.start, 2), **logs}
+        entry = {
+            "step": state.global_step,
+            "max_steps": state.max_steps,
+            "epoch": state.epoch,
+            "tokens": state.num_input_tokens_seen,
+            "elapsed_s": round(time.time() - self.start, 2),
+            **logs,
+        }
         append_log(self.path.parent, entry)
 
 
@@ -134,18 +165,21 @@ class InterruptCallback(TrainerCallback):
         self.requested = True
         logger.warning("Interrupted: saving a checkpoint after this step (Ctrl-C again to abort)")
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState,
-                       control: TrainerControl, **kwargs: Any) -> None:
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handler)
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState,
-                    control: TrainerControl, **kwargs: Any) -> None:
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if self.requested:
             control.should_save = True
             control.should_training_stop = True
 
-    def on_train_end(self, args: TrainingArguments, state: TrainerState,
-                     control: TrainerControl, **kwargs: Any) -> None:
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)

@@ -70,8 +70,9 @@ def mark_complete(folder: Path, *, step: int, fingerprint: str, processes: int =
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
     tmp = folder / (layout.MARKER + ".tmp")
-    tmp.write_text(json.dumps({"step": step, "data": fingerprint, "processes": processes}),
-                   encoding="utf-8")
+    tmp.write_text(
+        json.dumps({"step": step, "data": fingerprint, "processes": processes}), encoding="utf-8"
+    )
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, folder / layout.MARKER)
@@ -124,22 +125,31 @@ def check_output_dir(args: TrainArgs, data: DataArgs | None = None) -> None:
     resume_folder(args)
     problem = _creatable(out)
     if problem:
-        raise OutputError(f"output_dir '{out}' cannot be created: {problem}; choose another "
-                          f"output_dir")
+        raise OutputError(
+            f"output_dir '{out}' cannot be created: {problem}; choose another output_dir"
+        )
     target = out.resolve()
     if target == Path.cwd().resolve():
-        raise OutputError(f"output_dir '{out}' is the current folder; name a new folder for "
-                          f"the run, e.g. output_dir: saves/my-run")
-    if data is not None and target in (Path(data.dataset_dir).resolve(),
-                                       *Path(data.dataset_dir).resolve().parents):
-        raise OutputError(f"output_dir '{out}' holds the dataset folder '{data.dataset_dir}'; "
-                          f"name a new folder for the run, e.g. output_dir: saves/my-run")
+        raise OutputError(
+            f"output_dir '{out}' is the current folder; name a new folder for "
+            f"the run, e.g. output_dir: saves/my-run"
+        )
+    if data is not None and target in (
+        Path(data.dataset_dir).resolve(),
+        *Path(data.dataset_dir).resolve().parents,
+    ):
+        raise OutputError(
+            f"output_dir '{out}' holds the dataset folder '{data.dataset_dir}'; "
+            f"name a new folder for the run, e.g. output_dir: saves/my-run"
+        )
     if not out.is_dir() or not any(out.iterdir()):
         return
     foreign = layout.foreign_entries(out)
     if not layout.is_run_folder(out):
-        raise OutputError(f"output_dir '{out}' is not empty and holds no tuneforge run "
-                          f"({_listing(foreign)}); name a new folder for the run")
+        raise OutputError(
+            f"output_dir '{out}' is not empty and holds no tuneforge run "
+            f"({_listing(foreign)}); name a new folder for the run"
+        )
     if args.resume_from_checkpoint:
         return
     if not args.overwrite_output_dir:
@@ -148,9 +158,11 @@ def check_output_dir(args: TrainArgs, data: DataArgs | None = None) -> None:
             f"it, resume_from_checkpoint: true to continue it, or choose another output_dir"
         )
     if foreign:
-        raise OutputError(f"output_dir '{out}' holds files that are not a run's "
-                          f"({_listing(foreign)}); overwrite_output_dir deletes only a run's own "
-                          f"files: move them, or name a new folder")
+        raise OutputError(
+            f"output_dir '{out}' holds files that are not a run's "
+            f"({_listing(foreign)}); overwrite_output_dir deletes only a run's own "
+            f"files: move them, or name a new folder"
+        )
 
 
 def clear_output_dir(args: TrainArgs) -> None:
@@ -169,8 +181,10 @@ def _read_marker(folder: Path) -> dict:
         saved = json.loads((folder / layout.MARKER).read_text(encoding="utf-8"))
         int(saved["step"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise OutputError(f"resume_from_checkpoint: '{folder / layout.MARKER}' cannot be read "
-                          f"({exc}); resume from another checkpoint") from None
+        raise OutputError(
+            f"resume_from_checkpoint: '{folder / layout.MARKER}' cannot be read "
+            f"({exc}); resume from another checkpoint"
+        ) from None
     return saved
 
 
@@ -186,8 +200,10 @@ def resume_folder(args: TrainArgs, *, warn: bool = False) -> Path | None:
         if not folder.is_dir():
             raise OutputError(f"resume_from_checkpoint: '{folder}' is not a folder")
         if not layout.is_complete(folder):
-            raise OutputError(f"resume_from_checkpoint: '{folder}' is not a complete tuneforge "
-                              f"checkpoint (no {layout.MARKER})")
+            raise OutputError(
+                f"resume_from_checkpoint: '{folder}' is not a complete tuneforge "
+                f"checkpoint (no {layout.MARKER})"
+            )
         return folder
     out = Path(args.output_dir)
     if warn:

@@ -63,12 +63,15 @@ def check_nproc(nproc: int) -> None:
     if nproc < 1:
         raise ConfigError(f"--nproc {nproc}: give a number of processes of 1 or more")
     if nproc > 1 and world_size() > 1:
-        raise ConfigError(f"--nproc {nproc}: this command was already started by a launcher "
-                          f"with {world_size()} processes; drop --nproc")
+        raise ConfigError(
+            f"--nproc {nproc}: this command was already started by a launcher "
+            f"with {world_size()} processes; drop --nproc"
+        )
     slots, described = device_slots()
     if nproc > slots:
-        raise ConfigError(f"--nproc {nproc}: this machine has {described}; use --nproc "
-                          f"{slots} or fewer")
+        raise ConfigError(
+            f"--nproc {nproc}: this machine has {described}; use --nproc {slots} or fewer"
+        )
 
 
 def launch_training(cfg: RunConfig, nproc: int, argv: Sequence[str]) -> int:
@@ -89,11 +92,11 @@ def launch_training(cfg: RunConfig, nproc: int, argv: Sequence[str]) -> int:
     if not gpu and "OMP_NUM_THREADS" not in os.environ:  # passed down to the processes
         os.environ["OMP_NUM_THREADS"] = str(max(1, device_slots()[0] // nproc))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
-    logger.info("Starting %d training processes (%s)", nproc,
-                "NCCL on GPUs" if gpu else "gloo on CPU cores")
+    logger.info(
+        "Starting %d training processes (%s)", nproc, "NCCL on GPUs" if gpu else "gloo on CPU cores"
+    )
     try:
-        run(parse_args(["--standalone", f"--nproc-per-node={nproc}",
-                        "-m", "tuneforge.cli", *argv]))
+        run(parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "tuneforge.cli", *argv]))
     except ChildFailedError as exc:
         _, failure = exc.get_first_failure()
         return failure.exitcode if failure.exitcode > 0 else 1
@@ -142,19 +145,24 @@ def _tell_others(*, failed: bool | None) -> bool:
 
 def effective_batch(train_args: TrainArgs, processes: int) -> int:
     """Rows per optimizer step: per device x accumulation x processes."""
-    return (train_args.per_device_train_batch_size * train_args.gradient_accumulation_steps
-            * processes)
+    return (
+        train_args.per_device_train_batch_size * train_args.gradient_accumulation_steps * processes
+    )
 
 
 def batch_advice(train_args: TrainArgs, processes: int) -> str:
     """What the batch is per step and, with several processes, what that means for the LR."""
     rows = effective_batch(train_args, processes)
-    line = (f"Effective batch: {train_args.per_device_train_batch_size} per process x "
-            f"{train_args.gradient_accumulation_steps} accumulation x {processes} "
-            f"process{'es' if processes != 1 else ''} = {rows} rows per optimizer step")
+    line = (
+        f"Effective batch: {train_args.per_device_train_batch_size} per process x "
+        f"{train_args.gradient_accumulation_steps} accumulation x {processes} "
+        f"process{'es' if processes != 1 else ''} = {rows} rows per optimizer step"
+    )
     if processes > 1:
-        line += (f"; that is {processes}x the batch of one process, so each epoch has "
-                 f"{processes}x fewer steps. learning_rate={train_args.learning_rate:g} was "
-                 f"probably tuned for one process: the usual rules scale it by {processes} "
-                 f"(linear, SGD-like) or {math.sqrt(processes):.2f} (square root, Adam)")
+        line += (
+            f"; that is {processes}x the batch of one process, so each epoch has "
+            f"{processes}x fewer steps. learning_rate={train_args.learning_rate:g} was "
+            f"probably tuned for one process: the usual rules scale it by {processes} "
+            f"(linear, SGD-like) or {math.sqrt(processes):.2f} (square root, Adam)"
+        )
     return line

@@ -74,13 +74,25 @@ def train_causal_lm(cfg: RunConfig, observers: CallbackFactory = no_observers) -
         tokenizer.chat_template = data.template.source
 
     set_seed(cfg.train.seed)  # adapter initialisation must be as repeatable as the data order
-    model = load_model(cfg.model, dtype=torch.float32, compute_dtype=precision.compute_dtype,
-                       cutoff_len=cfg.data.cutoff_len)
+    model = load_model(
+        cfg.model,
+        dtype=torch.float32,
+        compute_dtype=precision.compute_dtype,
+        cutoff_len=cfg.data.cutoff_len,
+    )
     model = apply_finetuning(model, cfg.finetune, cfg.model)
     prepare_for_training(model, gradient_checkpointing=cfg.train.gradient_checkpointing)
 
-    trainer = build_trainer(cfg, model, tokenizer, data.train, data.eval,
-                            build_collator(tokenizer, packing=cfg.packing), precision, observers)
+    trainer = build_trainer(
+        cfg,
+        model,
+        tokenizer,
+        data.train,
+        data.eval,
+        build_collator(tokenizer, packing=cfg.packing),
+        precision,
+        observers,
+    )
     result = _train_and_save(cfg, trainer, final_eval=data.eval is not None and cfg.train.do_eval)
     if cfg.train.do_predict and is_main_process():
         report = evaluate(cfg, adapter=str(out), output_dir=out / layout.PREDICT_DIR)
@@ -102,20 +114,35 @@ def train_classifier(cfg: RunConfig, observers: CallbackFactory = no_observers) 
     baseline = score_baseline(data) if cfg.eval.tfidf_baseline else None
 
     set_seed(cfg.train.seed)
-    model = load_model(cfg.model, dtype=torch.float32, compute_dtype=precision.compute_dtype,
-                       cutoff_len=cfg.data.cutoff_len, labels=data.names,
-                       pad_token_id=tokenizer.pad_token_id)
+    model = load_model(
+        cfg.model,
+        dtype=torch.float32,
+        compute_dtype=precision.compute_dtype,
+        cutoff_len=cfg.data.cutoff_len,
+        labels=data.names,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model = apply_finetuning(model, cfg.finetune, cfg.model)
     prepare_for_training(model, gradient_checkpointing=cfg.train.gradient_checkpointing)
 
-    trainer = build_trainer(cfg, model, tokenizer, data.train, data.eval,
-                            DataCollatorWithPadding(tokenizer), precision, observers,
-                            compute_metrics=TrainerMetrics(data.names, baseline))
+    trainer = build_trainer(
+        cfg,
+        model,
+        tokenizer,
+        data.train,
+        data.eval,
+        DataCollatorWithPadding(tokenizer),
+        precision,
+        observers,
+        compute_metrics=TrainerMetrics(data.names, baseline),
+    )
     result = _train_and_save(cfg, trainer, final_eval=data.eval is not None)
     if baseline is not None:
         final = {key: result.metrics[f"eval_{key}"] for key in ("accuracy", "macro_f1")}
-        logger.info("Validation, TF-IDF baseline vs fine-tuned:\n%s",
-                    side_by_side("tfidf", baseline, "model", final))
+        logger.info(
+            "Validation, TF-IDF baseline vs fine-tuned:\n%s",
+            side_by_side("tfidf", baseline, "model", final),
+        )
     return result
 
 
@@ -126,8 +153,9 @@ def _train_and_save(cfg: RunConfig, trainer: TuneforgeTrainer, *, final_eval: bo
     folder, no all_results.json; its result says where to resume from.
     """
     out = Path(cfg.train.output_dir)
-    resume = checkpoint.resolve_resume(cfg.train, trainer.data_fingerprint,
-                                       processes=trainer.args.world_size)
+    resume = checkpoint.resolve_resume(
+        cfg.train, trainer.data_fingerprint, processes=trainer.args.world_size
+    )
     if resume:
         _check_steps_left(trainer, resume)
     if is_main_process():
@@ -139,11 +167,19 @@ def _train_and_save(cfg: RunConfig, trainer: TuneforgeTrainer, *, final_eval: bo
     if trainer.interrupted:
         complete = layout.complete_checkpoints(out)
         last = complete[-1] if complete else None
-        logger.warning("Interrupted at step %d of %d; no final model was saved",
-                       trainer.state.global_step, trainer.state.max_steps)
-        return TrainResult(output_dir=out, metrics=dict(result.metrics), completed=False,
-                           resume_from=last, step=trainer.state.global_step,
-                           max_steps=trainer.state.max_steps)
+        logger.warning(
+            "Interrupted at step %d of %d; no final model was saved",
+            trainer.state.global_step,
+            trainer.state.max_steps,
+        )
+        return TrainResult(
+            output_dir=out,
+            metrics=dict(result.metrics),
+            completed=False,
+            resume_from=last,
+            step=trainer.state.global_step,
+            max_steps=trainer.state.max_steps,
+        )
     trainer.save_model(str(out))
     trainer.save_state()
     metrics = dict(result.metrics)
@@ -152,11 +188,20 @@ def _train_and_save(cfg: RunConfig, trainer: TuneforgeTrainer, *, final_eval: bo
     trainer.save_metrics("all", metrics)
     best = trainer.state.best_model_checkpoint
     if best:
-        logger.info("Best checkpoint: %s (%s %.4f), saved as the result",
-                    best, trainer.args.metric_for_best_model, trainer.state.best_metric)
+        logger.info(
+            "Best checkpoint: %s (%s %.4f), saved as the result",
+            best,
+            trainer.args.metric_for_best_model,
+            trainer.state.best_metric,
+        )
     logger.info("Saved to %s", out)
-    return TrainResult(output_dir=out, metrics=metrics, best_checkpoint=best,
-                       step=trainer.state.global_step, max_steps=trainer.state.max_steps)
+    return TrainResult(
+        output_dir=out,
+        metrics=metrics,
+        best_checkpoint=best,
+        step=trainer.state.global_step,
+        max_steps=trainer.state.max_steps,
+    )
 
 
 def _check_steps_left(trainer: TuneforgeTrainer, resume: checkpoint.Resume) -> None:
@@ -166,22 +211,33 @@ def _check_steps_left(trainer: TuneforgeTrainer, resume: checkpoint.Resume) -> N
         total = args.max_steps
     else:
         batches = len(trainer.get_train_dataloader())
-        total = math.ceil(args.num_train_epochs * math.ceil(batches / args.gradient_accumulation_steps))
+        total = math.ceil(
+            args.num_train_epochs * math.ceil(batches / args.gradient_accumulation_steps)
+        )
     if resume.step >= total:
-        raise OutputError(f"resume_from_checkpoint: {resume.path} is at step {resume.step} and "
-                          f"this run has {total} steps: nothing left to train; raise "
-                          f"num_train_epochs or max_steps")
-    logger.info("Resuming from %s: step %d of %d, %d steps left", resume.path, resume.step,
-                total, total - resume.step)
+        raise OutputError(
+            f"resume_from_checkpoint: {resume.path} is at step {resume.step} and "
+            f"this run has {total} steps: nothing left to train; raise "
+            f"num_train_epochs or max_steps"
+        )
+    logger.info(
+        "Resuming from %s: step %d of %d, %d steps left",
+        resume.path,
+        resume.step,
+        total,
+        total - resume.step,
+    )
 
 
 Stage = Callable[[RunConfig, CallbackFactory], TrainResult]
 
-STAGES: Mapping[str, Stage] = MappingProxyType({
-    "sft": train_causal_lm,
-    "pt": train_causal_lm,
-    "cls": train_classifier,
-})
+STAGES: Mapping[str, Stage] = MappingProxyType(
+    {
+        "sft": train_causal_lm,
+        "pt": train_causal_lm,
+        "cls": train_classifier,
+    }
+)
 
 
 def run_stage(cfg: RunConfig, observers: CallbackFactory = no_observers) -> TrainResult:

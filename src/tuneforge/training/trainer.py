@@ -46,34 +46,50 @@ CallbackFactory = Callable[[RunConfig, bool], Sequence[TrainerCallback]]
 class TuneforgeTrainer(Trainer):
     """The stock Trainer with complete-or-not checkpoints and a useful-token count."""
 
-    def __init__(self, *args: Any, data_fingerprint: str, save_total_limit: int | None,
-                 interrupt: InterruptCallback | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        data_fingerprint: str,
+        save_total_limit: int | None,
+        interrupt: InterruptCallback | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.data_fingerprint = data_fingerprint
         self.keep_checkpoints = save_total_limit
         self.interrupt = interrupt
-        self.sample_counters = [cb for cb in self.callback_handler.callbacks
-                                if isinstance(cb, CountsSamples)]
+        self.sample_counters = [
+            cb for cb in self.callback_handler.callbacks if isinstance(cb, CountsSamples)
+        ]
 
     @property
     def interrupted(self) -> bool:
         """True when Ctrl-C (or the WebUI's Stop) ended the last ``train()`` early."""
         return self.interrupt is not None and self.interrupt.requested
 
-    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
-                      num_items_in_batch: Any = None) -> torch.Tensor:
+    def training_step(
+        self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
+    ) -> torch.Tensor:
         tokens = int(inputs.pop(REAL_TOKENS, 0))
         if self.args.world_size > 1:  # every process's share, so tokens/s is the whole run's
-            tokens = int(self.accelerator.reduce(torch.tensor(tokens, device=self.args.device),
-                                                 reduction="sum"))
+            tokens = int(
+                self.accelerator.reduce(
+                    torch.tensor(tokens, device=self.args.device), reduction="sum"
+                )
+            )
         self.state.num_input_tokens_seen += tokens
         samples = int(inputs.pop(REAL_SAMPLES, 0))
         for counter in self.sample_counters:
             counter.add_samples(samples)
         return super().training_step(model, inputs, num_items_in_batch)
 
-    def prediction_step(self, model: torch.nn.Module, inputs: dict[str, Any],
-                        prediction_loss_only: bool, ignore_keys: list[str] | None = None) -> Any:
+    def prediction_step(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> Any:
         inputs.pop(REAL_TOKENS, None)
         inputs.pop(REAL_SAMPLES, None)
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
@@ -88,9 +104,12 @@ class TuneforgeTrainer(Trainer):
         self.accelerator.wait_for_everyone()  # every rank's shards are written before the mark
         if not self.args.should_save:
             return
-        checkpoint.mark_complete(folder, step=self.state.global_step,
-                                 fingerprint=self.data_fingerprint,
-                                 processes=self.args.world_size)
+        checkpoint.mark_complete(
+            folder,
+            step=self.state.global_step,
+            fingerprint=self.data_fingerprint,
+            processes=self.args.world_size,
+        )
         best = self.state.best_model_checkpoint
         checkpoint.rotate(run_dir, self.keep_checkpoints, Path(best) if best else None)
 
@@ -102,14 +121,17 @@ def count_real_tokens(collate: Callable[[list[dict]], dict]) -> Callable[[list[d
     def collate_and_count(features: list[dict]) -> dict:
         batch = collate(features)
         batch[REAL_TOKENS] = sum(len(f["input_ids"]) for f in features)
-        batch[REAL_SAMPLES] = sum(list(f["position_ids"]).count(0) if "position_ids" in f else 1
-                                  for f in features)
+        batch[REAL_SAMPLES] = sum(
+            list(f["position_ids"]).count(0) if "position_ids" in f else 1 for f in features
+        )
         return batch
 
     return collate_and_count
 
 
-def training_arguments(cfg: RunConfig, precision: Precision, *, has_eval: bool) -> TrainingArguments:
+def training_arguments(
+    cfg: RunConfig, precision: Precision, *, has_eval: bool
+) -> TrainingArguments:
     """Translate the run config into transformers' TrainingArguments."""
     t = cfg.train
     eval_strategy = (t.eval_strategy or "steps") if has_eval else "no"
@@ -118,10 +140,12 @@ def training_arguments(cfg: RunConfig, precision: Precision, *, has_eval: bool) 
     early = bool(t.early_stopping_steps) and eval_strategy != "no"
     if early:
         save_strategy, save_steps = eval_strategy, eval_steps
-        logger.info("Early stopping after %d validations without improvement; validating and "
-                    "saving every %s, keeping the best checkpoint",
-                    t.early_stopping_steps,
-                    f"{eval_steps} steps" if eval_strategy == "steps" else "epoch")
+        logger.info(
+            "Early stopping after %d validations without improvement; validating and "
+            "saving every %s, keeping the best checkpoint",
+            t.early_stopping_steps,
+            f"{eval_steps} steps" if eval_strategy == "steps" else "epoch",
+        )
     gpu = torch.cuda.is_available()
     return TrainingArguments(
         output_dir=t.output_dir,
@@ -170,10 +194,17 @@ def training_arguments(cfg: RunConfig, precision: Precision, *, has_eval: bool) 
     )
 
 
-def build_trainer(cfg: RunConfig, model: torch.nn.Module, tokenizer: Any, train_dataset: Any,
-                  eval_dataset: Any, collator: Callable, precision: Precision,
-                  observers: CallbackFactory, compute_metrics: Callable | None = None,
-                  ) -> TuneforgeTrainer:
+def build_trainer(
+    cfg: RunConfig,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    train_dataset: Any,
+    eval_dataset: Any,
+    collator: Callable,
+    precision: Precision,
+    observers: CallbackFactory,
+    compute_metrics: Callable | None = None,
+) -> TuneforgeTrainer:
     """The configured trainer; callers only call ``.train()`` and save. `observers` builds
     the monitoring callbacks; `compute_metrics` adds metrics to every validation (stage cls:
     accuracy, F1, ...)."""
@@ -181,10 +212,16 @@ def build_trainer(cfg: RunConfig, model: torch.nn.Module, tokenizer: Any, train_
     logger.info("%s", batch_advice(cfg.train, args.world_size))
     # The observers first: they add their values to each log entry before the others see it.
     interrupt = InterruptCallback()
-    callbacks = [*observers(cfg, eval_dataset is not None), ProgressCallback(),
-                 JsonlLogCallback(cfg.train.output_dir), interrupt]
+    callbacks = [
+        *observers(cfg, eval_dataset is not None),
+        ProgressCallback(),
+        JsonlLogCallback(cfg.train.output_dir),
+        interrupt,
+    ]
     if args.load_best_model_at_end:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_steps))
+        callbacks.append(
+            EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_steps)
+        )
     trainer = TuneforgeTrainer(
         model=model,
         args=args,
@@ -194,7 +231,9 @@ def build_trainer(cfg: RunConfig, model: torch.nn.Module, tokenizer: Any, train_
         processing_class=tokenizer,
         callbacks=callbacks,
         compute_metrics=compute_metrics,
-        data_fingerprint=checkpoint.data_fingerprint([len(ids) for ids in train_dataset["input_ids"]]),
+        data_fingerprint=checkpoint.data_fingerprint(
+            [len(ids) for ids in train_dataset["input_ids"]]
+        ),
         save_total_limit=cfg.train.save_total_limit,
         interrupt=interrupt,
     )

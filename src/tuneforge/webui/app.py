@@ -49,9 +49,14 @@ def build_app(lang: str, runner: TrainingRunner | None = None) -> Any:
     with gr.Blocks(title=text("app.title", lang)) as app:
         with gr.Row(equal_height=True):
             texts.bind(gr.Markdown, value="app.intro")
-            language = gr.Radio([(name, code) for code, name in LANGUAGES.items()], value=lang,
-                                label=text("app.language", lang), elem_id="tf-language",
-                                scale=0, min_width=220)
+            language = gr.Radio(
+                [(name, code) for code, name in LANGUAGES.items()],
+                value=lang,
+                label=text("app.language", lang),
+                elem_id="tf-language",
+                scale=0,
+                min_width=220,
+            )
         timer = gr.Timer(REFRESH_S)
         with gr.Tabs():
             with texts.bind(_tab("train"), label="tab.train"):
@@ -72,8 +77,13 @@ def _tab(name: str) -> Any:
     return lambda **props: gr.Tab(id=name, elem_id=f"tf-tab-{name}", **props)
 
 
-def launch(host: str = "127.0.0.1", port: int = 7860, lang: str | None = None,
-           share: bool = False, password: str | None = None) -> None:
+def launch(
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    lang: str | None = None,
+    share: bool = False,
+    password: str | None = None,
+) -> None:
     """Serve the web UI until interrupted."""
     missing = missing_extra("tuneforge webui", "gradio", "webui")
     if missing:
@@ -82,20 +92,30 @@ def launch(host: str = "127.0.0.1", port: int = 7860, lang: str | None = None,
     if lang not in LANGUAGES:
         raise UserError(f"--lang {lang}: allowed: {', '.join(LANGUAGES)}")
     if (share or not _is_loopback(host)) and not password:
-        logger.warning("The web UI can start training and read files on this machine, and it "
-                       "is reachable from other machines without a password; add --password")
+        logger.warning(
+            "The web UI can start training and read files on this machine, and it "
+            "is reachable from other machines without a password; add --password"
+        )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own requests, every second
     runner = TrainingRunner()
     app = build_app(lang, runner)
     auth = None if not password else (lambda _user, given: hmac.compare_digest(given, password))
     try:
-        app.queue().launch(server_name=host, server_port=port, share=share, auth=auth,
-                           auth_message=text("app.password", lang) if password else None,
-                           css=CSS, footer_links=[], show_error=False)
+        app.queue().launch(
+            server_name=host,
+            server_port=port,
+            share=share,
+            auth=auth,
+            auth_message=text("app.password", lang) if password else None,
+            css=CSS,
+            footer_links=[],
+            show_error=False,
+        )
     except OSError as exc:
-        raise UserError(f"--host {host} --port {port}: cannot listen there (the port is in "
-                        f"use, or the address is not this machine's); choose another --port"
-                        ) from exc
+        raise UserError(
+            f"--host {host} --port {port}: cannot listen there (the port is in "
+            f"use, or the address is not this machine's); choose another --port"
+        ) from exc
     finally:
         runner.stop()
 

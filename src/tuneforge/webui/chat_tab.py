@@ -36,8 +36,10 @@ class ChatHolder:
         self._lock = threading.Lock()
 
     def load(self, base: str, adapter: str | None) -> Loaded:
-        cfg = chat_config(adapter or None, None if adapter else load_config(
-            {"model_name_or_path": base, "do_train": False}))
+        cfg = chat_config(
+            adapter or None,
+            None if adapter else load_config({"model_name_or_path": base, "do_train": False}),
+        )
         with self._lock:
             self.loaded = None  # free the previous model before loading the next
             gc.collect()
@@ -50,14 +52,22 @@ class ChatHolder:
         gc.collect()
 
 
-def build_chat_tab(texts: Texts, lang: gr.Radio, runner: TrainingRunner,
-                   holder: ChatHolder) -> None:
+def build_chat_tab(
+    texts: Texts, lang: gr.Radio, runner: TrainingRunner, holder: ChatHolder
+) -> None:
     with gr.Row():
-        base, _ = field(texts, "model_name_or_path", gr.Dropdown, allow_custom_value=True,
-                        choices=None, value=form.schema_field("model_name_or_path").default,
-                        elem_id="tf-chat-model")
-        adapter, _ = field(texts, "adapter", gr.Dropdown, allow_custom_value=True, choices=None,
-                           value=None)
+        base, _ = field(
+            texts,
+            "model_name_or_path",
+            gr.Dropdown,
+            allow_custom_value=True,
+            choices=None,
+            value=form.schema_field("model_name_or_path").default,
+            elem_id="tf-chat-model",
+        )
+        adapter, _ = field(
+            texts, "adapter", gr.Dropdown, allow_custom_value=True, choices=None, value=None
+        )
     with gr.Row():
         load = texts.bind(button("load-model", "primary"), value="button.load_model")
         unload = texts.bind(button("unload"), value="button.unload")
@@ -71,18 +81,43 @@ def build_chat_tab(texts: Texts, lang: gr.Radio, runner: TrainingRunner,
                 clear = texts.bind(button("clear"), value="button.clear")
         with gr.Column(scale=1):
             system, _ = field(texts, "system", gr.Textbox, lines=3, value="")
-            temperature, _ = field(texts, "temperature", gr.Slider, minimum=0, maximum=2,
-                                   step=0.05, value=0)
-            top_p, _ = field(texts, "top_p", gr.Slider, minimum=0.05, maximum=1, step=0.05,
-                             value=form.schema_field("top_p").default)
-            max_new, _ = field(texts, "max_new_tokens", gr.Slider, minimum=1, maximum=2048,
-                               step=1, value=256, elem_id="tf-chat-max_new_tokens")
-            penalty, _ = field(texts, "repetition_penalty", gr.Slider, minimum=1, maximum=2,
-                               step=0.05, value=form.schema_field("repetition_penalty").default)
+            temperature, _ = field(
+                texts, "temperature", gr.Slider, minimum=0, maximum=2, step=0.05, value=0
+            )
+            top_p, _ = field(
+                texts,
+                "top_p",
+                gr.Slider,
+                minimum=0.05,
+                maximum=1,
+                step=0.05,
+                value=form.schema_field("top_p").default,
+            )
+            max_new, _ = field(
+                texts,
+                "max_new_tokens",
+                gr.Slider,
+                minimum=1,
+                maximum=2048,
+                step=1,
+                value=256,
+                elem_id="tf-chat-max_new_tokens",
+            )
+            penalty, _ = field(
+                texts,
+                "repetition_penalty",
+                gr.Slider,
+                minimum=1,
+                maximum=2,
+                step=0.05,
+                value=form.schema_field("repetition_penalty").default,
+            )
 
     def choices() -> list[Any]:
-        return [gr.update(choices=sources.model_choices()),
-                gr.update(choices=["", *sources.run_choices(runner.output_dirs)])]
+        return [
+            gr.update(choices=sources.model_choices()),
+            gr.update(choices=["", *sources.run_choices(runner.output_dirs)]),
+        ]
 
     for event in (base.focus, adapter.focus):
         event(choices, None, [base, adapter], show_progress="hidden")
@@ -92,8 +127,7 @@ def build_chat_tab(texts: Texts, lang: gr.Radio, runner: TrainingRunner,
             loaded = holder.load(model, folder)
         except UserError as exc:
             return messages_update(exc.lines)
-        return gr.update(value=texts("msg.model_loaded", language, name=loaded.name),
-                         visible=True)
+        return gr.update(value=texts("msg.model_loaded", language, name=loaded.name), visible=True)
 
     load.click(load_model, [lang, base, adapter], status)
 
@@ -103,9 +137,16 @@ def build_chat_tab(texts: Texts, lang: gr.Radio, runner: TrainingRunner,
 
     unload.click(unload_model, lang, [status, chatbot])
 
-    def reply(language: str, text: str, history: list[Message], system_prompt: str,
-              temp: float, share: float, limit: float, repeat: float
-              ) -> Iterator[tuple[list[Message], str, Any]]:
+    def reply(
+        language: str,
+        text: str,
+        history: list[Message],
+        system_prompt: str,
+        temp: float,
+        share: float,
+        limit: float,
+        repeat: float,
+    ) -> Iterator[tuple[list[Message], str, Any]]:
         loaded = holder.loaded
         if loaded is None:
             yield history, text, gr.update(value=texts("msg.load_first", language), visible=True)
@@ -114,15 +155,21 @@ def build_chat_tab(texts: Texts, lang: gr.Radio, runner: TrainingRunner,
             yield history, "", gr.update()
             return
         try:
-            gen = generation_settings(loaded.config.generation, temperature=temp, top_p=share,
-                                      max_new_tokens=int(limit), repetition_penalty=repeat)
+            gen = generation_settings(
+                loaded.config.generation,
+                temperature=temp,
+                top_p=share,
+                max_new_tokens=int(limit),
+                repetition_penalty=repeat,
+            )
         except UserError as exc:
             yield history, text, messages_update(exc.lines)
             return
         turns = [{"role": m["role"], "content": _plain(m["content"])} for m in history]
         turns.append({"role": "user", "content": text})
-        prompt = ([{"role": "system", "content": system_prompt}]
-                  if system_prompt.strip() else []) + turns
+        prompt = (
+            [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
+        ) + turns
         answer = {"role": "assistant", "content": ""}
         for piece in loaded.model.stream(prompt, gen):
             answer["content"] += piece
@@ -139,8 +186,9 @@ def build_chat_tab(texts: Texts, lang: gr.Radio, runner: TrainingRunner,
 def _plain(content: Any) -> str:
     """A chatbot message's text (gradio may hand it back as a list of parts)."""
     if isinstance(content, list):
-        return "".join(part.get("text", "") if isinstance(part, dict) else str(part)
-                       for part in content)
+        return "".join(
+            part.get("text", "") if isinstance(part, dict) else str(part) for part in content
+        )
     return str(content)
 
 

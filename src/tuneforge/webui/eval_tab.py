@@ -13,9 +13,8 @@ import pandas as pd
 import tuneforge
 from tuneforge.config import load_config
 from tuneforge.errors import UserError
-from tuneforge.layout import EVAL_DIR
+from tuneforge.layout import CONFIG_NAME, EVAL_DIR
 from tuneforge.monitor.runlog import read_run
-from tuneforge.layout import CONFIG_NAME
 from tuneforge.webui import form, sources
 from tuneforge.webui.runner import TrainingRunner
 from tuneforge.webui.widgets import TRACK_TQDM, Texts, button, field, messages_update, table
@@ -28,20 +27,34 @@ PROMPT_CHARS = 120
 
 def build_eval_tab(texts: Texts, lang: gr.Radio, runner: TrainingRunner) -> None:
     with gr.Row():
-        run, run_slot = field(texts, "run", gr.Dropdown, choices=None, allow_custom_value=True,
-                              value=None, scale=3)
+        run, run_slot = field(
+            texts, "run", gr.Dropdown, choices=None, allow_custom_value=True, value=None, scale=3
+        )
         refresh = texts.bind(button("eval-refresh"), value="button.refresh")
     with gr.Row():
-        test_sets, _ = field(texts, "eval_dataset", gr.Dropdown, multiselect=True,
-                             allow_custom_value=True, value=[])
-        max_new, _ = field(texts, "max_new_tokens", gr.Number, precision=0, value=128,
-                           elem_id="tf-eval-max_new_tokens")
-        batch, _ = field(texts, "per_device_eval_batch_size", gr.Number, precision=0,
-                         value=form.schema_field("per_device_eval_batch_size").default)
+        test_sets, _ = field(
+            texts, "eval_dataset", gr.Dropdown, multiselect=True, allow_custom_value=True, value=[]
+        )
+        max_new, _ = field(
+            texts,
+            "max_new_tokens",
+            gr.Number,
+            precision=0,
+            value=128,
+            elem_id="tf-eval-max_new_tokens",
+        )
+        batch, _ = field(
+            texts,
+            "per_device_eval_batch_size",
+            gr.Number,
+            precision=0,
+            value=form.schema_field("per_device_eval_batch_size").default,
+        )
     start = texts.bind(button("evaluate", "primary"), value="button.evaluate")
     metrics = texts.bind(table("metrics"), label="out.metrics")
-    samples = texts.bind(table("samples", column_widths=["34%", "22%", "22%", "22%"]),
-                         label="out.samples")
+    samples = texts.bind(
+        table("samples", column_widths=["34%", "22%", "22%", "22%"]), label="out.samples"
+    )
 
     refresh.click(lambda: gr.update(choices=sources.run_choices(runner.output_dirs)), None, run)
     run.focus(lambda: gr.update(choices=sources.run_choices(runner.output_dirs)), None, run)
@@ -56,20 +69,30 @@ def build_eval_tab(texts: Texts, lang: gr.Radio, runner: TrainingRunner) -> None
             found = read_run(folder)
         except UserError as exc:
             return [gr.update(choices=[]), messages_update(exc.lines), gr.update(), gr.update()]
-        note = [texts("msg.previous_eval", language, path=Path(folder) / EVAL_DIR)] \
-            if found.evaluation else []
-        return [gr.update(choices=names), messages_update(note, warning=False),
-                comparison_frame(texts, language, found.evaluation),
-                samples_frame(texts, language, found.samples)]
+        note = (
+            [texts("msg.previous_eval", language, path=Path(folder) / EVAL_DIR)]
+            if found.evaluation
+            else []
+        )
+        return [
+            gr.update(choices=names),
+            messages_update(note, warning=False),
+            comparison_frame(texts, language, found.evaluation),
+            samples_frame(texts, language, found.samples),
+        ]
 
     run.change(pick, [lang, run], [test_sets, run_slot, metrics, samples])
 
-    def evaluate(language: str, folder: str | None, names: list[str] | None,
-                 max_new_tokens: float | None, batch_size: float | None,
-                 progress: gr.Progress = TRACK_TQDM) -> list[Any]:
+    def evaluate(
+        language: str,
+        folder: str | None,
+        names: list[str] | None,
+        max_new_tokens: float | None,
+        batch_size: float | None,
+        progress: gr.Progress = TRACK_TQDM,
+    ) -> list[Any]:
         if not folder:
-            return [messages_update([texts("msg.pick_run", language)]), gr.update(),
-                    gr.update()]
+            return [messages_update([texts("msg.pick_run", language)]), gr.update(), gr.update()]
         progress(0, desc=texts("progress.evaluating", language))
         overrides: dict[str, Any] = {"do_train": False}
         if names:
@@ -84,9 +107,11 @@ def build_eval_tab(texts: Texts, lang: gr.Radio, runner: TrainingRunner) -> None
         except UserError as exc:
             return [messages_update(exc.lines), gr.update(), gr.update()]
         done = texts("msg.evaluated", language, path=report.output_dir)
-        return [messages_update([done], warning=False),
-                comparison_frame(texts, language, report.metrics),
-                samples_frame(texts, language, read_run(folder).samples)]
+        return [
+            messages_update([done], warning=False),
+            comparison_frame(texts, language, report.metrics),
+            samples_frame(texts, language, read_run(folder).samples),
+        ]
 
     start.click(evaluate, [lang, run, test_sets, max_new, batch], [run_slot, metrics, samples])
 
@@ -96,11 +121,17 @@ def comparison_frame(texts: Texts, language: str, metrics: Mapping[str, Any]) ->
     for left, right in SIDES:
         before, after = metrics.get(left), metrics.get(right)
         if isinstance(before, dict) and isinstance(after, dict):
-            rows = [[key, round(before[key], 4), round(value, 4), round(value - before[key], 4)]
-                    for key, value in after.items()
-                    if _number(value) and _number(before.get(key))]
-            columns = [texts("col.metric", language), texts(f"col.{left}", language),
-                       texts(f"col.{right}", language), texts("col.delta", language)]
+            rows = [
+                [key, round(before[key], 4), round(value, 4), round(value - before[key], 4)]
+                for key, value in after.items()
+                if _number(value) and _number(before.get(key))
+            ]
+            columns = [
+                texts("col.metric", language),
+                texts(f"col.{left}", language),
+                texts(f"col.{right}", language),
+                texts("col.delta", language),
+            ]
             return gr.update(value=pd.DataFrame(rows, columns=columns), visible=True)
     alone = metrics.get("model")
     if isinstance(alone, dict):
@@ -115,8 +146,10 @@ def samples_frame(texts: Texts, language: str, rows: list[dict[str, Any]]) -> An
     if not rows:
         return gr.update(visible=False)
     columns = [texts(f"col.{name}", language) for name in SAMPLE_COLUMNS]
-    data = [[_tail(row.get("prompt") or ""), *(row.get(name) or "" for name in SAMPLE_COLUMNS[1:])]
-            for row in rows]
+    data = [
+        [_tail(row.get("prompt") or ""), *(row.get(name) or "" for name in SAMPLE_COLUMNS[1:])]
+        for row in rows
+    ]
     return gr.update(value=pd.DataFrame(data, columns=columns), visible=True)
 
 

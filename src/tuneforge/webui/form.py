@@ -26,15 +26,25 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # The form's sections, row by row.
 GROUPS: Mapping[str, tuple[tuple[str, ...], ...]] = {
-    "model": (("model_name_or_path", "stage", "finetuning_type"),
-              ("quantization_bit", "template", "rope_scaling")),
+    "model": (
+        ("model_name_or_path", "stage", "finetuning_type"),
+        ("quantization_bit", "template", "rope_scaling"),
+    ),
     "data": (("dataset_dir", "dataset", "cutoff_len", "val_size", "max_samples"),),
-    "training": (("output_dir", "learning_rate", "num_train_epochs", "max_steps"),
-                 ("per_device_train_batch_size", "gradient_accumulation_steps",
-                  "lr_scheduler_type", PRECISION),
-                 ("logging_steps", "save_steps", "eval_steps")),
-    "lora": (("lora_rank", "lora_alpha", "lora_dropout", "lora_target"),
-             ("use_rslora", "use_dora")),
+    "training": (
+        ("output_dir", "learning_rate", "num_train_epochs", "max_steps"),
+        (
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "lr_scheduler_type",
+            PRECISION,
+        ),
+        ("logging_steps", "save_steps", "eval_steps"),
+    ),
+    "lora": (
+        ("lora_rank", "lora_alpha", "lora_dropout", "lora_target"),
+        ("use_rslora", "use_dora"),
+    ),
     "extra": ((EXTRA,),),
 }
 FIELDS: tuple[str, ...] = tuple(key for rows in GROUPS.values() for row in rows for key in row)
@@ -56,8 +66,12 @@ def literal_choices(key: str) -> list[Any]:
     annotation = schema_field(key).annotation
     if typing.get_origin(annotation) is typing.Literal:
         return list(typing.get_args(annotation))
-    return [value for arg in typing.get_args(annotation)
-            if typing.get_origin(arg) is typing.Literal for value in typing.get_args(arg)]
+    return [
+        value
+        for arg in typing.get_args(annotation)
+        if typing.get_origin(arg) is typing.Literal
+        for value in typing.get_args(arg)
+    ]
 
 
 def is_number(key: str) -> bool:
@@ -90,10 +104,18 @@ def from_config(flat: Mapping[str, Any]) -> dict[str, Any]:
             values[key] = "" if key in EMPTY_CHOICE or is_number(key) else None
         else:
             values[key] = str(value) if is_number(key) else value
-    values[PRECISION] = ("bf16" if flat.get("bf16") else "fp16" if flat.get("fp16")
-                         else "fp32" if flat.get("bf16") is False else "auto")
-    others = {key: value for key, value in flat.items()
-              if key not in FIELDS and key not in SHOWN_AS}
+    values[PRECISION] = (
+        "bf16"
+        if flat.get("bf16")
+        else "fp16"
+        if flat.get("fp16")
+        else "fp32"
+        if flat.get("bf16") is False
+        else "auto"
+    )
+    others = {
+        key: value for key, value in flat.items() if key not in FIELDS and key not in SHOWN_AS
+    }
     values[EXTRA] = config_yaml(others) if others else ""
     return values
 
@@ -104,8 +126,14 @@ def to_config(values: Mapping[str, Any]) -> dict[str, Any]:
     for key in FIELDS:
         value = values.get(key)
         if key == PRECISION:
-            config.update({"auto": {}, "fp32": {"bf16": False, "fp16": False},
-                           "bf16": {"bf16": True}, "fp16": {"fp16": True}}[value or "auto"])
+            config.update(
+                {
+                    "auto": {},
+                    "fp32": {"bf16": False, "fp16": False},
+                    "bf16": {"bf16": True},
+                    "fp16": {"fp16": True},
+                }[value or "auto"]
+            )
         elif key == EXTRA:
             config.update(parse_extra(value or ""))
         elif isinstance(value, str) and value.strip():
@@ -137,8 +165,9 @@ def parse_extra(text: str) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}:" if mark is not None else ""
-        raise ConfigError(f"{EXTRA}:{where} {getattr(exc, 'problem', None) or 'not valid YAML'}"
-                          ) from None
+        raise ConfigError(
+            f"{EXTRA}:{where} {getattr(exc, 'problem', None) or 'not valid YAML'}"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{EXTRA}: expected 'key: value' lines, e.g. early_stopping_steps: 3")
     return {str(key): value for key, value in data.items()}

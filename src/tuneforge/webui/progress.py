@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneforge.monitor.runlog import Point, read_run
 from tuneforge.layout import LOG_NAME
+from tuneforge.monitor.runlog import Point, read_run
 
 CURVES = ("loss", "eval_loss")
 
@@ -42,8 +42,13 @@ def read_progress(output_dir: str | Path, since: float = 0.0) -> Progress | None
     if not timed:
         return None
     curves = {key: sorted(dict(run.series(key)).items()) for key in CURVES}
-    return Progress(step=run.last_step, max_steps=run.max_steps, eta_s=eta_seconds(timed),
-                    curves=curves, last=timed[-1])
+    return Progress(
+        step=run.last_step,
+        max_steps=run.max_steps,
+        eta_s=eta_seconds(timed),
+        curves=curves,
+        last=timed[-1],
+    )
 
 
 def eta_seconds(entries: Sequence[dict[str, Any]]) -> float | None:

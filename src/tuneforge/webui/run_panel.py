@@ -19,8 +19,7 @@ LOG_LINES = 12
 PLOT_COLUMNS = ["step", "loss", "series"]
 
 
-def build_run_panel(texts: Texts, lang: gr.Radio, timer: gr.Timer,
-                    runner: TrainingRunner) -> None:
+def build_run_panel(texts: Texts, lang: gr.Radio, timer: gr.Timer, runner: TrainingRunner) -> None:
     status = gr.HTML(texts("state.idle"), elem_id="tf-progress")
     plot = texts.bind(_plot, label="out.plot")
     console = texts.bind(_console, label="out.log")
@@ -29,16 +28,21 @@ def build_run_panel(texts: Texts, lang: gr.Radio, timer: gr.Timer,
     def refresh(language: str, last: Any) -> list[Any]:
         job = runner.job
         try:
-            progress = read_progress(job.output_dir, 0 if job.resumed else job.started) \
-                if job else None
+            progress = (
+                read_progress(job.output_dir, 0 if job.resumed else job.started) if job else None
+            )
         except UserError as exc:  # a damaged log: say so instead of drawing it
             return [html.escape(" ".join(exc.lines)), gr.skip(), gr.skip(), last]
         lines = job.console_lines(LOG_LINES) if job else []
         seen = (language, job and job.state, progress and progress.last, lines[-1:])
         if seen == last:
             return [gr.skip(), gr.skip(), gr.skip(), last]
-        return [status_html(texts, language, job, progress), curves_frame(progress),
-                "\n".join(lines), seen]
+        return [
+            status_html(texts, language, job, progress),
+            curves_frame(progress),
+            "\n".join(lines),
+            seen,
+        ]
 
     timer.tick(refresh, [lang, shown], [status, plot, console, shown], show_progress="hidden")
     lang.change(refresh, [lang, gr.State(None)], [status, plot, console, shown])
@@ -51,22 +55,27 @@ def status_html(texts: Texts, language: str, job: Job | None, progress: Progress
     state = job.state
     if state == "running" and progress is None:
         state = "starting"
-    words = texts(f"state.{state}", language, path=job.output_dir,
-                  code=job.process.returncode)
+    words = texts(f"state.{state}", language, path=job.output_dir, code=job.process.returncode)
     parts = [f"<div class='tf-state tf-state-{state}'>{html.escape(words)}</div>"]
     if progress is not None:
-        details = [texts("progress.step", language, step=progress.step,
-                         total=progress.max_steps or "?")]
+        details = [
+            texts("progress.step", language, step=progress.step, total=progress.max_steps or "?")
+        ]
         if state in ("running", "stopping"):
-            details.append(texts("progress.eta", language, eta=format_duration(progress.eta_s))
-                           if progress.eta_s is not None
-                           else texts("progress.estimating", language))
+            details.append(
+                texts("progress.eta", language, eta=format_duration(progress.eta_s))
+                if progress.eta_s is not None
+                else texts("progress.estimating", language)
+            )
         for key in CURVES:
             if progress.curves[key]:
-                details.append(f"{texts('series.' + key, language)} "
-                               f"{progress.curves[key][-1][1]:.4f}")
-        parts.append(f"<progress max='1' value='{progress.fraction:.4f}'></progress>"
-                     f"<div class='tf-details'>{html.escape(' · '.join(details))}</div>")
+                details.append(
+                    f"{texts('series.' + key, language)} {progress.curves[key][-1][1]:.4f}"
+                )
+        parts.append(
+            f"<progress max='1' value='{progress.fraction:.4f}'></progress>"
+            f"<div class='tf-details'>{html.escape(' · '.join(details))}</div>"
+        )
     return "".join(parts)
 
 
@@ -80,14 +89,17 @@ def curves_frame(progress: Progress | None) -> pd.DataFrame | None:
     rows = [(step, value, key) for key in CURVES for step, value in progress.curves[key]]
     rows += [(progress.step, math.nan, key) for key in CURVES if not progress.curves[key]]
     return pd.DataFrame(rows, columns=PLOT_COLUMNS).astype(
-        {"step": "int64", "loss": "float64", "series": "str"})
+        {"step": "int64", "loss": "float64", "series": "str"}
+    )
 
 
 def _plot(**props: Any) -> gr.LinePlot:
-    return gr.LinePlot(None, x="step", y="loss", color="series", elem_id="tf-plot", height=360,
-                       **props)
+    return gr.LinePlot(
+        None, x="step", y="loss", color="series", elem_id="tf-plot", height=360, **props
+    )
 
 
 def _console(**props: Any) -> gr.Textbox:
-    return gr.Textbox(lines=12, max_lines=12, interactive=False, autoscroll=True,
-                      elem_id="tf-console", **props)
+    return gr.Textbox(
+        lines=12, max_lines=12, interactive=False, autoscroll=True, elem_id="tf-console", **props
+    )

@@ -101,9 +101,11 @@ class TrainingRunner:
         cfg = load_config(values)
         with self._lock:
             if self.job is not None and self.job.running:
-                raise JobRunning(f"a training job is already running in {self.job.output_dir} "
-                                 f"(pid {self.job.process.pid}); stop it or wait for it to end "
-                                 f"before starting another")
+                raise JobRunning(
+                    f"a training job is already running in {self.job.output_dir} "
+                    f"(pid {self.job.process.pid}); stop it or wait for it to end "
+                    f"before starting another"
+                )
             check_output_dir(cfg.train, cfg.data)
             out = Path(cfg.train.output_dir)
             config_path = self.config_path(out)
@@ -114,8 +116,11 @@ class TrainingRunner:
                 console = console_path.open("rb")
                 process = subprocess.Popen(
                     [self.python, "-m", "tuneforge.cli", "train", str(config_path)],
-                    stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                    stdin=subprocess.DEVNULL,
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
             if self.job is not None:
                 self.job.console.close()
             self.job = Job(out, config_path, process, console, time.time(), resume)

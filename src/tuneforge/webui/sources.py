@@ -25,13 +25,18 @@ PREVIEW_ROWS = 5
 def model_choices(roots: Iterable[str | Path] = MODEL_ROOTS) -> list[str]:
     """Built-in aliases first, then local Hugging Face model folders (config.json) found one
     level below `roots`: downloaded models, full fine-tunes and merged exports."""
-    found = [str(folder) for root in roots for folder in _subfolders(Path(root))
-             if (folder / "config.json").is_file()]
+    found = [
+        str(folder)
+        for root in roots
+        for folder in _subfolders(Path(root))
+        if (folder / "config.json").is_file()
+    ]
     return [*ALIASES, *found]
 
 
-def run_choices(extra: Iterable[str | Path] = (), roots: Iterable[str | Path] = RUN_ROOTS
-                ) -> list[str]:
+def run_choices(
+    extra: Iterable[str | Path] = (), roots: Iterable[str | Path] = RUN_ROOTS
+) -> list[str]:
     """Training output folders: those in `extra` (the runs this server started) and those one
     or two levels below `roots`, newest first."""
     candidates = [Path(path) for path in extra]
@@ -54,12 +59,20 @@ def dataset_names(dataset_dir: str) -> list[str]:
     return registry.registered(dataset_dir)
 
 
-def preview_rows(dataset_dir: str, names: Sequence[str], stage: str,
-                 count: int = PREVIEW_ROWS) -> tuple[list[str], list[list[str]]]:
+def preview_rows(
+    dataset_dir: str, names: Sequence[str], stage: str, count: int = PREVIEW_ROWS
+) -> tuple[list[str], list[list[str]]]:
     """(columns, rows): the first `count` samples of each dataset as training reads them
     (conversations as ``role: text`` lines), so format problems show before a run starts."""
-    cfg = load_config({"dataset": list(names), "dataset_dir": dataset_dir, "stage": stage,
-                       "max_samples": count, "do_train": False})
+    cfg = load_config(
+        {
+            "dataset": list(names),
+            "dataset_dir": dataset_dir,
+            "stage": stage,
+            "max_samples": count,
+            "do_train": False,
+        }
+    )
     columns: list[str] = []
     rows: list[list[str]] = []
     for spec in registry.resolve(list(names), dataset_dir):

@@ -35,8 +35,7 @@ _TYPED = (gr.Textbox,)
 _VARIANTS = {"start": "primary", "stop": "stop"}
 
 
-def build_train_tab(texts: Texts, lang: gr.Radio, timer: gr.Timer,
-                    runner: TrainingRunner) -> None:
+def build_train_tab(texts: Texts, lang: gr.Radio, timer: gr.Timer, runner: TrainingRunner) -> None:
     defaults = form.default_values()
     widgets: dict[str, Any] = {}
     slots: dict[str, Any] = {}
@@ -51,9 +50,10 @@ def build_train_tab(texts: Texts, lang: gr.Radio, timer: gr.Timer,
         _add_fields(texts, GROUPS["extra"][0], defaults, widgets, slots)
 
     with gr.Row():
-        buttons = {name: texts.bind(button(name, _VARIANTS.get(name, "secondary")),
-                                    value=f"button.{name}")
-                   for name in ("preview", "plan", "start", "stop", "resume")}
+        buttons = {
+            name: texts.bind(button(name, _VARIANTS.get(name, "secondary")), value=f"button.{name}")
+            for name in ("preview", "plan", "start", "stop", "resume")
+        }
     message = gr.Markdown(elem_id="tf-train-message")
     with gr.Row():
         yaml_box = texts.bind(_code("yaml", "tf-yaml"), label="out.yaml")
@@ -94,8 +94,11 @@ def build_train_tab(texts: Texts, lang: gr.Radio, timer: gr.Timer,
             return [*show(language, problems), gr.update(), gr.update()]
         out = Path(config.get("output_dir") or form.schema_field("output_dir").default)
         command = f"tuneforge train {shlex.quote(str(runner.config_path(out)))}"
-        return [*show(language, {}), gr.update(value=form.config_yaml(config), visible=True),
-                gr.update(value=command, visible=True)]
+        return [
+            *show(language, {}),
+            gr.update(value=form.config_yaml(config), visible=True),
+            gr.update(value=command, visible=True),
+        ]
 
     buttons["preview"].click(show_command, inputs, [*checked_outputs, yaml_box, command_box])
 
@@ -120,15 +123,21 @@ def build_train_tab(texts: Texts, lang: gr.Radio, timer: gr.Timer,
                 job = runner.start(config, resume=resume)
             except UserError as exc:
                 return show(language, form.problems_by_field(exc.lines, config))
-            return show(language, {}, texts("msg.resumed" if resume else "msg.started",
-                                            language, path=job.output_dir))
+            return show(
+                language,
+                {},
+                texts("msg.resumed" if resume else "msg.started", language, path=job.output_dir),
+            )
+
         return start
 
     buttons["start"].click(starter(False), inputs, checked_outputs)
     buttons["resume"].click(starter(True), inputs, checked_outputs)
     buttons["stop"].click(
         lambda language: texts("msg.stopping" if runner.stop() else "msg.not_running", language),
-        lang, message)
+        lang,
+        message,
+    )
 
     def save_config(language: str, path: str, *values: Any) -> list[Any]:
         config, problems = check(values)
@@ -152,26 +161,36 @@ def build_train_tab(texts: Texts, lang: gr.Radio, timer: gr.Timer,
         except UserError as exc:
             return [*unchanged, *show(language, {"": exc.lines})]
         values = form.from_config(cfg.flat(only_set=True))
-        return [*(values[key] for key in FIELDS),
-                *show(language, {}, texts("msg.loaded", language, path=path.strip()))]
+        return [
+            *(values[key] for key in FIELDS),
+            *show(language, {}, texts("msg.loaded", language, path=path.strip())),
+        ]
 
     dataset_dir, dataset = widgets["dataset_dir"], widgets["dataset"]
     refresh = (_refresh_datasets, dataset_dir, [dataset, slots["dataset_dir"]])
     for event in (dataset_dir.blur, dataset_dir.submit):
         event(*refresh, show_progress="hidden")
-    load.click(load_config_file, [lang, config_path],
-               [*(widgets[key] for key in FIELDS), *checked_outputs]).then(*refresh)
+    load.click(
+        load_config_file, [lang, config_path], [*(widgets[key] for key in FIELDS), *checked_outputs]
+    ).then(*refresh)
     for event in (dataset.change, widgets["stage"].change):
-        event(_preview_samples, [dataset_dir, dataset, widgets["stage"]],
-              [preview, slots["dataset"]])
+        event(
+            _preview_samples, [dataset_dir, dataset, widgets["stage"]], [preview, slots["dataset"]]
+        )
 
 
-def _add_fields(texts: Texts, keys: Sequence[str], defaults: dict[str, Any],
-                widgets: dict[str, Any], slots: dict[str, Any]) -> None:
+def _add_fields(
+    texts: Texts,
+    keys: Sequence[str],
+    defaults: dict[str, Any],
+    widgets: dict[str, Any],
+    slots: dict[str, Any],
+) -> None:
     for key in keys:
         make, kwargs, choices = _widget(key)
-        widgets[key], slots[key] = field(texts, key, make, labelled_choices=choices,
-                                         value=defaults[key], **kwargs)
+        widgets[key], slots[key] = field(
+            texts, key, make, labelled_choices=choices, value=defaults[key], **kwargs
+        )
 
 
 def _widget(key: str) -> tuple[Callable[..., Any], dict[str, Any], Choices | None]:
@@ -181,11 +200,17 @@ def _widget(key: str) -> tuple[Callable[..., Any], dict[str, Any], Choices | Non
         return gr.Dropdown, {"choices": sources.model_choices(), "allow_custom_value": True}, None
     if key == "dataset":
         names = _names_or_none(str(form.schema_field("dataset_dir").default)) or []
-        return gr.Dropdown, {"choices": names, "multiselect": True,
-                             "allow_custom_value": True}, None
+        return (
+            gr.Dropdown,
+            {"choices": names, "multiselect": True, "allow_custom_value": True},
+            None,
+        )
     if key == "template":
-        return gr.Dropdown, {}, [("choice.template.none", ""),
-                                 *((None, name) for name in NAMED_TEMPLATES)]
+        return (
+            gr.Dropdown,
+            {},
+            [("choice.template.none", ""), *((None, name) for name in NAMED_TEMPLATES)],
+        )
     if key == PRECISION:
         return gr.Radio, {}, [(f"choice.precision.{name}", name) for name in PRECISIONS]
     if key == EXTRA:
@@ -193,7 +218,8 @@ def _widget(key: str) -> tuple[Callable[..., Any], dict[str, Any], Choices | Non
     allowed = form.literal_choices(key)
     if allowed:
         empty: list[tuple[str | None, Any]] = (
-            [(f"choice.{key}.none", "")] if key in EMPTY_CHOICE else [])
+            [(f"choice.{key}.none", "")] if key in EMPTY_CHOICE else []
+        )
         choices = [*empty, *((None, value) for value in allowed)]
         return (gr.Radio if len(choices) <= 4 else gr.Dropdown), {}, choices
     if form.schema_field(key).annotation is bool:
@@ -224,8 +250,7 @@ def _preview_samples(dataset_dir: str, names: list[str] | None, stage: str) -> l
         columns, rows = sources.preview_rows(dataset_dir.strip(), names, stage)
     except UserError as exc:
         return [gr.update(visible=False), messages_update(exc.lines)]
-    return [gr.update(value=pd.DataFrame(rows, columns=columns), visible=True),
-            messages_update([])]
+    return [gr.update(value=pd.DataFrame(rows, columns=columns), visible=True), messages_update([])]
 
 
 def _lines(lines: Sequence[str]) -> str:
@@ -237,8 +262,9 @@ def _accordion(**props: Any) -> gr.Accordion:
 
 
 def _plan_box(**props: Any) -> gr.Textbox:
-    return gr.Textbox(visible=False, interactive=False, lines=12, max_lines=40, elem_id="tf-plan-report",
-                      **props)
+    return gr.Textbox(
+        visible=False, interactive=False, lines=12, max_lines=40, elem_id="tf-plan-report", **props
+    )
 
 
 def _path_box(**props: Any) -> gr.Textbox:
@@ -246,5 +272,6 @@ def _path_box(**props: Any) -> gr.Textbox:
 
 
 def _code(language: str, elem_id: str) -> Callable[..., gr.Code]:
-    return bound_factory(gr.Code, language=language, interactive=False, elem_id=elem_id,
-                         visible=False)
+    return bound_factory(
+        gr.Code, language=language, interactive=False, elem_id=elem_id, visible=False
+    )

@@ -37,15 +37,17 @@ class Texts:
         """Create a component with its words in the starting language and remember them:
         each prop is a translation key (label, info, value, placeholder) or, for choices,
         a list of (translation key, value)."""
-        component = make(**{name: self._render(name, key, self.lang)
-                            for name, key in props.items()})
+        component = make(
+            **{name: self._render(name, key, self.lang) for name, key in props.items()}
+        )
         self._bound.append((component, props))
         return component
 
     def _render(self, name: str, key: Any, lang: str) -> Any:
         if name == "choices":
-            return [(str(value) if label is None else self(label, lang), value)
-                    for label, value in key]
+            return [
+                (str(value) if label is None else self(label, lang), value) for label, value in key
+            ]
         return self(key, lang)
 
     @property
@@ -54,8 +56,10 @@ class Texts:
 
     def relabel(self, lang: str) -> list[Any]:
         """One update per bound component, in `lang`."""
-        return [gr.update(**{name: self._render(name, key, lang) for name, key in props.items()})
-                for _, props in self._bound]
+        return [
+            gr.update(**{name: self._render(name, key, lang) for name, key in props.items()})
+            for _, props in self._bound
+        ]
 
 
 def bound_factory(make: Callable[..., Any], **fixed: Any) -> Callable[..., Any]:
@@ -63,8 +67,14 @@ def bound_factory(make: Callable[..., Any], **fixed: Any) -> Callable[..., Any]:
     return lambda **props: make(**fixed, **props)
 
 
-def field(texts: Texts, key: str, make: Callable[..., Any], *,
-          labelled_choices: Choices | None = None, **kwargs: Any) -> tuple[Any, Any]:
+def field(
+    texts: Texts,
+    key: str,
+    make: Callable[..., Any],
+    *,
+    labelled_choices: Choices | None = None,
+    **kwargs: Any,
+) -> tuple[Any, Any]:
     """A form field labelled ``field.<key>``, hinted ``hint.<key>``, with a message slot under
     it for what validation says about it. `labelled_choices` are fixed choices whose labels
     follow the language; choices that change while the page is open go in `kwargs`."""
@@ -74,16 +84,18 @@ def field(texts: Texts, key: str, make: Callable[..., Any], *,
     kwargs.setdefault("elem_id", f"tf-{key}")
     with gr.Column(min_width=220, scale=kwargs.pop("scale", 1)):
         widget = texts.bind(bound_factory(make, **kwargs), **props)
-        message = gr.Markdown(visible=False, elem_id=f"{kwargs['elem_id']}-error",
-                              elem_classes=["tf-field-error"])
+        message = gr.Markdown(
+            visible=False, elem_id=f"{kwargs['elem_id']}-error", elem_classes=["tf-field-error"]
+        )
     return widget, message
 
 
 def messages_update(lines: Sequence[str], *, warning: bool = True) -> Any:
     """The message slot showing `lines` (hidden when there are none); a warning is marked."""
     mark = "⚠ " if warning else ""
-    return gr.update(value="\n\n".join(f"{mark}{plain(line)}" for line in lines),
-                     visible=bool(lines))
+    return gr.update(
+        value="\n\n".join(f"{mark}{plain(line)}" for line in lines), visible=bool(lines)
+    )
 
 
 def plain(line: str) -> str:
@@ -98,5 +110,6 @@ def button(elem_id: str, variant: str = "secondary") -> Callable[..., Any]:
 
 def table(elem_id: str, **kwargs: Any) -> Callable[..., Any]:
     """A read-only table, hidden until it has rows."""
-    return bound_factory(gr.Dataframe, visible=False, interactive=False, wrap=True,
-                         elem_id=f"tf-{elem_id}", **kwargs)
+    return bound_factory(
+        gr.Dataframe, visible=False, interactive=False, wrap=True, elem_id=f"tf-{elem_id}", **kwargs
+    )

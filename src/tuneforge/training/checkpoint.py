@@ -96,17 +96,25 @@ def _listing(names: list[str]) -> str:
 
 
 def _creatable(out: Path) -> str | None:
-    """Why `out` cannot be created (or written), or None. Probes the nearest existing folder
-    with a temporary folder that is removed at once, so nothing is left behind."""
-    parent = out if out.is_dir() else out.parent
+    """Why `out` cannot be created (or written), or None.
+
+    A folder that exists is asked directly. Otherwise a temporary folder is made and removed
+    in the nearest existing one, whose times are then put back: `os.access` says yes to root
+    even where nothing can be created (``/proc``), and the probe must leave no trace.
+    """
+    if out.is_dir():
+        return None if os.access(out, os.W_OK | os.X_OK) else f"'{out}' is not writable"
+    parent = out.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
         return f"'{parent}' is a file, not a folder"
+    before = parent.stat()
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".tuneforge-probe-", dir=parent))
     except OSError as exc:
         return f"'{parent}' is not writable ({exc.strerror or exc})"
+    os.utime(parent, ns=(before.st_atime_ns, before.st_mtime_ns))
     return None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -17,12 +18,16 @@ from tuneforge.errors import ConfigError
 from tuneforge.models.load import HEADS, is_classifier, load_adapter
 from tuneforge.models.quantization import is_quantized, prepare_quantized_for_training
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
+
 logger = logging.getLogger(__name__)
 
 
 def apply_finetuning(
-    model: torch.nn.Module, finetune_args: FinetuneArgs, model_args: ModelArgs
-) -> torch.nn.Module:
+    model: PreTrainedModel, finetune_args: FinetuneArgs, model_args: ModelArgs
+) -> PreTrainedModel | PeftModel:
     """Mark the parameters that train (wrapping the model in a PeftModel for LoRA)."""
     kind = finetune_args.finetuning_type
     if model_args.adapter_name_or_path and kind != "lora":
@@ -31,8 +36,10 @@ def apply_finetuning(
             f"merge the adapter into the model first to train it in {kind} mode"
         )
     if kind == "lora":
-        model = _lora(model, finetune_args, model_args)
-    elif kind == "freeze":
+        tuned = _lora(model, finetune_args, model_args)
+        logger.info("%s fine-tuning: %s", kind, trainable_summary(tuned))
+        return tuned
+    if kind == "freeze":
         _freeze(model, finetune_args)
         for name in classifier_heads(model):  # a new head must learn whatever else is frozen
             model.get_submodule(name).requires_grad_(True)
@@ -42,11 +49,11 @@ def apply_finetuning(
     return model
 
 
-def _lora(model: torch.nn.Module, args: FinetuneArgs, model_args: ModelArgs) -> torch.nn.Module:
+def _lora(model: PreTrainedModel, args: FinetuneArgs, model_args: ModelArgs) -> PeftModel:
     from peft import LoraConfig, TaskType, get_peft_model
 
     if is_quantized(model):
-        model = prepare_quantized_for_training(model)
+        prepare_quantized_for_training(model)  # in place
     if model_args.adapter_name_or_path:
         logger.info(
             "continuing the adapter in %s with its own saved LoRA settings",
@@ -177,8 +184,8 @@ def _check_names(key: str, names: list[str], valid: set[str], also: str | None =
 
 
 def prepare_for_training(
-    model: torch.nn.Module, *, gradient_checkpointing: bool
-) -> torch.nn.Module:
+    model: PreTrainedModel | PeftModel, *, gradient_checkpointing: bool
+) -> PreTrainedModel | PeftModel:
     """Turn off the KV cache and, when asked, recompute activations in the backward pass.
 
     Non-reentrant checkpointing works with frozen inputs, but models with their own

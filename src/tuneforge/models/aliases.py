@@ -129,9 +129,11 @@ def _from_hub(name: str, model_args: ModelArgs) -> str:
         RevisionNotFoundError,
     )
 
-    where = dict(repo_id=name, revision=model_args.model_revision, cache_dir=model_args.cache_dir)
+    revision, cache_dir = model_args.model_revision, model_args.cache_dir
     try:
-        return snapshot_download(**where, local_files_only=True)
+        return snapshot_download(
+            name, revision=revision, cache_dir=cache_dir, local_files_only=True
+        )
     except LocalEntryNotFoundError:
         pass
     if _hub_offline():
@@ -139,7 +141,12 @@ def _from_hub(name: str, model_args: ModelArgs) -> str:
     files = _list_hub_files(name, model_args)
     try:
         logger.info("model %s: downloading from the Hugging Face hub", name)
-        return snapshot_download(**where, allow_patterns=_NEEDED_FILES + _weight_patterns(files))
+        return snapshot_download(
+            name,
+            revision=revision,
+            cache_dir=cache_dir,
+            allow_patterns=_NEEDED_FILES + _weight_patterns(files),
+        )
     except GatedRepoError:
         raise ModelError(
             f"model_name_or_path '{name}': a gated model; accept its licence on "

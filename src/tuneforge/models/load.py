@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -167,7 +167,7 @@ def load_model(
     # needed (any other missing weight is an error below).
     with _transformers_errors_only() if labels else contextlib.nullcontext():
         try:
-            model, info = auto.from_pretrained(
+            loaded: Any = auto.from_pretrained(
                 folder,
                 dtype=dtype,
                 attn_implementation=_attention(model_args.flash_attn),
@@ -175,6 +175,7 @@ def load_model(
                 output_loading_info=True,
                 **extra,
             )
+            model, info = loaded  # output_loading_info: the model and what was missing
         except _LOAD_ERRORS as exc:
             raise ModelError(f"{folder}: the model cannot be loaded: {_first_line(exc)}") from None
     new_head = sorted(k for k in info["missing_keys"] if labels and k.split(".")[0] in HEADS)
@@ -222,7 +223,8 @@ def _transformers_errors_only() -> Iterator[None]:
 
 def is_classifier(model: torch.nn.Module) -> bool:
     """A sequence-classification model (stage cls), bare or wrapped by peft."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    get_base = getattr(model, "get_base_model", None)
+    base = get_base() if callable(get_base) else model
     return type(base).__name__.endswith("ForSequenceClassification")
 
 
@@ -254,15 +256,14 @@ def load_adapter(model: PreTrainedModel, adapter_path: str, *, trainable: bool) 
             f"adapter_name_or_path '{adapter_path}': no adapter_config.json; "
             f"expected a folder saved by a LoRA training run"
         )
-    saved_task = _read_adapter_config(folder).get("task_type")
-    task = "SEQ_CLS" if is_classifier(model) else "CAUSAL_LM"
-    if saved_task in TASKS and saved_task != task:
+    saved_task = TASKS.get(str(_read_adapter_config(folder).get("task_type")))
+    task = TASKS["SEQ_CLS" if is_classifier(model) else "CAUSAL_LM"]
+    if saved_task is not None and saved_task != task:
         raise ModelError(
-            f"adapter_name_or_path '{adapter_path}': trained for "
-            f"{TASKS[saved_task]}, not {TASKS[task]}"
+            f"adapter_name_or_path '{adapter_path}': trained for {saved_task}, not {task}"
         )
     saved_base = _read_adapter_config(folder).get("base_model_name_or_path")
-    current_base = model.config.name_or_path
+    current_base = str(model.config.name_or_path)
     if saved_base and Path(saved_base).name != Path(current_base).name:
         # Only suspicious, not wrong: one model has many paths and hub ids; shapes decide.
         logger.warning(
@@ -321,8 +322,8 @@ def _shape_problem(
     if match is None:  # a module trained in full (modules_to_save): same name and shape
         if name not in parameters:
             return f"this model has no {name}"
-        expected = tuple(parameters[name].shape)
-        return None if expected == shape else f"{name} is {shape}, here {expected}"
+        here = tuple(parameters[name].shape)
+        return None if here == shape else f"{name} is {shape}, here {here}"
     module = modules.get(match["module"])
     if module is None:
         return f"this model has no {match['module']}"

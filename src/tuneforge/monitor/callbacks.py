@@ -97,7 +97,8 @@ class TrainingMonitor(TrainerCallback, ExportableState):
         }
 
     def _restore(self, state: TrainerState) -> None:
-        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        stateful = state.stateful_callbacks
+        saved = stateful.get(type(self).__name__) if isinstance(stateful, dict) else None
         if isinstance(saved, dict) and state.global_step > 0:
             attributes = saved.get("attributes", {})
             self.samples_seen = attributes.get("samples_seen", 0)

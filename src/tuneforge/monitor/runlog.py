@@ -228,7 +228,7 @@ def _read_samples(folder: Path, limit: int = 8) -> list[dict[str, Any]]:
 def _jsonl(path: Path, limit: int | None) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    rows = []
+    rows: list[dict[str, Any]] = []
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             if limit is not None and len(rows) >= limit:

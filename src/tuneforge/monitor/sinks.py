@@ -80,7 +80,7 @@ class WandbSink:
         self.run.log(dict(values), step=step)
 
     def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
-        self.run.log({tag: self.wandb.Histogram(values.numpy(), num_bins=64)}, step=step)
+        self.run.log({tag: self.wandb.Histogram(values.tolist(), num_bins=64)}, step=step)
 
     def text(self, tag: str, text: str, step: int) -> None:
         self.run.log({tag: self.wandb.Html(f"<pre>{text}</pre>")}, step=step)

@@ -13,6 +13,7 @@ import logging
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 
@@ -43,7 +44,7 @@ def lora_factors(model: torch.nn.Module) -> list[tuple[str, torch.Tensor, torch.
     """(module name, A, B, scale) of every active LoRA pair in `model`; empty when not LoRA."""
     from peft.tuners.lora import LoraLayer
 
-    pairs = []
+    pairs: list[tuple[str, torch.Tensor, torch.Tensor, float]] = []
     for name, module in model.named_modules():
         if not isinstance(module, LoraLayer):
             continue
@@ -51,10 +52,13 @@ def lora_factors(model: torch.nn.Module) -> list[tuple[str, torch.Tensor, torch.
             if adapter in module.lora_A:
                 a, b = module.lora_A[adapter].weight, module.lora_B[adapter].weight
             elif adapter in module.lora_embedding_A:
-                a, b = module.lora_embedding_A[adapter], module.lora_embedding_B[adapter]
+                a = module.lora_embedding_A[adapter]
+                b = module.lora_embedding_B[adapter]
             else:
                 continue
-            pairs.append((name, a, b, float(module.scaling[adapter])))
+            pairs.append(
+                (name, cast(torch.Tensor, a), cast(torch.Tensor, b), float(module.scaling[adapter]))
+            )
     return pairs
 
 

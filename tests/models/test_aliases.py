@@ -64,7 +64,8 @@ def test_missing_local_folder_names_it_and_the_aliases(tmp_path):
 
 
 def test_misspelt_alias_gets_a_suggestion():
-    assert f"did you mean the alias '{DEFAULT_MODEL}'" in _error("smollm2-135m-instuct")
+    error = _error("smollm2-135m-instuct")
+    assert f"no such folder; did you mean '{DEFAULT_MODEL}'? built-in aliases: " in error
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import datasets
 
 from tuneforge.data.registry import DatasetSpec
 from tuneforge.errors import DataError
+from tuneforge.messages import first_line
 from tuneforge.userfiles import check_utf8, utf8_lines
 
 BUILDERS = {
@@ -101,7 +102,7 @@ def load_hub(spec: DatasetSpec, cache_dir: str | None) -> datasets.Dataset:
     except Exception as err:  # network, missing split or subset, missing cache: all one line
         raise DataError(
             f"dataset '{spec.name}': cannot load '{spec.hub_id}' from the hub "
-            f"({_first_line(err)}); download the data and register it with "
+            f"({first_line(err)}); download the data and register it with "
             f"file_name instead"
         ) from None
 
@@ -246,9 +247,4 @@ def _is_json_object(line: str) -> bool:
 
 def _reason(path: Path, err: Exception) -> str:
     cause = err.__cause__ or err.__context__ or err
-    return f"{path}: cannot read ({_first_line(cause)})"
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    return f"{path}: cannot read ({first_line(cause)})"

@@ -8,7 +8,6 @@ for unsupported features and missing files, and all problems are reported togeth
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from tuneforge.errors import DataError
+from tuneforge.messages import did_you_mean
 from tuneforge.userfiles import kind_of, read_utf8
 
 INFO_FILE = "dataset_info.json"
@@ -143,12 +143,6 @@ def _read_info(info_path: Path) -> dict[str, Any]:
     return info
 
 
-def did_you_mean(word: str, choices: Sequence[str]) -> str:
-    """``; did you mean 'x'?`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
 def _unknown_keys(info_path: Path, name: str, entry: Mapping[str, Any]) -> list[str]:
     where = f"{info_path}: dataset '{name}'"
     known = [*ENTRY_KEYS, *UNSUPPORTED_ENTRY_KEYS]
@@ -240,15 +234,11 @@ def _source_problems(info_path: Path, name: str, entry: Mapping[str, Any]) -> li
 
 
 def _not_registered(info_path: Path, name: str, available: list[str]) -> str:
-    close = difflib.get_close_matches(name, available, n=3, cutoff=0.6)
-    if close:
-        hint = "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
-    elif available:
-        shown = ", ".join(available[:10]) + (", ..." if len(available) > 10 else "")
-        hint = f"available: {shown}"
-    else:
-        hint = "the file registers no datasets"
-    return f"{info_path}: no dataset named '{name}'; {hint}"
+    shown = ", ".join(available[:10]) + (", ..." if len(available) > 10 else "")
+    hint = did_you_mean(name, available, n=3) or (
+        f"; available: {shown}" if available else "; the file registers no datasets"
+    )
+    return f"{info_path}: no dataset named '{name}'{hint}"
 
 
 def _type_name(expected: type) -> str:

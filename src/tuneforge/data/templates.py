@@ -19,8 +19,8 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from tuneforge.data.formats import Message
-from tuneforge.data.registry import did_you_mean
 from tuneforge.errors import ConfigError
+from tuneforge.messages import did_you_mean
 
 IGNORE_INDEX = -100
 
@@ -322,7 +322,7 @@ def get_template(name: str | None, tokenizer: Any, default_system: str | None = 
     else:
         raise ConfigError(
             f"template: unknown template '{name}'"
-            f"{did_you_mean(name, list(NAMED_TEMPLATES)) or ';'} choose one of "
+            f"{did_you_mean(name, NAMED_TEMPLATES) or ';'} choose one of "
             f"{', '.join(NAMED_TEMPLATES)}, or leave it empty for the "
             f"tokenizer's own"
         )

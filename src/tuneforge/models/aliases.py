@@ -8,7 +8,6 @@ network gets one line in seconds instead of minutes of retries.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
@@ -21,6 +20,7 @@ from typing import Any
 
 from tuneforge.config.schema import DEFAULT_MODEL, ModelArgs
 from tuneforge.errors import ModelError
+from tuneforge.messages import did_you_mean
 from tuneforge.models.default import ensure_default_model
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def resolve_model_path(model_args: ModelArgs) -> str:
         logger.info("model %s: using %s", name, folder)
         return folder
     raise ModelError(
-        f"model_name_or_path '{name}': no such folder{_did_you_mean(name)}; "
+        f"model_name_or_path '{name}': no such folder{did_you_mean(name, ALIASES) or ';'} "
         f"built-in aliases: {', '.join(ALIASES)}"
     )
 
@@ -94,11 +94,6 @@ def _check_local_folder(name: str, path: Path) -> Path:
         f"model_name_or_path '{name}': folder has no config.json; expected a "
         f"Hugging Face model folder (config.json, weights, tokenizer)"
     )
-
-
-def _did_you_mean(name: str) -> str:
-    close = difflib.get_close_matches(name, list(ALIASES), n=1, cutoff=0.6)
-    return f" (did you mean the alias '{close[0]}'?)" if close else ""
 
 
 def _unreachable(name: str) -> ModelError:

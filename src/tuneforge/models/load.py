@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 
 from tuneforge.config.schema import ModelArgs
 from tuneforge.errors import ConfigError, ModelError
+from tuneforge.messages import first_line
 from tuneforge.models.aliases import resolve_model_path
 from tuneforge.models.quantization import quantization_kwargs
 from tuneforge.models.rope import rope_scaled_config
@@ -342,9 +343,9 @@ def _shape_problem(
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    if not lines:
-        return type(exc).__name__
-    if "ignore_mismatched_sizes" in lines[0]:
+    """The first line, or plain words for transformers' shape-mismatch advice that does not
+    apply here."""
+    line = first_line(exc)
+    if "ignore_mismatched_sizes" in line:
         return "weight shapes differ from those config.json describes"
-    return lines[0]
+    return line

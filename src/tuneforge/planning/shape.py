@@ -19,6 +19,7 @@ import torch
 
 from tuneforge.config.schema import RunConfig
 from tuneforge.errors import ModelError
+from tuneforge.messages import first_line
 from tuneforge.models import ALIASES, apply_finetuning, resolve_model_path
 
 if TYPE_CHECKING:
@@ -124,8 +125,7 @@ def read_model_config(cfg: RunConfig) -> PretrainedConfig:
             if local
             else ("no such folder, and its config.json cannot be fetched from the Hugging Face hub")
         )
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"model_name_or_path '{name}': {where} ({first})") from None
+        raise ModelError(f"model_name_or_path '{name}': {where} ({first_line(exc)})") from None
     if cfg.finetune.stage == "cls":
         config.num_labels = len(cfg.data.label_names or ()) or DEFAULT_NUM_LABELS
     return config
@@ -147,7 +147,7 @@ def build_meta_model(cfg: RunConfig, config: PretrainedConfig) -> torch.nn.Modul
             raise ModelError(
                 f"model_name_or_path '{cfg.model.model_name_or_path}': cannot "
                 f"build a {config.model_type} model from its config.json "
-                f"({str(exc).splitlines()[0]})"
+                f"({first_line(exc)})"
             ) from None
 
 

@@ -15,6 +15,7 @@ import datasets
 import numpy as np
 
 from tuneforge.config.schema import RunConfig
+from tuneforge.config.val_size import validation_count
 from tuneforge.data import files, formats, labelled, registry
 from tuneforge.data.encode import EncodeReport, encode_conversations, encode_texts
 from tuneforge.data.packing import pack
@@ -175,7 +176,7 @@ def read_dataset(
     """One registered dataset as conversations (or texts, or labelled texts for ``cls``),
     with max/num_samples applied. ``answered=False`` accepts conversations with no answer."""
     data, stage = cfg.data, cfg.finetune.stage
-    options = {
+    options: dict[str, Any] = {
         "num_proc": data.preprocessing_num_workers,
         "load_from_cache_file": not data.overwrite_cache,
     }
@@ -228,7 +229,7 @@ def _split(
 ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     if not val_size:
         return rows, None
-    count = int(val_size) if val_size >= 1 else round(val_size * len(rows))
+    count = validation_count(val_size, len(rows))
     if not 0 < count < len(rows):
         raise ConfigError(
             f"val_size: {val_size} gives {count} validation samples out of "
@@ -244,7 +245,7 @@ def _encode(
     rows: datasets.Dataset, cfg: RunConfig, tokenizer: Any, template: Template | None
 ) -> tuple[datasets.Dataset, EncodeReport]:
     data = cfg.data
-    options = {
+    options: dict[str, Any] = {
         "cutoff_len": data.cutoff_len,
         "num_proc": data.preprocessing_num_workers,
         "load_from_cache_file": not data.overwrite_cache,

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from tuneforge.config.schema import RunConfig
+from tuneforge.config.val_size import validation_count
 from tuneforge.planning.shape import ModelShape
 
 # Each band: (values below this limit, the advised range); the last one catches the rest.
@@ -53,9 +54,7 @@ def devices() -> int:
 
 def training_samples(cfg: RunConfig, samples: int) -> int:
     """Samples left for training after the validation split."""
-    val = cfg.data.val_size
-    held = int(val) if val >= 1 else round(val * samples)
-    return max(samples - held, 0)
+    return max(samples - validation_count(cfg.data.val_size, samples), 0)
 
 
 def advise(cfg: RunConfig, shape: ModelShape, samples: int | None) -> list[Advice]:

@@ -26,7 +26,8 @@ def test_short_samples_are_untouched(tokenizer):
     template = get_template("chatml", tokenizer)
     messages = [user("Hi"), assistant("Hello!")]
     ids, labels, length = encode_sample(template, messages, None, cutoff_len=64)
-    assert (ids, labels) == template.encode_conversation(messages)
+    assert ids == tokenizer(template.render(messages), add_special_tokens=False)["input_ids"]
+    assert trained_text(tokenizer, ids, labels) == "Hello!<|im_end|>"
     assert length == len(ids)
 
 

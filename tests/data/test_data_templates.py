@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
 from tuneforge.data import NAMED_TEMPLATES, Template, get_template, template_mismatch
+from tuneforge.data.encode import encode_sample
 from tuneforge.errors import ConfigError
 
 IGNORE = -100
@@ -18,6 +20,13 @@ MULTI = [
     {"role": "user", "content": "And 3 + 3?"},
     {"role": "assistant", "content": "It is 6."},
 ]
+
+
+def encode(template, messages, tools=None, **flags) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) as training encodes a sample (`encode_sample`), nothing truncated."""
+    tools_json = json.dumps(tools) if tools else None
+    ids, labels, _ = encode_sample(template, messages, tools_json, cutoff_len=4096, **flags)
+    return ids, labels
 
 
 def trained_runs(tokenizer, ids, labels) -> list[str]:
@@ -37,7 +46,7 @@ def trained_runs(tokenizer, ids, labels) -> list[str]:
 
 def test_single_turn_chatml_trains_only_the_reply_and_its_end_token(tokenizer):
     template = get_template(None, tokenizer)
-    ids, labels = template.encode_conversation(SINGLE)
+    ids, labels = encode(template, SINGLE)
     assert trained_runs(tokenizer, ids, labels) == ["Hello!<|im_end|>"]
     # the tokens are those of the whole rendered text: training sees what serving renders
     assert ids == tokenizer(template.render(SINGLE), add_special_tokens=False)["input_ids"]
@@ -45,7 +54,7 @@ def test_single_turn_chatml_trains_only_the_reply_and_its_end_token(tokenizer):
 
 def test_multi_turn_trains_every_assistant_turn_and_nothing_else(tokenizer):
     template = get_template(None, tokenizer)
-    ids, labels = template.encode_conversation(MULTI)
+    ids, labels = encode(template, MULTI)
     assert trained_runs(tokenizer, ids, labels) == ["It is 4.<|im_end|>", "It is 6.<|im_end|>"]
     untrained = tokenizer.decode(
         [t for t, label in zip(ids, labels, strict=True) if label == IGNORE]
@@ -54,18 +63,18 @@ def test_multi_turn_trains_every_assistant_turn_and_nothing_else(tokenizer):
 
 
 def test_mask_history_trains_only_the_last_turn(tokenizer):
-    ids, labels = get_template(None, tokenizer).encode_conversation(MULTI, mask_history=True)
+    ids, labels = encode(get_template(None, tokenizer), MULTI, mask_history=True)
     assert trained_runs(tokenizer, ids, labels) == ["It is 6.<|im_end|>"]
 
 
 def test_train_on_prompt_trains_every_token(tokenizer):
-    ids, labels = get_template(None, tokenizer).encode_conversation(MULTI, train_on_prompt=True)
+    ids, labels = encode(get_template(None, tokenizer), MULTI, train_on_prompt=True)
     assert labels == ids
 
 
 def test_train_on_prompt_with_mask_history_trains_the_last_exchange(tokenizer):
     template = get_template(None, tokenizer)
-    ids, labels = template.encode_conversation(MULTI, train_on_prompt=True, mask_history=True)
+    ids, labels = encode(template, MULTI, train_on_prompt=True, mask_history=True)
     assert trained_runs(tokenizer, ids, labels) == [
         "\n<|im_start|>user\nAnd 3 + 3?<|im_end|>\n<|im_start|>assistant\nIt is 6.<|im_end|>\n"
     ]
@@ -74,7 +83,7 @@ def test_train_on_prompt_with_mask_history_trains_the_last_exchange(tokenizer):
 def test_encode_prompt_is_the_training_prefix_and_ends_with_the_assistant_header(tokenizer):
     template = get_template("chatml", tokenizer)
     prompt = template.encode_prompt(MULTI[:-1])
-    ids, _ = template.encode_conversation(MULTI)
+    ids, _ = encode(template, MULTI)
     assert ids[: len(prompt)] == prompt
     assert tokenizer.decode(prompt).endswith("And 3 + 3?<|im_end|>\n<|im_start|>assistant\n")
 
@@ -122,7 +131,7 @@ def test_tokenizer_template_adds_its_own_system_prompt(tokenizer):
 def test_named_templates_render_as_expected(tokenizer, name, expected):
     template = get_template(name, tokenizer)
     assert template.render(SINGLE) == expected
-    ids, labels = template.encode_conversation(SINGLE)
+    ids, labels = encode(template, SINGLE)
     assert trained_runs(tokenizer, ids, labels)[-1].strip().startswith("Hello!")
     assert trained_runs(tokenizer, ids, labels)[-1].endswith(template.stop_words[0])
 
@@ -155,7 +164,7 @@ def test_qwen_renders_tools_and_tool_results(tokenizer):
     text = template.render(messages, tools=[{"name": "add"}])
     assert '<tools>\n{"name": "add"}\n</tools>' in text
     assert "<|im_start|>user\n<tool_response>\n4\n</tool_response><|im_end|>" in text
-    ids, labels = template.encode_conversation(messages, tools=[{"name": "add"}])
+    ids, labels = encode(template, messages, tools=[{"name": "add"}])
     assert trained_runs(tokenizer, ids, labels) == ['{"name": "add"}<|im_end|>', "4.<|im_end|>"]
 
 
@@ -194,16 +203,16 @@ def test_template_that_rewrites_history_is_refused(tokenizer):
         "{% if add_generation_prompt %}assistant: {% endif %}"
     )
     template = Template("odd", source, ("<|im_end|>",), tokenizer)
-    template.encode_conversation(SINGLE)
+    encode(template, SINGLE)
     with pytest.raises(ConfigError) as caught:
-        template.encode_conversation(MULTI)
+        encode(template, MULTI)
     assert str(caught.value).startswith("template 'odd' is not prefix-stable")
 
 
 def test_template_without_a_stop_word_is_refused(tokenizer):
     source = "{% for m in messages %}{{ m.content + '\\n' }}{% endfor %}"
     with pytest.raises(ConfigError) as caught:
-        Template("plain", source, ("<|im_end|>",), tokenizer).encode_conversation(SINGLE)
+        encode(Template("plain", source, ("<|im_end|>",), tokenizer), SINGLE)
     assert "does not end with a stop word ('<|im_end|>')" in str(caught.value)
 
 

@@ -196,18 +196,6 @@ class Template:
         segments = self.encode_segments(messages, tools=tools, add_generation_prompt=True)
         return [token for segment in segments for token in segment.ids]
 
-    def encode_conversation(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        train_on_prompt: bool = False,
-        mask_history: bool = False,
-    ) -> tuple[list[int], list[int]]:
-        """(input_ids, labels): labels are -100 everywhere but the trained assistant turns."""
-        segments = self.encode_segments(messages, tools=tools)
-        return label_segments(segments, train_on_prompt=train_on_prompt, mask_history=mask_history)
-
     def encode_segments(
         self,
         messages: Sequence[Message],

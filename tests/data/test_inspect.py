@@ -4,13 +4,10 @@ language/script mix and label balance, on files written for each case."""
 from __future__ import annotations
 
 from tuneforge.cli import main
-from tuneforge.data.inspect import (
-    find_duplicates,
-    inspect_datasets,
-    normalize,
-    read_samples,
-    render_histogram,
-)
+from tuneforge.data.duplicates import find_duplicates, normalize
+from tuneforge.data.inspect import inspect_datasets
+from tuneforge.data.inspect_report import render_histogram
+from tuneforge.data.samples import read_samples
 
 ROWS = [
     {"instruction": "What is the capital of France?", "input": "", "output": "Paris."},

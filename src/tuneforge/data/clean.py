@@ -21,9 +21,11 @@ from typing import Any, Literal
 
 from tuneforge.config.schema import RunConfig
 from tuneforge.data import registry
+from tuneforge.data.duplicates import sample_key
 from tuneforge.data.files import data_files
 from tuneforge.data.formats import DEFAULT_TAGS
-from tuneforge.data.inspect import Sample, read_samples, sample_key, token_lengths
+from tuneforge.data.lengths import token_lengths
+from tuneforge.data.samples import Sample, read_samples
 from tuneforge.data.templates import get_template
 from tuneforge.errors import DataError
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuneforge.config import RunConfig, load_config
+from tuneforge.config import RunConfig, check_environment, load_config
 from tuneforge.errors import INTERRUPTED_EXIT, UserError
 from tuneforge.layout import RESULTS_NAME, complete_checkpoints
 
@@ -58,7 +58,8 @@ def train(config: ConfigLike, *, force: bool = False, nproc: int | None = None) 
     cfg = _config(config)
     if nproc is not None and nproc != 1:
         return _train_processes(cfg, nproc, force=force)
-    checkpoint.check_output_dir(cfg.train, cfg.data)  # before anything is loaded or written
+    check_environment(cfg)  # before anything is loaded or written
+    checkpoint.check_output_dir(cfg.train, cfg.data)
     check_memory(cfg, force=force)
     return run_stage(cfg, training_observers)
 
@@ -94,7 +95,9 @@ def plan(config: ConfigLike, *, with_data: bool = True) -> Plan:
     ``print(tuneforge.plan("my.yaml").text())``"""
     from tuneforge.planning.report import make_plan
 
-    return make_plan(_config(config), with_data=with_data)
+    cfg = _config(config)
+    check_environment(cfg)
+    return make_plan(cfg, with_data=with_data)
 
 
 def sweep(
@@ -109,9 +112,9 @@ def sweep(
     by the validation metric; the same call after an interruption continues the sweep."""
     from tuneforge.planning.sweep import sweep as run_sweep
 
-    return run_sweep(
-        _config(config), grid, folder, train=train, max_steps=max_steps, max_tokens=max_tokens
-    )
+    cfg = _config(config)
+    check_environment(cfg)
+    return run_sweep(cfg, grid, folder, train=train, max_steps=max_steps, max_tokens=max_tokens)
 
 
 def evaluate(
@@ -122,6 +125,7 @@ def evaluate(
     from tuneforge.eval.evaluate import evaluate as run_evaluation
 
     cfg = _config(config, ["do_train=false"])
+    check_environment(cfg)
     return run_evaluation(cfg, adapter, output_dir)
 
 

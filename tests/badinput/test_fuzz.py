@@ -20,11 +20,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tuneforge.config import load_config
+from tuneforge.config import check_environment, load_config
 from tuneforge.config.schema import field_owner
 from tuneforge.data import registry
+from tuneforge.data.inspect import read_samples
 from tuneforge.data.prepare import read_splits
-from tuneforge.data.samples import read_samples
 from tuneforge.errors import UserError
 
 FUZZ = settings(
@@ -159,9 +159,8 @@ def test_config_dicts_and_overrides_raise_only_config_errors(raw, words):
 def test_engine_files_raise_only_config_errors(scratch, key, suffix, content):
     path = scratch() / f"engine.{suffix}"
     path.write_bytes(content)
-    only_user_errors(
-        lambda: load_config({"dataset": "x", key: str(path), "fsdp": key == "fsdp_config"})
-    )
+    cfg = load_config({"dataset": "x", key: str(path), "fsdp": key == "fsdp_config"})
+    only_user_errors(lambda: check_environment(cfg))
 
 
 # -- dataset registries and data files ---------------------------------------------------

@@ -216,7 +216,9 @@ def test_null_override_unsets_the_key_so_the_default_applies(tmp_path):
 
 def test_null_override_is_validated_like_any_other(tmp_path):
     assert problems(write(tmp_path, "dataset: x\n"), ["dataset=null", "lern_rate=null"]) == [
-        f"{tmp_path / 'run.yaml'}: unknown key 'lern_rate'; did you mean 'learning_rate'?"
+        f"{tmp_path / 'run.yaml'}: unknown key 'lern_rate'; did you mean 'learning_rate'?",
+        f"{tmp_path / 'run.yaml'}: dataset is required for training "
+        f"(names from data/dataset_info.json)",
     ]
     (line,) = problems(write(tmp_path, "dataset: x\n"), ["dataset=null"])
     assert "dataset is required for training" in line

@@ -1,4 +1,5 @@
-"""Config keys that scale a run (QLoRA, RoPE, DeepSpeed/FSDP, Liger): one line per bad input."""
+"""Config keys that scale a run (QLoRA, RoPE, DeepSpeed/FSDP, Liger): one line per bad input,
+from the config itself or, once it is valid, from this machine (packages, files, GPU)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tuneforge import cli
-from tuneforge.config import load_config
+from tuneforge.config import check_environment, load_config
 from tuneforge.config.scale import read_engine_config
 from tuneforge.errors import ConfigError
 
@@ -17,8 +18,9 @@ REAL_FIND_SPEC = importlib.util.find_spec
 
 
 def problems(raw: dict) -> list[str]:
+    """The config's own problems or, when it has none, this machine's with it."""
     with pytest.raises(ConfigError) as info:
-        load_config({"dataset": "x", **raw})
+        check_environment(load_config({"dataset": "x", **raw}))
     return info.value.lines
 
 
@@ -82,7 +84,11 @@ def test_rope_keys():
 def test_deepspeed_file_that_does_not_exist(tmp_path, without):
     without("deepspeed")
     missing = tmp_path / "ds.json"
-    lines = problems({"deepspeed": str(missing)})
+    cfg = load_config({"dataset": "x", "deepspeed": str(missing)})  # the config alone is fine
+    with pytest.raises(ConfigError) as info:
+        check_environment(cfg)
+    lines = info.value.lines
+    assert {problem.key for problem in info.value.problems} == {"deepspeed"}
     assert (
         f"config: deepspeed='{missing}': no such file; ready-made ones are in "
         f"examples/deepspeed/" in lines
@@ -99,10 +105,12 @@ def test_engine_files_that_do_not_parse(tmp_path):
     bad_yaml.write_text("version: 2\n  reshard: [true\n")
     a_list = tmp_path / "list.json"
     a_list.write_text("[1, 2]")
-    lines = problems({"deepspeed": str(bad_json), "fsdp": True, "fsdp_config": str(bad_yaml)})
+    lines = problems({"deepspeed": str(bad_json)})
     assert any(f"deepspeed='{bad_json}': line 1: not valid JSON" in x for x in lines)
-    assert any(f"fsdp_config='{bad_yaml}': line 2: not valid YAML" in x for x in lines)
-    assert "config: deepspeed and fsdp are both set; choose one engine" in lines
+    (line,) = problems({"fsdp": True, "fsdp_config": str(bad_yaml)})
+    assert line.startswith(f"config: fsdp_config='{bad_yaml}': line 2: not valid YAML")
+    lines = problems({"deepspeed": str(bad_json), "fsdp": True})  # the config's own, first
+    assert lines == ["config: deepspeed and fsdp are both set; choose one engine"]
     lines = problems({"fsdp": "full_shard", "fsdp_config": str(a_list)})
     assert lines == [f"config: fsdp_config='{a_list}': expected a mapping of settings, got list"]
 
@@ -122,6 +130,7 @@ def test_fsdp_options_and_config(tmp_path):
 
 def test_engine_files_are_not_checked_when_not_training(tmp_path):
     cfg = load_config({"do_train": False, "deepspeed": str(tmp_path / "gone.json")})
+    check_environment(cfg)
     assert cfg.train.deepspeed.endswith("gone.json")
 
 
@@ -141,12 +150,14 @@ def test_cli_reports_each_problem_on_one_line(tmp_path, capsys, without):
         f"dataset: x\nquantization_bit: 4\nfinetuning_type: freeze\n"
         f"deepspeed: {tmp_path / 'nope.json'}\n"
     )
-    code = cli.main(["train", str(config)])
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert code == ConfigError.exit_code
-    assert all(line.startswith("tuneforge: error: ") for line in lines)
-    assert len(lines) == 4  # QLoRA needs lora, bitsandbytes, the file, the deepspeed package
-    assert not any("Traceback" in line for line in lines)
+    expected = {"freeze": 1, "lora": 3}  # QLoRA needs lora; bitsandbytes, the file, deepspeed
+    for finetuning_type, count in expected.items():
+        code = cli.main(["train", str(config), f"finetuning_type={finetuning_type}"])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == ConfigError.exit_code
+        assert all(line.startswith("tuneforge: error: ") for line in lines)
+        assert len(lines) == count, lines
+        assert not any("Traceback" in line for line in lines)
 
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

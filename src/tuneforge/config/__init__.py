@@ -1,6 +1,8 @@
-"""Run configuration: schema (one model per concern) and loading (YAML + overrides)."""
+"""Run configuration: schema (one frozen model per concern), loading (YAML + overrides) and
+`replace`, validated from the config alone; `check_environment` checks this machine for it."""
 
-from tuneforge.config.load import load_config, save_config
+from tuneforge.config.environment import check_environment
+from tuneforge.config.load import load_config, replace, save_config
 from tuneforge.config.schema import (
     DataArgs,
     EvalArgs,
@@ -19,6 +21,8 @@ __all__ = [
     "ModelArgs",
     "RunConfig",
     "TrainArgs",
+    "check_environment",
     "load_config",
+    "replace",
     "save_config",
 ]

@@ -2,7 +2,9 @@
 
 Every problem is collected and reported together, one line each, naming the key the user
 typed: unknown keys get a "did you mean", old LLaMA-Factory names are mapped to the new ones
-with a note, and LLaMA-Factory features tuneforge does not have are named as such.
+with a note, and LLaMA-Factory features tuneforge does not have are named as such. The
+validation reads no file and probes no hardware (`config.environment` does, for the commands
+that run a config), and `replace` changes a config through the same validation.
 """
 
 from __future__ import annotations
@@ -11,16 +13,15 @@ import difflib
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from tuneforge.config.choices import BEST_MODEL_METRICS, TEMPLATE_NAMES
-from tuneforge.config.scale import missing_extra, scale_problems
+from tuneforge.config.checks import cross_problems
 from tuneforge.config.schema import SECTIONS, RunConfig, field_owner
 from tuneforge.config.yamlerror import yaml_error
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, Problem
 from tuneforge.userfiles import kind_of, read_utf8
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ UNSUPPORTED_STAGES = {"rm", "ppo", "dpo", "kto", "orpo", "simpo"}
 # What a ``key=null`` override leaves: the key unset, whatever the YAML file said.
 UNSET: Any = object()
 
+SectionT = TypeVar("SectionT", bound=BaseModel)
+
 
 def load_config(
     source: str | Path | Mapping[str, Any] | None = None,
@@ -120,6 +123,21 @@ def load_config(
         raw = _read_yaml(Path(source))
     raw.update(_parse_overrides(overrides) if not isinstance(overrides, Mapping) else overrides)
     return _validate(raw, origin)
+
+
+def replace(cfg: RunConfig, **changes: Any) -> RunConfig:
+    """`cfg` with the flat `changes` (``replace(cfg, learning_rate=2e-4)``), validated as a
+    whole like a loaded config: configs are frozen, and this is the one way to change one."""
+    return _validate({**cfg.flat(only_set=True), **changes}, "config")
+
+
+def validate_section(model: type[SectionT], values: Mapping[str, Any]) -> SectionT:
+    """One section on its own (a request's generation settings), with the messages a whole
+    config gets for the same values."""
+    section, problems = _section(model, values)
+    if problems:
+        raise ConfigError(*problems, origin="config")
+    return section
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -168,7 +186,7 @@ def _parse_overrides(items: Iterable[str]) -> dict[str, Any]:
 
 
 def _validate(raw: dict[str, Any], origin: str) -> RunConfig:
-    problems: list[str] = []
+    problems: list[Problem] = []
     owner = field_owner()
     sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for key, value in raw.items():
@@ -192,35 +210,47 @@ def _validate(raw: dict[str, Any], origin: str) -> RunConfig:
         elif key in owner:
             sections[owner[key]][key] = value
         elif key in REPLACED_KEYS:
-            problems.append(f"{origin}: '{key}' is no longer used: {REPLACED_KEYS[key]}")
+            problems.append(Problem(key, f"'{key}' is no longer used: {REPLACED_KEYS[key]}"))
         elif key in UNSUPPORTED_KEYS:
             problems.append(
-                f"{origin}: '{key}' (a LLaMA-Factory feature) is not supported by "
-                f"tuneforge yet; remove the key"
+                Problem(
+                    key,
+                    f"'{key}' (a LLaMA-Factory feature) is not supported by tuneforge yet; "
+                    f"remove the key",
+                )
             )
         else:
-            problems.append(f"{origin}: unknown key {key!r}{_did_you_mean(key, owner)}")
+            problems.append(Problem(key, f"unknown key {key!r}{_did_you_mean(key, owner)}"))
 
     stage = sections["finetune"].get("stage")
     if isinstance(stage, str) and stage in UNSUPPORTED_STAGES:
         problems.append(
-            f"{origin}: stage '{stage}' is not supported by tuneforge yet; allowed: sft, pt, cls"
+            Problem(
+                "stage", f"stage '{stage}' is not supported by tuneforge yet; allowed: sft, pt, cls"
+            )
         )
         sections["finetune"].pop("stage")
 
     built: dict[str, Any] = {}
     for name, model in SECTIONS.items():
-        try:
-            built[name] = model(**sections[name])
-        except ValidationError as exc:
-            problems.extend(_describe(exc, origin))
-    if problems:
-        raise ConfigError(*problems)
+        built[name], section_problems = _section(model, sections[name])
+        problems += section_problems
     config = RunConfig(**built)
-    problems.extend(_cross_checks(config, origin))
+    problems += cross_problems(config, {problem.key for problem in problems if problem.key})
     if problems:
-        raise ConfigError(*problems)
+        raise ConfigError(*problems, origin=origin)
     return config
+
+
+def _section(model: type[SectionT], values: Mapping[str, Any]) -> tuple[SectionT, list[Problem]]:
+    """The section, and the problems of the values that fail their field check; those are left
+    at their defaults, so that the cross-field checks can still judge the others."""
+    try:
+        return model(**values), []
+    except ValidationError as exc:
+        problems = _describe(exc)
+    failed = {problem.key for problem in problems}
+    return model(**{key: value for key, value in values.items() if key not in failed}), problems
 
 
 def _did_you_mean(key: str, owner: Mapping[str, str]) -> str:
@@ -229,80 +259,15 @@ def _did_you_mean(key: str, owner: Mapping[str, str]) -> str:
     return f"; did you mean '{RENAMED_KEYS.get(close[0], close[0])}'?" if close else ""
 
 
-def _describe(exc: ValidationError, origin: str) -> list[str]:
-    lines = []
+def _describe(exc: ValidationError) -> list[Problem]:
+    problems = []
     for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"])
+        where = ".".join(str(part) for part in err["loc"])
         value = err.get("input")
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "literal_error":
             message = "allowed: " + message.removeprefix("Input should be ").replace("'", "")
-        lines.append(f"{origin}: {key}={value!r}: {message}")
-    return lines
-
-
-def _cross_checks(cfg: RunConfig, origin: str) -> list[str]:
-    """Checks that involve several keys; every failing one is returned."""
-    problems = []
-    train, data, finetune = cfg.train, cfg.data, cfg.finetune
-    has_validation = data.val_size > 0 or bool(data.eval_dataset)
-    if data.val_size and data.eval_dataset:
-        problems.append(f"{origin}: val_size and eval_dataset are both set; use one of them")
-    if data.template is not None and data.template not in TEMPLATE_NAMES:
-        problems.append(
-            f"{origin}: template={data.template!r}: allowed: "
-            f"{', '.join(TEMPLATE_NAMES)}, or leave it empty for the tokenizer's own"
-        )
-    if train.bf16 and train.fp16:
-        problems.append(f"{origin}: bf16 and fp16 are both true; choose one")
-    if train.early_stopping_steps and not has_validation:
-        problems.append(
-            f"{origin}: early_stopping_steps needs validation data: "
-            f"set val_size (e.g. 0.1) or eval_dataset"
-        )
-    if train.eval_strategy in ("steps", "epoch") and not has_validation:
-        problems.append(
-            f"{origin}: eval_strategy={train.eval_strategy} needs validation data: "
-            f"set val_size or eval_dataset"
-        )
-    if train.do_train and not data.dataset:
-        problems.append(
-            f"{origin}: dataset is required for training "
-            f"(names from {data.dataset_dir}/dataset_info.json)"
-        )
-    if train.do_train and cfg.model.adapter_name_or_path and finetune.finetuning_type != "lora":
-        problems.append(
-            f"{origin}: adapter_name_or_path continues a LoRA adapter and needs "
-            f"finetuning_type=lora (it is {finetune.finetuning_type})"
-        )
-    if finetune.finetuning_type != "lora" and (finetune.use_dora or finetune.use_rslora):
-        problems.append(
-            f"{origin}: use_dora/use_rslora need finetuning_type=lora "
-            f"(it is {finetune.finetuning_type})"
-        )
-    metrics = BEST_MODEL_METRICS if finetune.stage == "cls" else ("eval_loss",)
-    if "eval_" + train.metric_for_best_model.removeprefix("eval_") not in metrics:
-        problems.append(
-            f"{origin}: metric_for_best_model={train.metric_for_best_model!r}: "
-            f"allowed for stage {finetune.stage}: {', '.join(metrics)}"
-        )
-    if finetune.stage == "cls" and cfg.packing:
-        problems.append(f"{origin}: packing does not apply to stage cls (one text, one label)")
-    if finetune.stage != "cls" and data.label_names:
-        problems.append(f"{origin}: label_names applies to stage cls only")
-    if train.do_predict and finetune.stage != "sft":
-        problems.append(
-            f"{origin}: do_predict generates answers and needs stage sft; for cls, "
-            f"validation runs accuracy/F1 by itself"
-        )
-    problems.extend(scale_problems(cfg, origin))
-    if train.optim == "adamw_bnb_8bit":
-        missing = missing_extra("optim=adamw_bnb_8bit", "bitsandbytes", "qlora")
-        problems.extend([f"{origin}: {missing}"] if missing else [])
-    for reporter in ("wandb", "mlflow"):
-        if reporter in train.report_to:
-            missing = missing_extra(f"report_to={reporter}", reporter, "monitor")
-            problems.extend([f"{origin}: {missing}"] if missing else [])
+        problems.append(Problem(str(err["loc"][0]), f"{where}={value!r}: {message}"))
     return problems
 
 

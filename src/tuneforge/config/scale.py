@@ -1,8 +1,10 @@
 """Checks for the keys that make a run bigger: QLoRA, RoPE scaling, DeepSpeed/FSDP, Liger.
 
-Each of them leans on an optional package or an extra file. Both are checked when the config
-is parsed, so a missing ``pip install`` or a typo in a DeepSpeed file path is one line before
-any weights load, not a traceback from a launcher ten minutes later.
+`scale_problems` checks how these keys combine, from the config alone. Each key also leans on
+an optional package or an extra file: `missing_extra` and `read_engine_config` find them, for
+`config.environment` (before any weights load, so a missing ``pip install`` or a typo in a
+DeepSpeed file path is one line, not a traceback from a launcher ten minutes later) and for the
+code that uses them.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from tuneforge.config.yamlerror import yaml_error
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, Problem
 from tuneforge.userfiles import kind_of, read_utf8
 
 if TYPE_CHECKING:
@@ -63,60 +66,49 @@ def read_engine_config(key: str, path: str) -> dict[str, Any]:
     return data
 
 
-def scale_problems(cfg: RunConfig, origin: str) -> list[str]:
-    """Every problem with the QLoRA, RoPE, DeepSpeed/FSDP and Liger keys, one line each."""
-    problems: list[str | None] = []
+def scale_problems(cfg: RunConfig, valid: Callable[..., bool]) -> list[Problem]:
+    """Every problem with how the QLoRA, RoPE and DeepSpeed/FSDP keys combine; a check runs
+    when `valid` says each key it reads passed its field check."""
     model, train = cfg.model, cfg.train
     bits = model.quantization_bit
-    if bits is not None:
-        if cfg.finetune.finetuning_type != "lora":
-            problems.append(
+    problems = []
+    lora = cfg.finetune.finetuning_type == "lora"
+    if valid("quantization_bit", "finetuning_type") and bits is not None and not lora:
+        problems.append(
+            Problem(
+                "quantization_bit",
                 f"quantization_bit={bits} (QLoRA) trains LoRA adapters on frozen "
                 f"quantised weights and needs finetuning_type=lora "
-                f"(it is {cfg.finetune.finetuning_type})"
+                f"(it is {cfg.finetune.finetuning_type})",
             )
-        problems.append(missing_extra(f"quantization_bit={bits}", "bitsandbytes", "qlora"))
-    if model.rope_factor is not None and model.rope_scaling is None:
-        problems.append(
-            f"rope_factor={model.rope_factor} needs rope_scaling (linear, dynamic, yarn or llama3)"
         )
-    if train.do_train:
-        problems.extend(_engine_problems(cfg))
-    return [f"{origin}: {line}" for line in problems if line]
-
-
-def _engine_problems(cfg: RunConfig) -> list[str | None]:
-    train = cfg.train
-    problems: list[str | None] = []
-    if train.deepspeed and train.fsdp:
-        problems.append("deepspeed and fsdp are both set; choose one engine")
-    if train.fsdp_config and not train.fsdp:
-        problems.append("fsdp_config is set but fsdp is not; add fsdp: true")
-    settings: dict[str, dict[str, Any]] = {}
-    for key, path in (("deepspeed", train.deepspeed), ("fsdp_config", train.fsdp_config)):
-        if path:
-            try:
-                settings[key] = read_engine_config(key, path)
-            except ConfigError as exc:
-                problems.extend(exc.lines)
-    zero = settings.get("deepspeed", {}).get("zero_optimization")
-    stage = zero.get("stage") if isinstance(zero, dict) else None
-    bits = cfg.model.quantization_bit
-    if bits is not None and (train.fsdp or stage == 3):
-        engine = "fsdp" if train.fsdp else "DeepSpeed ZeRO-3"
+    rope_without_kind = model.rope_factor is not None and model.rope_scaling is None
+    if valid("rope_factor", "rope_scaling") and rope_without_kind:
         problems.append(
-            f"quantization_bit={bits} with {engine}: bitsandbytes weights cannot be "
-            f"sharded; use plain data parallel (--nproc) or ZeRO-2 with QLoRA"
-        )
-    if train.deepspeed:
-        problems.append(missing_extra("deepspeed", "deepspeed", "deepspeed"))
-    if train.enable_liger_kernel:
-        import torch
-
-        problems.append(missing_extra("enable_liger_kernel", "liger_kernel", "liger"))
-        if not torch.cuda.is_available():
-            problems.append(
-                "enable_liger_kernel: Liger's Triton kernels need a CUDA GPU and "
-                "this machine has none; remove the key"
+            Problem(
+                "rope_factor",
+                f"rope_factor={model.rope_factor} needs rope_scaling (linear, dynamic, yarn or "
+                f"llama3)",
             )
+        )
+    if not (valid("do_train") and train.do_train):
+        return problems
+    if valid("deepspeed", "fsdp") and train.deepspeed and train.fsdp:
+        problems.append(Problem("deepspeed", "deepspeed and fsdp are both set; choose one engine"))
+    if valid("fsdp_config", "fsdp") and train.fsdp_config and not train.fsdp:
+        problems.append(
+            Problem("fsdp_config", "fsdp_config is set but fsdp is not; add fsdp: true")
+        )
+    if valid("quantization_bit", "fsdp") and bits is not None and train.fsdp:
+        problems.append(sharded_quantization(bits, "fsdp"))
     return problems
+
+
+def sharded_quantization(bits: int, engine: str) -> Problem:
+    """Quantised weights with an engine that shards them: FSDP (known from the config) or
+    DeepSpeed ZeRO-3 (known from its settings file)."""
+    return Problem(
+        "quantization_bit",
+        f"quantization_bit={bits} with {engine}: bitsandbytes weights cannot be "
+        f"sharded; use plain data parallel (--nproc) or ZeRO-2 with QLoRA",
+    )

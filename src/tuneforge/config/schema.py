@@ -3,7 +3,8 @@
 A YAML file is flat (``lora_rank: 8``, ``cutoff_len: 1024``); `config.load` routes each key to
 the model that owns it. Models never change a value the user gave: defaults that depend on
 other keys (``lora_alpha`` = 2 x rank, packing for ``pt``) are resolved by properties or by the
-code that uses them, so the saved config is exactly what the user asked for.
+code that uses them, so the saved config is exactly what the user asked for. They are frozen:
+a changed config is a new one, made by `config.replace`, which validates it as a whole.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tuneforge.config.choices import TEMPLATE_NAMES
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -34,7 +37,7 @@ def _split_commas(value: object) -> object:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ModelArgs(_Section):
@@ -125,6 +128,15 @@ class DataArgs(_Section):
     )
 
     _lists = field_validator("dataset", "eval_dataset", "label_names", mode="before")(_split_commas)
+
+    @field_validator("template")
+    @classmethod
+    def _named_template(cls, value: str | None) -> str | None:
+        if value is not None and value not in TEMPLATE_NAMES:
+            raise ValueError(
+                f"allowed: {', '.join(TEMPLATE_NAMES)}, or leave it empty for the tokenizer's own"
+            )
+        return value
 
     @field_validator("val_size")
     @classmethod
@@ -350,7 +362,7 @@ class RunConfig(BaseModel):
     """Everything one run needs. Read a key from the section that owns it:
     ``cfg.data.cutoff_len``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: ModelArgs = ModelArgs()
     data: DataArgs = DataArgs()

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 
+from tuneforge.config.environment import check_environment
 from tuneforge.config.schema import RunConfig, TrainArgs
 from tuneforge.errors import ConfigError, UserError
 from tuneforge.training.checkpoint import check_output_dir
@@ -87,6 +88,7 @@ def launch_training(cfg: RunConfig, nproc: int, argv: Sequence[str]) -> int:
     from torch.distributed.run import parse_args, run
 
     check_nproc(nproc)
+    check_environment(cfg)
     check_output_dir(cfg.train)
     gpu = torch.cuda.is_available()
     if not gpu and "OMP_NUM_THREADS" not in os.environ:  # passed down to the processes

@@ -1,0 +1,88 @@
+"""The checks that involve several keys, from the config alone: no file is read and no
+hardware probed, so a config is valid or not whatever machine reads it.
+
+They run even when some keys failed their own field check: those keys are at their defaults
+in the config they get, so a check that reads one of them is skipped rather than reporting a
+problem the user's value may not have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Set
+
+from tuneforge.config.choices import BEST_MODEL_METRICS
+from tuneforge.config.scale import scale_problems
+from tuneforge.config.schema import RunConfig
+from tuneforge.errors import Problem
+
+
+def cross_problems(cfg: RunConfig, failed: Set[str] = frozenset()) -> list[Problem]:
+    """Every failing cross-field check of `cfg`; `failed` are the keys whose own value was
+    invalid, and a check that reads one of them is skipped."""
+    problems: list[Problem] = []
+
+    def valid(*keys: str) -> bool:
+        return failed.isdisjoint(keys)
+
+    def add(key: str, message: str) -> None:
+        problems.append(Problem(key, message))
+
+    train, data, finetune = cfg.train, cfg.data, cfg.finetune
+    split = ("val_size", "eval_dataset")
+    no_validation = not (data.val_size > 0 or data.eval_dataset)
+    training = valid("do_train") and train.do_train
+    lora = finetune.finetuning_type == "lora"
+    if valid(*split) and data.val_size and data.eval_dataset:
+        add("val_size", "val_size and eval_dataset are both set; use one of them")
+    if valid("bf16", "fp16") and train.bf16 and train.fp16:
+        add("bf16", "bf16 and fp16 are both true; choose one")
+    if valid("early_stopping_steps", *split) and train.early_stopping_steps and no_validation:
+        add(
+            "early_stopping_steps",
+            "early_stopping_steps needs validation data: set val_size (e.g. 0.1) or eval_dataset",
+        )
+    evaluates = train.eval_strategy in ("steps", "epoch")
+    if valid("eval_strategy", *split) and evaluates and no_validation:
+        add(
+            "eval_strategy",
+            f"eval_strategy={train.eval_strategy} needs validation data: set val_size or "
+            f"eval_dataset",
+        )
+    if training and valid("dataset", "dataset_dir") and not data.dataset:
+        add(
+            "dataset",
+            f"dataset is required for training (names from {data.dataset_dir}/dataset_info.json)",
+        )
+    adapter = cfg.model.adapter_name_or_path
+    if training and valid("adapter_name_or_path", "finetuning_type") and adapter and not lora:
+        add(
+            "adapter_name_or_path",
+            f"adapter_name_or_path continues a LoRA adapter and needs finetuning_type=lora "
+            f"(it is {finetune.finetuning_type})",
+        )
+    dora = "use_dora" if finetune.use_dora else "use_rslora" if finetune.use_rslora else None
+    if valid("finetuning_type", "use_dora", "use_rslora") and dora and not lora:
+        add(
+            dora,
+            f"use_dora/use_rslora need finetuning_type=lora (it is {finetune.finetuning_type})",
+        )
+    metrics = BEST_MODEL_METRICS if finetune.stage == "cls" else ("eval_loss",)
+    metric = train.metric_for_best_model
+    logged = f"eval_{metric.removeprefix('eval_')}" in metrics
+    if valid("stage", "metric_for_best_model") and not logged:
+        add(
+            "metric_for_best_model",
+            f"metric_for_best_model={metric!r}: allowed for stage {finetune.stage}: "
+            f"{', '.join(metrics)}",
+        )
+    if valid("stage", "packing") and finetune.stage == "cls" and cfg.packing:
+        add("packing", "packing does not apply to stage cls (one text, one label)")
+    if valid("stage", "label_names") and finetune.stage != "cls" and data.label_names:
+        add("label_names", "label_names applies to stage cls only")
+    if valid("do_predict", "stage") and train.do_predict and finetune.stage != "sft":
+        add(
+            "do_predict",
+            "do_predict generates answers and needs stage sft; for cls, validation runs "
+            "accuracy/F1 by itself",
+        )
+    return problems + scale_problems(cfg, valid)

@@ -59,7 +59,9 @@ def test_merging_into_quantised_weights_is_refused(wide_tiny_model_dir):
     args = ModelArgs(model_name_or_path=str(wide_tiny_model_dir))
     refuse_quantized_merge(load_model(args))  # unquantised: fine
     quantised = apply_finetuning(
-        load_model(args.model_copy(update={"quantization_bit": 4})), FinetuneArgs(), args
+        load_model(ModelArgs(model_name_or_path=str(wide_tiny_model_dir), quantization_bit=4)),
+        FinetuneArgs(),
+        args,
     )
     with pytest.raises(ModelError) as info:
         refuse_quantized_merge(quantised)

@@ -12,6 +12,7 @@ import torch
 
 import tuneforge
 from tuneforge.cli import main
+from tuneforge.config import replace
 from tuneforge.errors import ConfigError, ModelError
 from tuneforge.models import Hardware, apply_finetuning, load_model, prepare_for_training
 from tuneforge.planning.memory import FP32, LOSS_TENSORS, estimate, workload
@@ -100,13 +101,7 @@ def test_component_arithmetic_on_a_tiny_config(tiny_model_dir):
     assert memory.weights == memory.gradients == FP32 * shape.total_params
     assert memory.optimizer_states == 0 and memory.weight_copies == 0
     assert memory.logits == LOSS_TENSORS * FP32 * 300 * shape.vocab_size
-    adam = estimate(
-        shape,
-        workload(
-            cfg.model_copy(update={"train": cfg.train.model_copy(update={"optim": "adamw_torch"})}),
-            CPU_FP32,
-        ),
-    )
+    adam = estimate(shape, workload(replace(cfg, optim="adamw_torch"), CPU_FP32))
     assert adam.optimizer_states == 2 * FP32 * shape.total_params
     assert adam.optimizer_step == 2 * FP32 * shape.largest_trainable  # tensor by tensor on a CPU
     # On a CPU freed memory stays resident: the update comes on top of the forward pass.

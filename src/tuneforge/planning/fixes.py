@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from tuneforge.config.load import replace
 from tuneforge.config.schema import RunConfig
 from tuneforge.planning.memory import MemoryEstimate, Workload, estimate
 from tuneforge.planning.shape import ModelShape, model_shape
@@ -90,12 +91,10 @@ def find_fixes(
     make_workload: Callable[[RunConfig], Workload],
 ) -> list[Fix]:
     """Each candidate alone, then (when there are several) all of them together."""
-    from tuneforge.config import load_config
-
     shapes = {cfg.finetune.model_dump_json(): shape}
 
     def fix(overrides: dict[str, Any], why: str) -> Fix:
-        changed = load_config({**cfg.flat(only_set=True), **overrides})
+        changed = replace(cfg, **overrides)
         key = changed.finetune.model_dump_json()
         if key not in shapes:  # what trains changed: apply it to a fresh copy of the model
             shapes[key] = model_shape(changed, base, config)

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from tuneforge.config.load import load_config
+from tuneforge.config.load import replace
 from tuneforge.config.schema import RunConfig
 from tuneforge.errors import ConfigError, OutputError, UserError
 from tuneforge.layout import LOG_NAME, complete_checkpoints
@@ -162,32 +162,31 @@ def sweep(
     if (max_steps is None) == (max_tokens is None):
         raise ConfigError("sweep: give one budget, --max-steps or --max-tokens")
     folder = Path(folder)
-    base = cfg.flat(only_set=True)
+    base = cfg.flat(only_set=True)  # what every run starts from, and what identifies the sweep
     for key in ("output_dir", "resume_from_checkpoint", "overwrite_output_dir"):
         base.pop(key, None)
+    # Each run decides where it goes and whether it resumes, not the config it came from.
+    shared: dict[str, Any] = {"resume_from_checkpoint": None, "overwrite_output_dir": False}
     if not (cfg.data.val_size or cfg.data.eval_dataset):
         logger.info(
             "sweep: the config has no validation data; holding out val_size=%s", DEFAULT_VAL_SIZE
         )
-        base["val_size"] = DEFAULT_VAL_SIZE
+        base["val_size"] = shared["val_size"] = DEFAULT_VAL_SIZE
     combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
     configs: dict[str, RunConfig] = {}
     problems: list[str] = []
     for settings in combos:
         name = run_name(settings)
         try:
-            trial = load_config({**base, **settings})
+            trial = replace(cfg, **{**shared, **settings})
             steps = max_steps or _steps_for(trial, max_tokens or 0)
-            configs[name] = load_config(
-                {
-                    **base,
-                    **settings,
-                    "max_steps": steps,
-                    "early_stopping_steps": None,
-                    "output_dir": str(folder / name),
-                    "do_eval": True,
-                    "eval_steps": cfg.train.eval_steps or max(1, steps // EVALS_PER_RUN),
-                }
+            configs[name] = replace(
+                trial,
+                max_steps=steps,
+                early_stopping_steps=None,
+                output_dir=str(folder / name),
+                do_eval=True,
+                eval_steps=cfg.train.eval_steps or max(1, steps // EVALS_PER_RUN),
             )
         except UserError as exc:
             problems += [f"sweep run {name}: {line}" for line in exc.lines]
@@ -231,7 +230,7 @@ def _run(
     out = Path(cfg.train.output_dir)
     complete = complete_checkpoints(out)
     resume = {"resume_from_checkpoint": True} if complete else {"overwrite_output_dir": True}
-    result = train(load_config({**cfg.flat(only_set=True), **resume}))
+    result = train(replace(cfg, **resume))
     steps = result.step
     if not result.completed:
         logger.warning(

@@ -18,7 +18,7 @@ import torch
 from transformers import DataCollatorWithPadding, set_seed
 
 from tuneforge import layout
-from tuneforge.config.load import save_config
+from tuneforge.config.load import replace, save_config
 from tuneforge.config.schema import RunConfig
 from tuneforge.data import build_collator, prepare_datasets
 from tuneforge.data.prepare import prepare_labelled
@@ -109,8 +109,7 @@ def train_classifier(cfg: RunConfig, observers: CallbackFactory = no_observers) 
     tokenizer = load_tokenizer(cfg.model)
     with main_process_first(cfg.train.ddp_timeout):
         data = prepare_labelled(cfg, tokenizer)
-    classes = cfg.data.model_copy(update={"label_names": list(data.names)})
-    cfg = cfg.model_copy(update={"data": classes})  # the class names are saved with the result
+    cfg = replace(cfg, label_names=list(data.names))  # the class names are saved with the result
     baseline = score_baseline(data) if cfg.eval.tfidf_baseline else None
 
     set_seed(cfg.train.seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from tuneforge.errors import OutputError, Problem
 from tuneforge.webui import form
 
 
@@ -61,7 +62,7 @@ def test_each_message_goes_under_the_field_it_names(tmp_path):
 
 
 def test_unknown_and_bad_extra_keys_are_reported_in_the_yaml_box():
-    _, problems = form.validate(_values(extra="lora_rnak: 4\n"))
+    _, problems = form.validate(_values(dataset=["qa"], extra="lora_rnak: 4\n"))
     assert problems == {"extra": ["unknown key 'lora_rnak'; did you mean 'lora_rank'?"]}
     _, problems = form.validate(_values(extra="seed: [1\n"))
     assert list(problems) == ["extra"] and problems["extra"][0].startswith("extra: line ")
@@ -84,3 +85,32 @@ def test_a_valid_form_has_no_problems(tmp_path):
     assert problems == {} and config["dataset"] == ["qa"]
     _, problems = form.validate(_values(dataset_dir=str(tmp_path), dataset=["qa2"]))
     assert problems["dataset"][0].endswith("no dataset named 'qa2'; did you mean 'qa'?")
+
+
+def test_messages_are_placed_by_their_key_not_by_the_words_in_them():
+    placed = form.problems_by_field(
+        [
+            Problem("dataset", "dataset is required (names from data/dataset_info.json)"),
+            Problem("fp16", "fp16 needs cutoff_len below 10"),
+            Problem("lora_rnak", "unknown key 'lora_rnak'; did you mean 'lora_rank'?"),
+            Problem(None, "learning_rate and friends"),
+        ]
+    )
+    assert placed == {
+        "dataset": ["dataset is required (names from data/dataset_info.json)"],
+        "precision": ["fp16 needs cutoff_len below 10"],
+        "extra": ["unknown key 'lora_rnak'; did you mean 'lora_rank'?"],
+        "": ["learning_rate and friends"],
+    }
+    assert form.error_by_field(OutputError("output_dir 'x' is not empty")) == {
+        "": ["output_dir 'x' is not empty"]
+    }
+
+
+def test_the_machine_checks_of_train_are_shown_too(tmp_path):
+    missing = tmp_path / "ds.json"
+    _, problems = form.validate(_values(dataset=["qa"], extra=f"deepspeed: {missing}\n"))
+    assert (
+        f"deepspeed='{missing}': no such file; ready-made ones are in examples/deepspeed/"
+        in (problems["extra"])
+    )

@@ -1,24 +1,23 @@
 """The Train tab's form as a flat config, and back.
 
 The form shows the keys most runs change; every other key goes into a free YAML box, so a
-loaded config keeps all of its settings. Values are checked by `tuneforge.config.load_config`
-and the dataset registry, the same checks as ``tuneforge train``, and each message is placed
-under the field it names.
+loaded config keeps all of its settings. Values are checked by `tuneforge.config.load_config`,
+`check_environment` and the dataset registry, the same checks as ``tuneforge train``, and each
+message is placed under the field of the key it is about.
 """
 
 from __future__ import annotations
 
-import re
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
 
-from tuneforge.config import load_config
+from tuneforge.config import check_environment, load_config
 from tuneforge.config.schema import SECTIONS, field_owner
 from tuneforge.data import registry
-from tuneforge.errors import ConfigError, UserError
+from tuneforge.errors import ConfigError, DataError, Problem, UserError
 
 # Form keys that are not config keys: the mixed-precision choice and the free YAML box.
 PRECISION, EXTRA = "precision", "extra"
@@ -52,8 +51,6 @@ FIELDS: tuple[str, ...] = tuple(key for rows in GROUPS.values() for row in rows 
 EMPTY_CHOICE = ("quantization_bit", "template", "rope_scaling")
 # Config keys shown as one form field under another name.
 SHOWN_AS: Mapping[str, str] = {"bf16": PRECISION, "fp16": PRECISION}
-
-_ORIGIN = "config: "
 
 
 def schema_field(key: str) -> Any:
@@ -184,26 +181,41 @@ def validate(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list[
         return {}, {EXTRA: exc.lines}
     try:
         cfg = load_config(config)
-        if cfg.data.dataset:
-            registry.resolve(cfg.data.dataset, cfg.data.dataset_dir)
-    except UserError as exc:
-        return config, problems_by_field(exc.lines, config)
+        check_environment(cfg)
+    except ConfigError as exc:
+        return config, problems_by_field(exc.problems)
+    if cfg.data.dataset:
+        return config, problems_by_field(_registry_problems(cfg.data.dataset, cfg.data.dataset_dir))
     return config, {}
 
 
-def problems_by_field(lines: Sequence[str], config: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Put each message under the form field of the first key it names: a field of its own,
-    the precision choice (bf16/fp16), or the YAML box (any other key, known or not)."""
-    keys = sorted({*field_owner(), *config, *FIELDS}, key=len, reverse=True)
-    pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, keys)) + r")(?![\w])")
+def _registry_problems(names: list[str], dataset_dir: str) -> list[Problem]:
+    """The dataset folder's problems (its dataset_info.json), or else those of the names."""
+    try:
+        registry.registered(dataset_dir)
+    except DataError as exc:
+        return [Problem("dataset_dir", line) for line in exc.lines]
+    try:
+        registry.resolve(names, dataset_dir)
+    except DataError as exc:
+        return [Problem("dataset", line) for line in exc.lines]
+    return []
+
+
+def error_by_field(exc: UserError) -> dict[str, list[str]]:
+    """`problems_by_field` of any error: a config error's keys, or no key (the general
+    message) for the others."""
+    if isinstance(exc, ConfigError):
+        return problems_by_field(exc.problems)
+    return {"": exc.lines}
+
+
+def problems_by_field(problems: Iterable[Problem]) -> dict[str, list[str]]:
+    """Put each message under the form field of its key: a field of its own, the precision
+    choice (bf16/fp16), the YAML box (any other key, known or not), or ``""`` (no key)."""
     placed: dict[str, list[str]] = {}
-    for line in lines:
-        message = line.removeprefix(_ORIGIN)
-        found = pattern.search(message)
-        if found is None:
-            field = ""
-        else:
-            key = found.group(1)
-            field = key if key in FIELDS else SHOWN_AS.get(key, EXTRA)
-        placed.setdefault(field, []).append(message)
+    for problem in problems:
+        key = problem.key
+        field = "" if key is None else key if key in FIELDS else SHOWN_AS.get(key, EXTRA)
+        placed.setdefault(field, []).append(problem.message)
     return placed

@@ -109,7 +109,7 @@ def build_train_tab(texts: Texts, lang: gr.Radio, timer: gr.Timer, runner: Train
         try:
             text = tuneforge.plan(config).text()
         except UserError as exc:
-            return [*show(language, form.problems_by_field(exc.lines, config)), gr.update()]
+            return [*show(language, form.error_by_field(exc)), gr.update()]
         return [*show(language, {}), gr.update(value=text, visible=True)]
 
     buttons["plan"].click(show_plan, inputs, [*checked_outputs, plan_box])
@@ -122,7 +122,7 @@ def build_train_tab(texts: Texts, lang: gr.Radio, timer: gr.Timer, runner: Train
             try:
                 job = runner.start(config, resume=resume)
             except UserError as exc:
-                return show(language, form.problems_by_field(exc.lines, config))
+                return show(language, form.error_by_field(exc))
             return show(
                 language,
                 {},

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from transformers import StoppingCriteriaList
 
-from tuneforge.config.load import load_config
+from tuneforge.config.load import load_config, validate_section
 from tuneforge.config.schema import GenerationArgs, RunConfig
 from tuneforge.data import Template, get_template
 from tuneforge.errors import ModelError
@@ -133,8 +133,7 @@ def generation_settings(
         changes["repetition_penalty"] = repetition_penalty
     if not changes:
         return gen
-    # Through load_config, so a bad value is reported like a bad config key.
-    return load_config({**gen.model_dump(), **changes, "do_train": False}).generation
+    return validate_section(GenerationArgs, {**gen.model_dump(exclude_unset=True), **changes})
 
 
 def chat_config(adapter: str | None = None, config: RunConfig | None = None) -> RunConfig:

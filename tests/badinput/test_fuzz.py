@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from tuneforge.config import check_environment, load_config
 from tuneforge.config.schema import field_owner
 from tuneforge.data import registry
-from tuneforge.data.inspect import read_samples
 from tuneforge.data.prepare import read_splits
+from tuneforge.data.samples import read_samples
 from tuneforge.errors import UserError
 
 FUZZ = settings(

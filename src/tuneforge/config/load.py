@@ -9,7 +9,6 @@ that run a config), and `replace` changes a config through the same validation.
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ from tuneforge.config.checks import cross_problems
 from tuneforge.config.schema import SECTIONS, RunConfig, field_owner
 from tuneforge.config.yamlerror import yaml_error
 from tuneforge.errors import ConfigError, Problem
+from tuneforge.messages import did_you_mean
 from tuneforge.userfiles import kind_of, read_utf8
 
 logger = logging.getLogger(__name__)
@@ -220,7 +220,8 @@ def _validate(raw: dict[str, Any], origin: str) -> RunConfig:
                 )
             )
         else:
-            problems.append(Problem(key, f"unknown key {key!r}{_did_you_mean(key, owner)}"))
+            hint = did_you_mean(key, owner, renamed=RENAMED_KEYS)
+            problems.append(Problem(key, f"unknown key {key!r}{hint}"))
 
     stage = sections["finetune"].get("stage")
     if isinstance(stage, str) and stage in UNSUPPORTED_STAGES:
@@ -251,12 +252,6 @@ def _section(model: type[SectionT], values: Mapping[str, Any]) -> tuple[SectionT
         problems = _describe(exc)
     failed = {problem.key for problem in problems}
     return model(**{key: value for key, value in values.items() if key not in failed}), problems
-
-
-def _did_you_mean(key: str, owner: Mapping[str, str]) -> str:
-    known = list(owner) + list(RENAMED_KEYS)
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    return f"; did you mean '{RENAMED_KEYS.get(close[0], close[0])}'?" if close else ""
 
 
 def _describe(exc: ValidationError) -> list[Problem]:

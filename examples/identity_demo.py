@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import tuneforge
-from tuneforge.infer import chat_config, load_chat_model
 
 HERE = Path(__file__).parent
 NEW_NAME = "ForgeBot"
@@ -32,8 +31,8 @@ def main() -> int:
     cfg = tuneforge.load_config(HERE / "identity_lora.yaml", sys.argv[1:])
     result = tuneforge.train(cfg)
 
-    base = load_chat_model(chat_config(config=tuneforge.load_config({"do_train": False})))
-    tuned = load_chat_model(chat_config(adapter=str(result.output_dir)))
+    base = tuneforge.chat()  # the default model: the one identity_lora.yaml fine-tunes
+    tuned = tuneforge.chat(result.output_dir)
     hits = 0
     print(f"\n{'=' * 30} held-out questions: base vs tuned {'=' * 30}")
     for question in HELD_OUT:

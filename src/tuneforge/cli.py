@@ -15,7 +15,7 @@ from tuneforge.errors import INTERRUPTED_EXIT, UserError
 from tuneforge.training.distributed import is_main_process, quiet_other_ranks
 
 if TYPE_CHECKING:
-    from tuneforge.config import RunConfig
+    from tuneforge.infer import ResolvedModel
     from tuneforge.training.stages import TrainResult
 
 logger = logging.getLogger("tuneforge")
@@ -166,31 +166,30 @@ def _webui(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_config(args: argparse.Namespace) -> RunConfig:
-    """chat, api and export: an optional YAML file, the --adapter folder (with its saved
-    config), key=value overrides and, where the command has them, the generation flags."""
-    from tuneforge import load_config
-    from tuneforge.infer import chat_config, generation_settings
+def _model(args: argparse.Namespace) -> ResolvedModel:
+    """chat, api and export: the --adapter folder, an optional YAML file (used instead of the
+    folder's saved config), key=value overrides and, where the command has them, the
+    generation flags."""
+    from tuneforge.infer import generation_settings, resolve_model
 
-    given = load_config(args.config, args.overrides) if args.config else None
-    cfg = chat_config(args.adapter, given)
-    if args.overrides and not args.config:
-        cfg = load_config({**cfg.flat(only_set=True), "do_train": False}, args.overrides)
+    model = resolve_model(args.adapter, args.config, args.overrides)
     flags = {name: getattr(args, name, None) for name in GENERATION_FLAGS}
-    cfg.generation = generation_settings(cfg.generation, **flags)
-    return cfg
+    gen = generation_settings(model.config.generation, **flags)
+    if gen is model.config.generation:
+        return model
+    return model.with_settings(**gen.model_dump(exclude_unset=True))
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from tuneforge.infer import load_chat_model
+    from tuneforge import chat
 
-    cfg = _model_config(args)
-    session = load_chat_model(cfg)
-    logger.info("generation: %s", cfg.generation.model_dump())
+    model = _model(args)
+    session, gen = chat(model), model.config.generation
+    logger.info("generation: %s", gen.model_dump())
     system = [{"role": "system", "content": args.system}] if args.system else []
     history = list(system)
     if args.query:
-        print(session.reply(history + [{"role": "user", "content": args.query}], cfg.generation))
+        print(session.reply(history + [{"role": "user", "content": args.query}], gen))
         return 0
     print("Type a message; /clear forgets the conversation, /exit quits, Ctrl-C stops a reply.")
     while True:
@@ -211,7 +210,7 @@ def _chat(args: argparse.Namespace) -> int:
         print("Assistant: ", end="", flush=True)
         pieces = []
         try:
-            for piece in session.stream(history, cfg.generation):
+            for piece in session.stream(history, gen):
                 print(piece, end="", flush=True)
                 pieces.append(piece)
         except KeyboardInterrupt:
@@ -223,9 +222,9 @@ def _chat(args: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace) -> int:
     from tuneforge.serving.api import ServerSettings, serve, served_name
 
-    cfg = _model_config(args)
+    model = _model(args)
     settings = ServerSettings(
-        model_name=args.model_name or served_name(cfg),
+        model_name=args.model_name or served_name(model),
         api_key=args.api_key,
         no_auth=args.no_auth,
         max_batch=args.max_batch,
@@ -234,7 +233,7 @@ def _api(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         max_request_bytes=args.max_request_bytes,
     )
-    serve(cfg, settings, host=args.host, port=args.port)
+    serve(model, settings, host=args.host, port=args.port)
     return 0
 
 
@@ -242,7 +241,7 @@ def _export(args: argparse.Namespace) -> int:
     from tuneforge import export
 
     result = export(
-        _model_config(args), args.out, fmt=args.format, quant=args.quant, overwrite=args.overwrite
+        _model(args), args.out, fmt=args.format, quant=args.quant, overwrite=args.overwrite
     )
     for check in result.checks:
         print(check)

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from tuneforge.config import RunConfig, check_environment, load_config
 from tuneforge.errors import INTERRUPTED_EXIT, UserError
@@ -24,11 +24,14 @@ if TYPE_CHECKING:
     from tuneforge.eval.evaluate import EvalReport
     from tuneforge.exporting.pipeline import ExportResult
     from tuneforge.infer.chat import ChatModel
+    from tuneforge.infer.resolve import ResolvedModel
     from tuneforge.planning.report import Plan
     from tuneforge.planning.sweep import SweepResult
     from tuneforge.training.stages import TrainResult
 
 ConfigLike = RunConfig | str | Path | Mapping[str, Any]
+# A model to load: resolved already, a config's model, a trained or model folder, None (default).
+ModelLike: TypeAlias = "ResolvedModel | RunConfig | str | Path | None"
 
 
 class ProcessesFailed(UserError):
@@ -129,25 +132,28 @@ def evaluate(
     return run_evaluation(cfg, adapter, output_dir)
 
 
-def _model_config(model: RunConfig | str | Path | None) -> RunConfig:
-    """A config as given, or the one a training output folder carries (None: the default)."""
-    from tuneforge.infer.chat import chat_config
+def _resolved(model: ModelLike) -> ResolvedModel:
+    """What to load: a model already resolved, a config's model, a trained or model folder,
+    or None for the default model."""
+    from tuneforge.infer.resolve import ResolvedModel, resolve_model
 
-    if isinstance(model, RunConfig):
+    if isinstance(model, ResolvedModel):
         return model
-    return chat_config(None if model is None else str(model))
+    if isinstance(model, RunConfig):
+        return resolve_model(None, model)
+    return resolve_model(model)
 
 
-def chat(model: RunConfig | str | Path | None = None) -> ChatModel:
+def chat(model: ModelLike = None) -> ChatModel:
     """Load a model to talk to: a config, a training output or export folder, or None for the
     default model. ``tuneforge.chat("saves/run1").reply([{"role": "user", "content": "Hi"}])``"""
     from tuneforge.infer.chat import load_chat_model
 
-    return load_chat_model(_model_config(model))
+    return load_chat_model(_resolved(model))
 
 
 def serve(
-    model: RunConfig | str | Path | None = None,
+    model: ModelLike = None,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -158,13 +164,13 @@ def serve(
     from tuneforge.serving.api import ServerSettings, served_name
     from tuneforge.serving.api import serve as run_server
 
-    cfg = _model_config(model)
-    settings.setdefault("model_name", served_name(cfg))
-    run_server(cfg, ServerSettings(**settings), host=host, port=port)
+    resolved = _resolved(model)
+    settings.setdefault("model_name", served_name(resolved))
+    run_server(resolved, ServerSettings(**settings), host=host, port=port)
 
 
 def export(
-    model: RunConfig | str | Path,
+    model: ModelLike,
     out: str | Path,
     *,
     fmt: str | None = None,
@@ -175,4 +181,4 @@ def export(
     file (``fmt="gguf"``, ``quant`` f32/f16/q8_0), checked against the original."""
     from tuneforge.exporting.pipeline import export_model
 
-    return export_model(_model_config(model), out, fmt=fmt, quant=quant, overwrite=overwrite)
+    return export_model(_resolved(model), out, fmt=fmt, quant=quant, overwrite=overwrite)

@@ -6,7 +6,6 @@ import json
 
 import tuneforge
 from tuneforge.eval.generate import EvalSample, eval_samples, generate_predictions
-from tuneforge.infer import load_chat_model
 
 QUESTIONS = ["Hi", "What is the capital of France, and why is it that city?", "你好吗？"]
 
@@ -20,7 +19,7 @@ def test_batched_left_padded_answers_equal_one_at_a_time(tiny_model_dir, tmp_pat
             "infer_dtype": "float32",
         }
     )
-    chat = load_chat_model(cfg)
+    chat = tuneforge.chat(cfg)
     samples = [
         EvalSample([{"role": "user", "content": q}], f"ref {i}") for i, q in enumerate(QUESTIONS)
     ]

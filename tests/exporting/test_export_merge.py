@@ -9,12 +9,15 @@ import yaml
 import tuneforge
 from tuneforge.cli import main
 from tuneforge.errors import OutputError
+from tuneforge.infer import resolve_model
 
 # float32 merge: W + (B @ A) * scale summed once instead of on every forward pass.
 MERGE_TOLERANCE = 1e-5
 
 
-def test_merged_logits_equal_base_plus_adapter_logits(tiny_adapter_dir, tmp_path, unmerged):
+def test_merged_logits_equal_base_plus_adapter_logits(
+    tiny_adapter_dir, tiny_model_dir, tmp_path, unmerged
+):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "merged"
@@ -32,7 +35,10 @@ def test_merged_logits_equal_base_plus_adapter_logits(tiny_adapter_dir, tmp_path
 
     assert AutoTokenizer.from_pretrained(out).chat_template  # the template travels along
     saved = yaml.safe_load((out / "tuneforge_config.yaml").read_text())
-    assert saved["model_name_or_path"] == str(out) and saved["adapter_name_or_path"] is None
+    base = str(tiny_model_dir)  # the model tiny_adapter_dir was trained on
+    assert saved["model_name_or_path"] == base and saved["adapter_name_or_path"] is None
+    exported = resolve_model(out)  # and the folder's own weights are what loads
+    assert (exported.base, exported.weights, exported.adapter) == (base, str(out), None)
     assert tuneforge.chat(out).reply(
         [{"role": "user", "content": "Hi"}],
         tuneforge.load_config({"do_train": False, "max_new_tokens": 3}).generation,

@@ -1,15 +1,14 @@
-"""ChatModel, the one generation path: batching, streaming, settings and what it loads."""
+"""ChatModel, the one generation path: batching, streaming and settings (what it loads:
+test_resolve.py)."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
 import tuneforge
-from tuneforge.config import GenerationArgs, load_config
-from tuneforge.errors import ConfigError, ModelError
-from tuneforge.infer import Row, chat_config, generation_settings
+from tuneforge.config import GenerationArgs
+from tuneforge.errors import ConfigError
+from tuneforge.infer import Row, generation_settings
 
 QUESTIONS = ["Hi", "What is the capital of France? Please answer in one long sentence."]
 
@@ -80,29 +79,6 @@ def test_generation_settings_map_cli_and_api_values():
         generation_settings(base, top_p=1.5)
 
 
-def test_chat_config_reads_what_each_kind_of_folder_is(tiny_adapter_dir, tiny_model_dir, tmp_path):
-    plain_peft = chat_config(str(tiny_adapter_dir))  # no tuneforge config: base from peft's file
-    assert plain_peft.model.adapter_name_or_path == str(tiny_adapter_dir)
-    base = json.loads((tiny_adapter_dir / "adapter_config.json").read_text())
-    assert plain_peft.model.model_name_or_path == base["base_model_name_or_path"]
-
-    whole = chat_config(str(tiny_model_dir))
-    assert (whole.model.model_name_or_path, whole.model.adapter_name_or_path) == (
-        str(tiny_model_dir),
-        None,
-    )
-
-    given = load_config({"do_train": False, "template": "chatml"})
-    combined = chat_config(str(tiny_adapter_dir), given)
-    assert combined.data.template == "chatml"
-    assert combined.model.adapter_name_or_path == str(tiny_adapter_dir)
-
-    with pytest.raises(ModelError, match="no such folder"):
-        chat_config(str(tmp_path / "missing"))
-    with pytest.raises(ModelError, match="no adapter_config.json"):
-        chat_config(str(tmp_path))
-
-
 @pytest.mark.slow
 def test_the_default_model_answers_alone_and_in_a_batch():
     chat = tuneforge.chat()
@@ -136,31 +112,3 @@ def test_the_chat_command_keeps_a_conversation_until_exit(tiny_adapter_dir, monk
     out = capsys.readouterr().out
     assert code == 0 and out.count("Assistant: ") == 2 and "(conversation cleared)" in out
     assert next(typed, None) is None  # every line was read, the last one ended the chat
-
-
-def test_an_interrupted_run_is_loaded_from_its_last_complete_checkpoint(
-    tiny_adapter_dir, tiny_model_dir, tmp_path, caplog
-):
-    import shutil
-
-    from tuneforge.config.load import save_config
-    from tuneforge.layout import CONFIG_NAME, MARKER
-
-    run = tmp_path / "run"
-    run.mkdir()
-    save_config(
-        load_config({"model_name_or_path": str(tiny_model_dir), "do_train": False}),
-        run / CONFIG_NAME,
-    )
-    with pytest.raises(ModelError, match="has not finished and has no complete checkpoint"):
-        chat_config(str(run))
-    for step in (2, 4):
-        shutil.copytree(tiny_adapter_dir, run / f"checkpoint-{step}")
-    (run / "checkpoint-2" / MARKER).write_text('{"step": 2}')  # checkpoint-4 is incomplete
-    cfg = chat_config(str(run))
-    assert cfg.model.adapter_name_or_path == str(run / "checkpoint-2")
-    assert cfg.model.model_name_or_path == str(tiny_model_dir)
-    assert (
-        "has not finished (no final model): using its last complete checkpoint, "
-        "checkpoint-2" in caplog.text
-    )

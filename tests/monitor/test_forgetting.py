@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from tuneforge.infer.chat import chat_config
+from tuneforge.infer import resolve_model
 from tuneforge.monitor.forgetting import (
     Probe,
     Question,
@@ -38,12 +38,8 @@ def test_base_tuned_and_kept_numbers_match_a_direct_computation(sft_run, tiny_mo
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tuned = chat_config(str(sft_run))
-    tuned.model.infer_dtype = "float32"  # as the direct computation below
-    base = tuned.model_copy(
-        update={"model": tuned.model.model_copy(update={"adapter_name_or_path": None})}
-    )
-    result = check_forgetting(tuned, base, tmp_path, probe=SMALL)
+    tuned = resolve_model(sft_run, overrides={"infer_dtype": "float32"})  # as computed below
+    result = check_forgetting(tuned, tuned.base_model(), tmp_path, probe=SMALL)
 
     tokenizer = AutoTokenizer.from_pretrained(sft_run)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)

@@ -19,17 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from tuneforge.config.load import load_config
+from tuneforge.config.load import replace
 from tuneforge.config.schema import RunConfig
 from tuneforge.data import files
 from tuneforge.data.prepare import prepare_labelled, read_test_rows
 from tuneforge.errors import ConfigError, DataError, ModelError
 from tuneforge.eval import metrics as m
 from tuneforge.eval.baseline import score_baseline
-from tuneforge.eval.classify import load_classifier, prediction_lines
+from tuneforge.eval.classify import Classifier, load_classifier, prediction_lines
 from tuneforge.eval.generate import PREDICTIONS_NAME, eval_samples, generate_predictions
 from tuneforge.eval.report import confusion_table, most_different, side_by_side
-from tuneforge.infer.chat import chat_config, load_chat_model
+from tuneforge.infer.chat import load_chat_model
+from tuneforge.infer.resolve import ResolvedModel, resolve_model
 from tuneforge.layout import CONFIG_NAME
 from tuneforge.models import resolve_model_path
 
@@ -55,29 +56,30 @@ def evaluate(
 ) -> EvalReport:
     """Score the tuned model (and its base, or the TF-IDF baseline) on the test data."""
     adapter = adapter or cfg.model.adapter_name_or_path
-    tuned, base = compared_configs(cfg, adapter)
+    tuned, base = compared_models(cfg, adapter)
     out = Path(output_dir) if output_dir else Path(adapter or cfg.train.output_dir) / "eval"
-    if tuned.finetune.stage == "cls":
+    stage = tuned.config.finetune.stage
+    if stage == "cls":
         return evaluate_classifier(tuned, out)
-    if tuned.finetune.stage != "sft":
+    if stage != "sft":
         raise ConfigError(
-            f"stage {tuned.finetune.stage}: tuneforge eval scores answers (sft) "
-            f"or labels (cls); a pt model has neither"
+            f"stage {stage}: tuneforge eval scores answers (sft) or labels (cls); a pt model "
+            f"has neither"
         )
     return evaluate_generation(tuned, base, out)
 
 
-def compared_configs(cfg: RunConfig, adapter: str | None) -> tuple[RunConfig, RunConfig | None]:
+def compared_models(
+    cfg: RunConfig, adapter: str | None
+) -> tuple[ResolvedModel, ResolvedModel | None]:
     """(tuned, base): the user's config with the model, template, stage and labels the
-    folder was trained with, and the same for the model it started from."""
+    folder was trained with, what to load for the tuned model, and the model it started from
+    (a plain model folder names none: it is compared with the config's model)."""
     if adapter is None:
-        return cfg, None
-    trained = chat_config(adapter)
-    saved = Path(adapter) / CONFIG_NAME
-    if saved.is_file():
-        origin = load_config(saved).model
-    else:  # a plain peft adapter names its base; a plain model folder is compared with cfg's
-        origin = trained.model if trained.model.adapter_name_or_path else cfg.model
+        return resolve_model(None, cfg), None
+    trained = resolve_model(adapter)
+    own_base = trained.adapter is None and trained.weights == trained.base
+    origin = cfg.model if own_base else trained.config.model
     if "model_name_or_path" in cfg.model.model_fields_set and (
         resolve_model_path(cfg.model) != resolve_model_path(origin)
     ):
@@ -86,33 +88,35 @@ def compared_configs(cfg: RunConfig, adapter: str | None) -> tuple[RunConfig, Ru
             f"config names model '{cfg.model.model_name_or_path}'; remove "
             f"model_name_or_path from the config or use an adapter of that model"
         )
-    stage = trained.finetune.stage
+    stage = trained.config.finetune.stage
     if stage != cfg.finetune.stage:
         raise ConfigError(
             f"{adapter} was trained with stage {stage}, but the config has stage "
             f"{cfg.finetune.stage}; evaluate it with a stage {stage} config "
             f"(e.g. its own {CONFIG_NAME})"
         )
-    data = cfg.data.model_copy(
-        update={
-            key: getattr(trained.data, key) for key in ("template", "default_system", "label_names")
-        }
+    data = trained.config.data
+    config = replace(
+        cfg,
+        **origin.model_dump(mode="json"),
+        **trained.config.finetune.model_dump(mode="json"),
+        template=data.template,
+        default_system=data.default_system,
+        label_names=data.label_names,
     )
-    tuned = cfg.model_copy(
-        update={"model": trained.model, "finetune": trained.finetune, "data": data}
-    )
-    base_model = origin.model_copy(update={"adapter_name_or_path": None})
-    return tuned, tuned.model_copy(update={"model": base_model})
+    tuned = ResolvedModel(config, trained.weights, trained.adapter)
+    return tuned, tuned.base_model()
 
 
-def evaluate_generation(tuned: RunConfig, base: RunConfig | None, out: Path) -> EvalReport:
+def evaluate_generation(tuned: ResolvedModel, base: ResolvedModel | None, out: Path) -> EvalReport:
     """Generate answers with the tuned (and base) model; BLEU/ROUGE/exact match per model."""
     m.require(m.GENERATION_PACKAGES, "tuneforge eval (BLEU/ROUGE)")
-    gen, batch = tuned.generation, tuned.train.per_device_eval_batch_size
-    samples = eval_samples(read_test_rows(tuned))
+    cfg = tuned.config
+    gen, batch = cfg.generation, cfg.train.per_device_eval_batch_size
+    samples = eval_samples(read_test_rows(cfg))
     scored = [i for i, s in enumerate(samples) if s.reference]
     references = [samples[i].reference or "" for i in scored]
-    tokenize = tuned.eval.metric_tokenize
+    tokenize = cfg.eval.metric_tokenize
     if any(m.resolve_tokenize(tokenize, [reference]) == "jieba" for reference in references):
         m.require(m.CHINESE_PACKAGES, "Chinese BLEU/ROUGE")
     logger.info("Generating %d answers, batch %d, with %s", len(samples), batch, gen.to_kwargs())
@@ -167,11 +171,12 @@ def evaluate_generation(tuned: RunConfig, base: RunConfig | None, out: Path) -> 
     return _finish(out, result, f"{header}\n{table}\n\nWhere they differ most:\n{rows}", written)
 
 
-def evaluate_classifier(cfg: RunConfig, out: Path) -> EvalReport:
+def evaluate_classifier(tuned: ResolvedModel, out: Path) -> EvalReport:
     """Label the validation split with the classifier and with a TF-IDF baseline fitted on
     the training split; accuracy, macro-F1, per class, confusion matrix."""
     m.require(m.CLASSIFICATION_PACKAGES, "tuneforge eval (classification)")
-    classifier = load_classifier(cfg)
+    cfg = tuned.config
+    classifier = _load_classifier(tuned)
     data = prepare_labelled(cfg, classifier.tokenizer)
     if data.raw.eval is None or data.eval is None:
         raise ConfigError(
@@ -213,7 +218,7 @@ def predict(
 ) -> Path:
     """Label every text of a file (JSON, JSONL, CSV, Parquet or one text per line) with the
     classifier in `adapter` and write ``{text, label, probabilities}`` lines."""
-    classifier = load_classifier(compared_configs(cfg, adapter)[0])
+    classifier = _load_classifier(compared_models(cfg, adapter)[0])
     texts = read_texts(Path(input_path), text_column, cfg.model.cache_dir)
     probabilities = classifier.probabilities(texts, cfg.train.per_device_eval_batch_size)
     out = Path(output_path)
@@ -229,6 +234,12 @@ def predict(
         out,
     )
     return out
+
+
+def _load_classifier(model: ResolvedModel) -> Classifier:
+    """`load_classifier` reads what to load from a config's model section: give it the
+    resolved weights and adapter there (a copy for loading; the model's config is unchanged)."""
+    return load_classifier(model.config.model_copy(update={"model": model.load_args()}))
 
 
 def read_texts(path: Path, column: str, cache_dir: str | None) -> list[str]:

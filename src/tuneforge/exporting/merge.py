@@ -16,29 +16,26 @@ from typing import Any
 import torch
 
 from tuneforge.config.load import save_config
-from tuneforge.config.schema import RunConfig
 from tuneforge.infer.chat import ChatModel, load_chat_model
+from tuneforge.infer.resolve import ResolvedModel
 from tuneforge.layout import CONFIG_NAME
 from tuneforge.models import resolve_model_path
 
 logger = logging.getLogger(__name__)
 
 
-def load_unmerged(cfg: RunConfig) -> ChatModel:
+def load_unmerged(model: ResolvedModel) -> ChatModel:
     """Base model plus adapter, in float32, as chat would load it.
 
     A QLoRA adapter is merged into the unquantised base: merging into 4/8-bit weights would
     round the result back to 4/8 bits.
     """
-    cfg = cfg.model_copy(deep=True)
-    cfg.model.infer_dtype = "float32"
-    if cfg.model.quantization_bit:
+    bits = model.config.model.quantization_bit
+    if bits:
         logger.info(
-            "the adapter was trained on %d-bit weights; merging it into the unquantised base",
-            cfg.model.quantization_bit,
+            "the adapter was trained on %d-bit weights; merging it into the unquantised base", bits
         )
-        cfg.model.quantization_bit = None
-    return load_chat_model(cfg)
+    return load_chat_model(model.with_settings(infer_dtype="float32", quantization_bit=None))
 
 
 def merge(model: Any) -> Any:
@@ -54,23 +51,21 @@ def merge(model: Any) -> Any:
     return model
 
 
-def save_merged(model: Any, tokenizer: Any, cfg: RunConfig, folder: Path, final: Path) -> None:
-    """Weights (safetensors), tokenizer with its chat template, and the config chat reads;
-    `final` is where the folder will live (it is written elsewhere first)."""
-    dtype = stored_dtype(cfg)
+def save_merged(model: Any, tokenizer: Any, source: ResolvedModel, folder: Path) -> None:
+    """Weights (safetensors), tokenizer with its chat template, and the run's config as it
+    was trained (its model_name_or_path still the base: chat loads the folder's own weights,
+    and eval compares them with that base)."""
+    dtype = stored_dtype(source)
     model.to(dtype).save_pretrained(folder, safe_serialization=True)
     model.to(torch.float32)
     tokenizer.save_pretrained(folder)
-    saved = cfg.model_copy(deep=True)
-    saved.model.model_name_or_path = str(final)
-    saved.model.adapter_name_or_path = None
-    save_config(saved, folder / CONFIG_NAME)
+    save_config(source.config, folder / CONFIG_NAME)
     logger.info("saved the merged model (%s) to %s", str(dtype).removeprefix("torch."), folder)
 
 
-def stored_dtype(cfg: RunConfig) -> torch.dtype:
-    """The dtype of the base checkpoint's weights (float32 when config.json does not say)."""
-    path = Path(resolve_model_path(cfg.model)) / "config.json"
+def stored_dtype(model: ResolvedModel) -> torch.dtype:
+    """The dtype of the loaded checkpoint's weights (float32 when config.json does not say)."""
+    path = Path(resolve_model_path(model.load_args())) / "config.json"
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from tuneforge.config.schema import RunConfig
 from tuneforge.data import Template
 from tuneforge.errors import ConfigError, OutputError
 from tuneforge.exporting import merge as merging
@@ -30,6 +29,7 @@ from tuneforge.exporting.verify import (
     logits_at_every_position,
     probe_prompts,
 )
+from tuneforge.infer.resolve import ResolvedModel
 from tuneforge.models import load_tokenizer, resolve_model_path
 
 logger = logging.getLogger(__name__)
@@ -51,49 +51,51 @@ class ExportResult:
 
 
 def export_model(
-    cfg: RunConfig,
+    model: ResolvedModel,
     out: str | Path,
     *,
     fmt: str | None = None,
     quant: str | None = None,
     overwrite: bool = False,
 ) -> ExportResult:
-    """Merge the config's adapter into its model and write `out` as a Hugging Face folder
+    """Merge the model's adapter into its weights and write `out` as a Hugging Face folder
     (``fmt="hf"``) or a GGUF file (``fmt="gguf"``, ``quant`` f32, f16 or q8_0; default f16).
     The format defaults to gguf when `out` ends in .gguf."""
     out = Path(out)
     fmt = fmt or ("gguf" if out.suffix == ".gguf" else "hf")
-    _check_request(cfg, out, fmt, quant, overwrite)
+    _check_request(model, out, fmt, quant, overwrite)
     if fmt == "gguf":
         from transformers import AutoConfig
 
-        check_supported(
-            AutoConfig.from_pretrained(resolve_model_path(cfg.model)), load_tokenizer(cfg.model)
-        )
-    chat = merging.load_unmerged(cfg)
+        args = model.load_args()
+        check_supported(AutoConfig.from_pretrained(resolve_model_path(args)), load_tokenizer(args))
+    chat = merging.load_unmerged(model)
     prompts = probe_prompts(chat.template)
     reference = logits_at_every_position(chat.model, prompts)
-    model = merging.merge(chat.model)
+    merged = merging.merge(chat.model)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tuneforge-export-", dir=out.parent))
     try:
         folder = staging / "model"
-        merging.save_merged(model, chat.tokenizer, cfg, folder, final=out)
-        exact = merging.stored_dtype(cfg) == torch.float32
+        merging.save_merged(merged, chat.tokenizer, model, folder)
+        exact = merging.stored_dtype(model) == torch.float32
         checks = _check_folder(folder, chat.template, prompts, reference, exact)
         if fmt == "hf":
             _place(folder, out)
             return ExportResult(out, checks)
         written = staging / out.name
-        write_gguf(model, chat.tokenizer, folder, written, quant or "f16", name=out.stem)
+        write_gguf(merged, chat.tokenizer, folder, written, quant or "f16", name=out.stem)
         checks += _check_gguf(written, chat.template, prompts, reference, exact=quant == "f32")
         _place(written, out)
-        return ExportResult(out, checks, write_modelfile(out, chat.template, cfg.generation))
+        modelfile = write_modelfile(out, chat.template, model.config.generation)
+        return ExportResult(out, checks, modelfile)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _check_request(cfg: RunConfig, out: Path, fmt: str, quant: str | None, overwrite: bool) -> None:
+def _check_request(
+    model: ResolvedModel, out: Path, fmt: str, quant: str | None, overwrite: bool
+) -> None:
     """Every problem with the format, quantisation and destination, before anything loads."""
     problems = []
     if fmt not in FORMATS:
@@ -112,7 +114,7 @@ def _check_request(cfg: RunConfig, out: Path, fmt: str, quant: str | None, overw
         )
     if problems:
         raise ConfigError(*problems)
-    sources = [cfg.model.adapter_name_or_path, cfg.model.model_name_or_path]
+    sources = [model.adapter, model.weights]
     if any(source and Path(source).resolve() == out.resolve() for source in sources):
         raise OutputError(f"--out {out}: is the model being exported; choose another path")
     if out.exists() and not overwrite:

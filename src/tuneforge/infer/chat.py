@@ -8,27 +8,21 @@ row, the API server batches the requests that arrive together.
 
 from __future__ import annotations
 
-import json
-import logging
 import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import StoppingCriteriaList
 
-from tuneforge.config.load import load_config, validate_section
-from tuneforge.config.schema import GenerationArgs, RunConfig
+from tuneforge.config.load import validate_section
+from tuneforge.config.schema import GenerationArgs
 from tuneforge.data import Template, get_template
-from tuneforge.errors import ModelError
 from tuneforge.infer.decoding import Row, RowTracker
-from tuneforge.layout import CONFIG_NAME, complete_checkpoints
+from tuneforge.infer.resolve import ResolvedModel
 from tuneforge.models import inference_dtype, load_adapter, load_model, load_tokenizer
-
-logger = logging.getLogger(__name__)
 
 Message = dict[str, str]
 
@@ -136,83 +130,15 @@ def generation_settings(
     return validate_section(GenerationArgs, {**gen.model_dump(exclude_unset=True), **changes})
 
 
-def chat_config(adapter: str | None = None, config: RunConfig | None = None) -> RunConfig:
-    """The config a chat (or the API, or an export) needs.
-
-    `adapter` may be a LoRA output folder, the folder of a full/freeze run or of a merged
-    export (these carry tuneforge_config.yaml, used unless `config` is given), a plain peft
-    adapter folder (its adapter_config.json names the base model) or a plain Hugging Face
-    model folder.
-    """
-    if adapter is None:
-        return config if config is not None else load_config({"do_train": False})
-    folder = Path(adapter)
-    is_adapter = (folder / "adapter_config.json").is_file()
-    if not folder.is_dir():
-        raise ModelError(f"adapter '{adapter}': no such folder")
-    weights = folder
-    if (folder / CONFIG_NAME).is_file() and not (is_adapter or (folder / "config.json").is_file()):
-        weights = _last_checkpoint(folder)
-        is_adapter = (weights / "adapter_config.json").is_file()
-    if not (is_adapter or (weights / "config.json").is_file()):
-        raise ModelError(
-            f"adapter '{adapter}': no adapter_config.json (nor config.json); expected "
-            f"a LoRA training output, a full-model folder or a merged export"
-        )
-    if config is not None:
-        cfg = config.model_copy(deep=True)
-    elif (folder / CONFIG_NAME).is_file():
-        cfg = load_config(folder / CONFIG_NAME)
-    else:
-        base = _adapter_base(folder) if is_adapter else None
-        cfg = load_config({"do_train": False, **({"model_name_or_path": base} if base else {})})
-    if is_adapter:
-        cfg.model.adapter_name_or_path = str(weights)
-    else:  # a whole model: a full or freeze run, a merged export or a plain folder
-        cfg.model.model_name_or_path, cfg.model.adapter_name_or_path = str(weights), None
-    return cfg
-
-
-def _last_checkpoint(run: Path) -> Path:
-    """The weights of a run that was interrupted (it saved no final model): its last complete
-    checkpoint, said in the log so the partial model is never taken for the finished one."""
-    complete = complete_checkpoints(run)
-    if not complete:
-        raise ModelError(
-            f"adapter '{run}': the run there has not finished and has no complete "
-            f"checkpoint; resume it (resume_from_checkpoint: true) or train again"
-        )
-    logger.warning(
-        "%s has not finished (no final model): using its last complete checkpoint, %s",
-        run,
-        complete[-1].name,
+def load_chat_model(model: ResolvedModel) -> ChatModel:
+    """Load the resolved weights (and adapter) for generation, with the template and RoPE
+    scaling of the run's config."""
+    cfg, args = model.config, model.load_args()
+    tokenizer = load_tokenizer(args)  # an adapter's own tokenizer carries its chat template
+    weights = load_model(
+        args, dtype=inference_dtype(args), for_training=False, cutoff_len=cfg.data.cutoff_len
     )
-    return complete[-1]
-
-
-def _adapter_base(folder: Path) -> str | None:
-    """The base model a plain peft adapter names (``base_model_name_or_path``)."""
-    try:
-        base = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get(
-            "base_model_name_or_path"
-        )
-    except (OSError, ValueError):
-        return None  # load_adapter reports the unreadable file with its name
-    return base or None
-
-
-def load_chat_model(cfg: RunConfig) -> ChatModel:
-    """Load the base model (and the adapter in ``adapter_name_or_path``) for generation."""
-    adapter = cfg.model.adapter_name_or_path
-    tokenizer = load_tokenizer(cfg.model)  # an adapter's own tokenizer carries its chat template
-    model = load_model(
-        cfg.model,
-        dtype=inference_dtype(cfg.model),
-        for_training=False,
-        cutoff_len=cfg.data.cutoff_len,
-    )  # the RoPE scaling it was trained with
-    if adapter:
-        model = load_adapter(model, adapter, trainable=False)
-    model.eval()
+    net = load_adapter(weights, model.adapter, trainable=False) if model.adapter else weights
+    net.eval()
     template = get_template(cfg.data.template, tokenizer, cfg.data.default_system)
-    return ChatModel(model=model, tokenizer=tokenizer, template=template)
+    return ChatModel(model=net, tokenizer=tokenizer, template=template)

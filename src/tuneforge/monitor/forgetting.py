@@ -27,6 +27,7 @@ from tuneforge.config.schema import GenerationArgs, RunConfig
 from tuneforge.errors import ConfigError
 from tuneforge.infer.chat import ChatModel, load_chat_model
 from tuneforge.infer.decoding import Row
+from tuneforge.infer.resolve import ResolvedModel
 from tuneforge.layout import EVAL_DIR
 from tuneforge.monitor.runlog import FORGETTING_NAME
 
@@ -81,22 +82,22 @@ def load_probe() -> Probe:
 
 
 def check_forgetting(
-    tuned: RunConfig,
-    base: RunConfig,
+    tuned: ResolvedModel,
+    base: ResolvedModel,
     output_dir: str | Path | None = None,
     probe: Probe | None = None,
 ) -> ForgettingResult:
     """Score the base model, then the tuned one (one in memory at a time); write the result to
     ``<output_dir>/forgetting.json`` when a folder is given."""
-    if tuned.finetune.stage == "cls":
+    if tuned.config.finetune.stage == "cls":
         raise ConfigError(
             "the forgetting check measures a language model's general text and "
             "answers; a stage cls model (a classifier) has neither"
         )
     probe = probe or load_probe()
     scores, replies = {}, {}
-    for label, cfg in (("base", base), ("tuned", tuned)):
-        chat = load_chat_model(cfg)
+    for label, model in (("base", base), ("tuned", tuned)):
+        chat = load_chat_model(model)
         scores[label], replies[label] = score(chat, probe, label)
         del chat
         gc.collect()
@@ -221,7 +222,7 @@ def check_adapter(
             "--forgetting compares a fine-tuned model with the model it started "
             "from: give --adapter <training output folder>"
         )
-    from tuneforge.eval.evaluate import compared_configs
+    from tuneforge.eval.evaluate import compared_models
 
-    tuned, base = compared_configs(cfg, adapter)
-    return check_forgetting(tuned, base, output_dir or Path(adapter) / EVAL_DIR)
+    tuned = compared_models(cfg, adapter)[0]
+    return check_forgetting(tuned, tuned.base_model(), output_dir or Path(adapter) / EVAL_DIR)

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from tuneforge.config.schema import GenerationArgs, RunConfig
+from tuneforge.config.schema import GenerationArgs
 from tuneforge.errors import UserError
 from tuneforge.infer.chat import ChatModel, generation_settings, load_chat_model
 from tuneforge.infer.decoding import Row
+from tuneforge.infer.resolve import ResolvedModel
 from tuneforge.serving import protocol
 from tuneforge.serving.scheduler import GenerationQueue, QueueFull
 
@@ -369,15 +370,16 @@ def _describe(errors: Any) -> tuple[str, str | None]:
 
 
 def serve(
-    cfg: RunConfig, settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 8000
+    model: ResolvedModel, settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 8000
 ) -> None:
     """Load the model and answer HTTP requests until interrupted."""
     import uvicorn
 
     _check_port(host, port)
     _check_auth(settings, host)
-    chat = load_chat_model(cfg)
-    app = create_app(chat, cfg.generation, settings)
+    chat = load_chat_model(model)
+    defaults = model.config.generation
+    app = create_app(chat, defaults, settings)
     logger.info(
         "serving %s on http://%s:%d/v1 (%d at once, %d waiting at most); defaults for "
         "what a request leaves out: %s",
@@ -386,14 +388,14 @@ def serve(
         port,
         settings.max_batch,
         settings.max_waiting,
-        cfg.generation.model_dump(),
+        defaults.model_dump(),
     )
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
-def served_name(cfg: RunConfig) -> str:
-    """The model id clients see: the adapter's folder name, else the model's."""
-    return Path(cfg.model.adapter_name_or_path or cfg.model.model_name_or_path).name
+def served_name(model: ResolvedModel) -> str:
+    """The model id clients see: the adapter's folder name, else that of the weights."""
+    return Path(model.adapter or model.weights).name
 
 
 def _check_port(host: str, port: int) -> None:

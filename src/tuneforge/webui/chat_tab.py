@@ -11,9 +11,10 @@ from typing import Any
 
 import gradio as gr
 
-from tuneforge.config import RunConfig, load_config
+from tuneforge.config import RunConfig
 from tuneforge.errors import UserError
-from tuneforge.infer.chat import ChatModel, chat_config, generation_settings, load_chat_model
+from tuneforge.infer.chat import ChatModel, generation_settings, load_chat_model
+from tuneforge.infer.resolve import resolve_model
 from tuneforge.webui import form, sources
 from tuneforge.webui.runner import TrainingRunner
 from tuneforge.webui.widgets import Texts, button, field, messages_update
@@ -36,14 +37,16 @@ class ChatHolder:
         self._lock = threading.Lock()
 
     def load(self, base: str, adapter: str | None) -> Loaded:
-        cfg = chat_config(
-            adapter or None,
-            None if adapter else load_config({"model_name_or_path": base, "do_train": False}),
+        """The run or export in `adapter` (it names its own base), else the model `base`."""
+        model = (
+            resolve_model(adapter)
+            if adapter
+            else resolve_model(overrides={"model_name_or_path": base})
         )
         with self._lock:
             self.loaded = None  # free the previous model before loading the next
             gc.collect()
-            self.loaded = Loaded(load_chat_model(cfg), cfg, adapter or base)
+            self.loaded = Loaded(load_chat_model(model), model.config, adapter or base)
             return self.loaded
 
     def unload(self) -> None:
@@ -122,7 +125,7 @@ def build_chat_tab(
     for event in (base.focus, adapter.focus):
         event(choices, None, [base, adapter], show_progress="hidden")
 
-    def load_model(language: str, model: str, folder: str | None) -> str:
+    def load_model(language: str, model: str, folder: str | None) -> Any:
         try:
             loaded = holder.load(model, folder)
         except UserError as exc:

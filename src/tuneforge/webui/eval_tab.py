@@ -11,9 +11,9 @@ import gradio as gr
 import pandas as pd
 
 import tuneforge
-from tuneforge.config import load_config
 from tuneforge.errors import UserError
-from tuneforge.layout import CONFIG_NAME, EVAL_DIR
+from tuneforge.infer.resolve import resolve_model
+from tuneforge.layout import EVAL_DIR
 from tuneforge.monitor.runlog import read_run
 from tuneforge.webui import form, sources
 from tuneforge.webui.runner import TrainingRunner
@@ -64,7 +64,7 @@ def build_eval_tab(texts: Texts, lang: gr.Radio, runner: TrainingRunner) -> None
         if not folder:
             return [gr.update(), messages_update([]), gr.update(), gr.update()]
         try:
-            cfg = load_config(Path(folder) / CONFIG_NAME, {"do_train": False})
+            cfg = resolve_model(folder).config
             names = sources.dataset_names(cfg.data.dataset_dir)
             found = read_run(folder)
         except UserError as exc:
@@ -102,7 +102,7 @@ def build_eval_tab(texts: Texts, lang: gr.Radio, runner: TrainingRunner) -> None
         if batch_size:
             overrides["per_device_eval_batch_size"] = batch_size
         try:
-            cfg = load_config(Path(folder) / CONFIG_NAME, overrides)
+            cfg = resolve_model(folder, overrides=overrides).config
             report = tuneforge.evaluate(cfg, adapter=folder)
         except UserError as exc:
             return [messages_update(exc.lines), gr.update(), gr.update()]

@@ -247,6 +247,11 @@ class TrainArgs(_Section):
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in backward: less memory, ~30% slower."
     )
+    fused_loss: bool = Field(
+        True,
+        description="Causal LMs: compute the loss and its gradients a chunk of positions at a "
+        "time, never holding all logits (same loss, far less memory); false = the model's own.",
+    )
     logging_steps: int = Field(10, ge=1, description="Log loss and learning rate every n steps.")
     eval_strategy: Literal["no", "steps", "epoch"] | None = Field(
         None,

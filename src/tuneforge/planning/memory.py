@@ -10,7 +10,8 @@ pass, counted here tensor by tensor as a Llama-style decoder layer saves them (c
 ``benchmarks/memory_estimate.py``; see docs/plan.md):
 
 - the forward/backward peak: activations + autocast's bf16/fp16 copies of the fp32 weights +
-  logits and loss (three float32 batch x length x vocabulary tensors in the loss's backward);
+  logits and loss (three float32 batch x length x vocabulary tensors in the loss's backward;
+  with ``fused_loss``, two chunks of logits and the gradient of the hidden states instead);
 - the update peak: gradients + the optimizer step's temporaries.
 
 On a GPU the two peaks do not add up: gradients are freed after each optimizer step, and
@@ -31,12 +32,18 @@ from tuneforge.models import Hardware, choose_precision
 from tuneforge.models.load import ATTENTION
 from tuneforge.models.quantization import quantized_bytes_per_weight
 from tuneforge.planning.shape import Layer, Linear, ModelShape
+from tuneforge.training.fused_loss import CHUNK_ROWS
 
 FP32 = 4
 INDEX_BYTES = 8
 # Float32 tensors of batch x length x output size alive at once in the loss's backward pass:
 # the saved log-softmax, its incoming gradient and its outgoing gradient.
 LOSS_TENSORS = 3
+# With fused_loss: float32 chunks of positions x vocabulary alive at once (the logits and
+# logsumexp's temporary), and float32 copies of the hidden states (the trained positions and
+# their gradient) kept until the backward pass.
+FUSED_CHUNKS = 2
+FUSED_HIDDEN_COPIES = 2
 # Memory a run takes besides the model, its training state and activations, measured with
 # benchmarks/memory_estimate.py: on a CPU the tokenizer, the data and the trainer's buffers;
 # on a GPU the allocator's rounding and cuBLAS workspaces (the CUDA context, ~0.5 GB, is
@@ -91,6 +98,7 @@ class Workload:
     quantization_bit: int | None
     double_quantization: bool
     device: str
+    fused_loss: bool = False
 
     @property
     def tokens(self) -> int:
@@ -116,6 +124,9 @@ def workload(cfg: RunConfig, hardware: Hardware) -> Workload:
         quantization_bit=cfg.model.quantization_bit,
         double_quantization=cfg.model.double_quantization,
         device=hardware.device,
+        fused_loss=cfg.train.fused_loss
+        and not cfg.train.enable_liger_kernel
+        and cfg.finetune.stage != "cls",
     )
 
 
@@ -221,18 +232,32 @@ def estimate(shape: ModelShape, work: Workload) -> MemoryEstimate:
     optimizer = OPTIMIZERS[work.optimizer]
     gradients = FP32 * shape.trainable_params
     activations, copies = _saved_for_backward(shape, work)
-    logits = LOSS_TENSORS * FP32 * work.tokens * shape.output_size
     return MemoryEstimate(
         weights=round(_weight_bytes(shape, work)),
         gradients=gradients,
         optimizer_states=round(sum(optimizer.state(t) for t in shape.trainable_shapes)),
         activations=round(activations),
         weight_copies=round(copies),
-        logits=logits,
+        logits=loss_bytes(shape, work),
         optimizer_step=round(optimizer.step(shape, work.device)),
         runtime=RUNTIME_BYTES[work.device],
         heap_retention=round(activations * CPU_HEAP_RETENTION) if work.device == "cpu" else 0,
         accumulates=work.gradient_accumulation_steps > 1,
+    )
+
+
+def loss_bytes(shape: ModelShape, work: Workload) -> int:
+    """The logits and the loss: whole float32 logits and their gradients, or with the fused
+    loss a chunk at a time (plus a gradient buffer for the head when it trains)."""
+    if not work.fused_loss:
+        return LOSS_TENSORS * FP32 * work.tokens * shape.output_size
+    chunk = min(work.tokens, CHUNK_ROWS)
+    head = (shape.output_size, shape.hidden_size)
+    head_gradient = FP32 * math.prod(head) if head in shape.trainable_shapes else 0
+    return (
+        FUSED_CHUNKS * FP32 * chunk * shape.output_size
+        + FUSED_HIDDEN_COPIES * FP32 * work.tokens * shape.hidden_size
+        + head_gradient
     )
 
 

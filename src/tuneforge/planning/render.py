@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from tuneforge.planning.advice import human_count
 from tuneforge.planning.memory import FP32, LOSS_TENSORS, OPTIMIZERS
+from tuneforge.training.fused_loss import CHUNK_ROWS
 
 if TYPE_CHECKING:
     from tuneforge.planning.report import Plan
@@ -77,7 +78,11 @@ def _memory_lines(plan: Plan) -> list[str]:
         ("weight copies", f"autocast copies: {c}", memory.weight_copies),
         (
             "logits and loss",
-            f"{LOSS_TENSORS} x {FP32} B x {work.tokens:,} tokens x {shape.output_size:,} outputs",
+            f"fused: chunks of {min(work.tokens, CHUNK_ROWS):,} of the {work.tokens:,} "
+            f"positions x {shape.output_size:,} outputs"
+            if work.fused_loss
+            else f"{LOSS_TENSORS} x {FP32} B x {work.tokens:,} tokens x "
+            f"{shape.output_size:,} outputs",
             memory.logits,
         ),
         (

@@ -23,6 +23,7 @@ from tuneforge.models.precision import Precision
 from tuneforge.training import checkpoint
 from tuneforge.training.callbacks import InterruptCallback, JsonlLogCallback, ProgressCallback
 from tuneforge.training.distributed import batch_advice, world_size
+from tuneforge.training.fused_loss import CHUNK_ROWS, causal_lm_loss
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +53,17 @@ class TuneforgeTrainer(Trainer):
         data_fingerprint: str,
         save_total_limit: int | None,
         interrupt: InterruptCallback | None = None,
+        fused_loss: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.fused_loss = fused_loss and self.model is not None and fused_loss_fits(self.model)
+        if self.fused_loss:
+            logger.info(
+                "Loss: fused linear + cross-entropy, %d positions at a time (the logits are "
+                "never all in memory; fused_loss: false for the model's own)",
+                CHUNK_ROWS,
+            )
         self.data_fingerprint = data_fingerprint
         self.keep_checkpoints = save_total_limit
         self.interrupt = interrupt
@@ -92,7 +101,32 @@ class TuneforgeTrainer(Trainer):
     ) -> Any:
         inputs.pop(REAL_TOKENS, None)
         inputs.pop(REAL_SAMPLES, None)
+        if self.fused_loss and prediction_loss_only and "labels" in inputs:
+            with torch.no_grad(), self.compute_loss_context_manager():
+                return self.compute_loss(model, inputs).detach(), None, None
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        """With `fused_loss`, the causal-LM loss from the decoder's hidden states through
+        `linear_cross_entropy`, so the logits are never materialised (see fused_loss.py);
+        the same value as the model's own loss, including its scaling across processes."""
+        if not self.fused_loss or return_outputs or "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        causal = _causal_lm(self.accelerator.unwrap_model(model))
+        labels = inputs["labels"]
+        features = {k: v for k, v in inputs.items() if k != "labels"}
+        hidden = causal.get_decoder()(**features, use_cache=False).last_hidden_state
+        weight = causal.get_output_embeddings().weight
+        loss = causal_lm_loss(hidden, weight, labels, num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss scales it
+        return loss
 
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
         run_dir = Path(self._get_output_dir(trial=trial))
@@ -112,6 +146,27 @@ class TuneforgeTrainer(Trainer):
         )
         best = self.state.best_model_checkpoint
         checkpoint.rotate(run_dir, self.keep_checkpoints, Path(best) if best else None)
+
+
+def _causal_lm(model: torch.nn.Module) -> Any:
+    """The transformers causal LM inside a (peft-wrapped) model."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def fused_loss_fits(model: torch.nn.Module) -> bool:
+    """The fused loss replaces a plain linear head over the decoder's last hidden state: true
+    for transformers' causal LMs (Llama, Qwen, Mistral, ...), not for classifiers or models
+    whose head does more (logit soft-capping, scaling)."""
+    causal = _causal_lm(model)
+    config = getattr(causal, "config", None)
+    head = causal.get_output_embeddings() if hasattr(causal, "get_output_embeddings") else None
+    plain_head = isinstance(head, torch.nn.Linear) and head.bias is None
+    extras = any(
+        getattr(config, name, None) not in (None, 1.0)
+        for name in ("final_logit_softcapping", "logit_scale", "logits_scaling")
+    )
+    return plain_head and not extras and hasattr(causal, "get_decoder")
 
 
 def count_real_tokens(collate: Callable[[list[dict]], dict]) -> Callable[[list[dict]], dict]:
@@ -236,6 +291,7 @@ def build_trainer(
         ),
         save_total_limit=cfg.train.save_total_limit,
         interrupt=interrupt,
+        fused_loss=cfg.train.fused_loss and not cfg.train.enable_liger_kernel,
     )
     trainer.remove_callback(HFProgressCallback)
     trainer.remove_callback(PrinterCallback)

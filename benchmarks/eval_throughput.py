@@ -22,7 +22,7 @@ from pathlib import Path
 import tuneforge
 from tuneforge.eval.classify import load_classifier
 from tuneforge.eval.generate import EvalSample, generate_predictions
-from tuneforge.infer import load_chat_model
+from tuneforge.infer import load_chat_model, resolve_model
 
 EXAMPLES = Path(__file__).parents[1] / "examples" / "data"
 
@@ -34,7 +34,7 @@ def repeat(items: list, count: int) -> list:
 def generation(samples: int, batch: int, max_new_tokens: int) -> tuple[float, float]:
     """(samples/s, generated tokens/s) of batched greedy answers."""
     cfg = tuneforge.load_config({"do_train": False, "max_new_tokens": max_new_tokens})
-    chat = load_chat_model(cfg)
+    chat = load_chat_model(resolve_model(None, cfg))
     rows = json.loads((EXAMPLES / "identity_test.json").read_text(encoding="utf-8"))
     todo = [
         EvalSample([{"role": "user", "content": r["instruction"]}], r["output"])

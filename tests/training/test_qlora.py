@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import tuneforge
-from tuneforge.infer import chat_config, load_chat_model
+from tuneforge.infer import load_chat_model, resolve_model
 from tuneforge.models import is_quantized
 
 pytest.importorskip("bitsandbytes")
@@ -54,7 +54,7 @@ def test_qlora_trains_and_the_adapter_fits_the_unquantised_base(
     assert len(trained) == 6 and trained[-1] < trained[0]
     check_adapter_on_unquantised_base(wide_tiny_model_dir, out)
 
-    chat = load_chat_model(chat_config(str(out)))  # chat loads the base as training did
+    chat = load_chat_model(resolve_model(out))  # chat loads the base as training did
     assert is_quantized(chat.model)
 
 

@@ -9,7 +9,7 @@ import torch
 
 import tuneforge
 from tuneforge.config import ModelArgs
-from tuneforge.infer import chat_config, load_chat_model
+from tuneforge.infer import load_chat_model, resolve_model
 from tuneforge.models import load_model
 
 
@@ -29,7 +29,7 @@ def test_lora_run_is_served_with_the_scaling_it_was_trained_with(
         "positions))" in caplog.text
     )
 
-    chat = load_chat_model(chat_config(str(out)))
+    chat = load_chat_model(resolve_model(out))
     rope = chat.model.base_model.model.model.rotary_emb
     assert chat.model.config.rope_parameters["factor"] == 2.0
     assert torch.allclose(rope.inv_freq, unscaled_inv_freq(tiny_model_dir) / 2)
@@ -50,6 +50,6 @@ def test_full_run_saves_the_scaling_and_is_not_scaled_twice(base_config, tiny_mo
     assert saved["rope_parameters"]["original_max_position_embeddings"] == 1024
     assert saved["max_position_embeddings"] == 3072
 
-    chat = load_chat_model(chat_config(str(out)))  # the same keys again: kept, not 9x
+    chat = load_chat_model(resolve_model(out))  # the same keys again: kept, not 9x
     assert chat.model.config.rope_parameters["factor"] == 3.0
     assert chat.model.config.max_position_embeddings == 3072

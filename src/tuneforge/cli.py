@@ -15,6 +15,7 @@ from tuneforge.errors import INTERRUPTED_EXIT, UserError
 from tuneforge.training.distributed import is_main_process, quiet_other_ranks
 
 if TYPE_CHECKING:
+    from tuneforge.data import Message
     from tuneforge.infer import ResolvedModel
     from tuneforge.training.stages import TrainResult
 
@@ -186,7 +187,7 @@ def _chat(args: argparse.Namespace) -> int:
     model = _model(args)
     session, gen = chat(model), model.config.generation
     logger.info("generation: %s", gen.model_dump())
-    system = [{"role": "system", "content": args.system}] if args.system else []
+    system: list[Message] = [{"role": "system", "content": args.system}] if args.system else []
     history = list(system)
     if args.query:
         print(session.reply(history + [{"role": "user", "content": args.query}], gen))

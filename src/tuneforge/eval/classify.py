@@ -77,7 +77,8 @@ def load_classifier(cfg: RunConfig) -> Classifier:
         pad_token_id=tokenizer.pad_token_id,
     )
     if cfg.model.adapter_name_or_path:
-        model = load_adapter(model, cfg.model.adapter_name_or_path, trainable=False)
+        tuned = load_adapter(model, cfg.model.adapter_name_or_path, trainable=False)
+        return Classifier(tuned.eval(), tokenizer, tuple(names), cfg.data.cutoff_len)
     model.eval()
     return Classifier(model, tokenizer, tuple(names), cfg.data.cutoff_len)
 

@@ -18,7 +18,7 @@ import importlib.util
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tuneforge.errors import ConfigError
@@ -98,7 +98,11 @@ def score_generation(
     from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
     modes = [resolve_tokenize(tokenize, [reference]) for reference in references]
-    split = {"words": Tokenizer13a(), "jieba": lambda text: " ".join(jieba_words(text))}
+    words = Tokenizer13a()
+    split: dict[str, Callable[[str], str]] = {
+        "words": words,
+        "jieba": lambda text: " ".join(jieba_words(text)),
+    }
     scorers = {
         "words": rouge_scorer.RougeScorer(
             list(ROUGE_TYPES), tokenizer=tokenizers.DefaultTokenizer(use_stemmer=False)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from tuneforge.data import Template
+from tuneforge.data import Message, Template
 
 PROBES = (
     "Who are you?",
@@ -88,7 +88,7 @@ def compare_tokenization(name: str, template: Template, exported_tokenizer: Any)
     """The export's own chat template and tokenizer must give the prompt ids training gave."""
     agreed = 0
     for text in PROBES:
-        conversation = [{"role": "user", "content": text}]
+        conversation: list[Message] = [{"role": "user", "content": text}]
         ours = template.tokenizer(
             template.render(conversation, add_generation_prompt=True), add_special_tokens=False
         )["input_ids"]

@@ -19,12 +19,10 @@ from transformers import StoppingCriteriaList
 
 from tuneforge.config.load import validate_section
 from tuneforge.config.schema import GenerationArgs
-from tuneforge.data import Template, get_template
+from tuneforge.data import Message, Template, get_template
 from tuneforge.infer.decoding import Row, RowTracker
 from tuneforge.infer.resolve import ResolvedModel
 from tuneforge.models import inference_dtype, load_adapter, load_model, load_tokenizer
-
-Message = dict[str, str]
 
 
 @dataclass

@@ -51,7 +51,7 @@ class RowTracker(StoppingCriteria):
 
     def __call__(
         self, input_ids: torch.LongTensor, scores: Any = None, **kwargs: Any
-    ) -> torch.BoolTensor:
+    ) -> torch.Tensor:
         for row, token in zip(self.rows, input_ids[:, -1].tolist(), strict=True):
             if row.finish_reason is None:
                 self._advance(row, token)

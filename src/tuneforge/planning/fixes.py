@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.config.load import replace
 from tuneforge.config.schema import RunConfig
 from tuneforge.planning.memory import MemoryEstimate, Workload, estimate
 from tuneforge.planning.shape import ModelShape, model_shape
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def candidates(cfg: RunConfig, work: Workload, suggested_cutoff: int | None) -> 
 def find_fixes(
     cfg: RunConfig,
     shape: ModelShape,
-    base: torch.nn.Module,
+    base: PreTrainedModel,
     config: Any,
     work: Workload,
     suggested_cutoff: int | None,

@@ -13,7 +13,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -23,7 +23,7 @@ from tuneforge.messages import first_line
 from tuneforge.models import ALIASES, apply_finetuning, resolve_model_path
 
 if TYPE_CHECKING:
-    from transformers import PretrainedConfig
+    from transformers import PretrainedConfig, PreTrainedModel
 
 Role = Literal["attn_in", "attn_out", "mlp_in", "mlp_out"]
 
@@ -131,7 +131,7 @@ def read_model_config(cfg: RunConfig) -> PretrainedConfig:
     return config
 
 
-def build_meta_model(cfg: RunConfig, config: PretrainedConfig) -> torch.nn.Module:
+def build_meta_model(cfg: RunConfig, config: PretrainedConfig) -> PreTrainedModel:
     """The bare network on the meta device: every parameter's shape, no storage."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -152,7 +152,7 @@ def build_meta_model(cfg: RunConfig, config: PretrainedConfig) -> torch.nn.Modul
 
 
 def model_shape(
-    cfg: RunConfig, base: torch.nn.Module | None = None, config: PretrainedConfig | None = None
+    cfg: RunConfig, base: PreTrainedModel | None = None, config: PretrainedConfig | None = None
 ) -> ModelShape:
     """The shape of the configured model with the configured finetuning applied.
 
@@ -168,8 +168,9 @@ def model_shape(
     return describe(model, config, cfg.model.model_name_or_path)
 
 
-def describe(model: torch.nn.Module, config: PretrainedConfig, name: str) -> ModelShape:
-    """Read a (meta or real) model's parameter counts, layers and what trains."""
+def describe(model: Any, config: PretrainedConfig, name: str) -> ModelShape:
+    """Read a (meta or real) model's parameter counts, layers and what trains; `model` is a
+    transformers model, bare or wrapped by peft (its attributes are read by name)."""
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     hidden = int(text.hidden_size)
@@ -199,7 +200,7 @@ def describe(model: torch.nn.Module, config: PretrainedConfig, name: str) -> Mod
         num_kv_heads=int(getattr(text, "num_key_value_heads", None) or heads),
         head_dim=head_dim,
         vocab_size=int(text.vocab_size),
-        output_size=int(config.num_labels) if score is not None else int(text.vocab_size),
+        output_size=int(config.num_labels or 0) if score is not None else int(text.vocab_size),
         total_params=sum(p.numel() for p in unique),
         embedding_params=sum(p.numel() for p in [*embeddings, *head]),
         trainable_shapes=tuple(tuple(p.shape) for p in unique if p.requires_grad),
@@ -210,9 +211,9 @@ def describe(model: torch.nn.Module, config: PretrainedConfig, name: str) -> Mod
     )
 
 
-def _layer(layer: torch.nn.Module, hidden: int) -> Layer:
+def _layer(layer: Any, hidden: int) -> Layer:
     """Sort a decoder layer's linears into attention / MLP inputs and outputs."""
-    found: list[tuple[str, torch.nn.Module]] = []
+    found: list[tuple[str, Any]] = []
     inside_lora: set[str] = set()
     for name, module in layer.named_modules():
         if any(name.startswith(prefix + ".") for prefix in inside_lora):
@@ -242,6 +243,6 @@ def _is_attention(name: str) -> bool:
     return any(word in name.lower() for word in ("attn", "attention"))
 
 
-def _features(module: torch.nn.Module) -> tuple[int, int]:
+def _features(module: Any) -> tuple[int, int]:
     linear = module.base_layer if hasattr(module, "base_layer") else module
     return int(linear.in_features), int(linear.out_features)

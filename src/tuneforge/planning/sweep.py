@@ -69,8 +69,9 @@ class SweepResult:
 
         def key(outcome: Outcome) -> tuple[bool, float]:
             value = outcome.metric
-            bad = outcome.diverged is not None or value is None or not math.isfinite(value)
-            return bad, (0.0 if bad else (-value if self.greater_is_better else value))
+            if outcome.diverged is not None or value is None or not math.isfinite(value):
+                return True, 0.0
+            return False, -value if self.greater_is_better else value
 
         return sorted(self.outcomes, key=key)
 

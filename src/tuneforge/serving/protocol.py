@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tuneforge.data import Message
 from tuneforge.infer.decoding import Row
 
 MAX_STOP_WORDS = 4
@@ -74,7 +75,7 @@ class ChatCompletionRequest(_Strict):
     def requested_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
-    def conversation(self) -> list[dict[str, str]]:
+    def conversation(self) -> list[Message]:
         return [{"role": message.role, "content": message.text} for message in self.messages]
 
 

@@ -55,8 +55,9 @@ def device_slots() -> tuple[int, str]:
     if torch.cuda.is_available():
         count = torch.cuda.device_count()
         return count, f"{count} CUDA GPU{'s' if count != 1 else ''}"
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return count or 1, f"{count} usable CPU core{'s' if count != 1 else ''} and no GPU"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    count = cores or 1
+    return count, f"{count} usable CPU core{'s' if count != 1 else ''} and no GPU"
 
 
 def check_nproc(nproc: int) -> None:

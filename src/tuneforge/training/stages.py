@@ -74,13 +74,13 @@ def train_causal_lm(cfg: RunConfig, observers: CallbackFactory = no_observers) -
         tokenizer.chat_template = data.template.source
 
     set_seed(cfg.train.seed)  # adapter initialisation must be as repeatable as the data order
-    model = load_model(
+    base = load_model(
         cfg.model,
         dtype=torch.float32,
         compute_dtype=precision.compute_dtype,
         cutoff_len=cfg.data.cutoff_len,
     )
-    model = apply_finetuning(model, cfg.finetune, cfg.model)
+    model = apply_finetuning(base, cfg.finetune, cfg.model)
     prepare_for_training(model, gradient_checkpointing=cfg.train.gradient_checkpointing)
 
     trainer = build_trainer(
@@ -113,7 +113,7 @@ def train_classifier(cfg: RunConfig, observers: CallbackFactory = no_observers) 
     baseline = score_baseline(data) if cfg.eval.tfidf_baseline else None
 
     set_seed(cfg.train.seed)
-    model = load_model(
+    base = load_model(
         cfg.model,
         dtype=torch.float32,
         compute_dtype=precision.compute_dtype,
@@ -121,7 +121,7 @@ def train_classifier(cfg: RunConfig, observers: CallbackFactory = no_observers) 
         labels=data.names,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = apply_finetuning(model, cfg.finetune, cfg.model)
+    model = apply_finetuning(base, cfg.finetune, cfg.model)
     prepare_for_training(model, gradient_checkpointing=cfg.train.gradient_checkpointing)
 
     trainer = build_trainer(

@@ -223,7 +223,7 @@ def training_arguments(
         ddp_backend=("nccl" if gpu else "gloo") if world_size() > 1 else None,
         ddp_find_unused_parameters=False,  # every trainable weight takes part in every step
         deepspeed=read_engine_config("deepspeed", t.deepspeed) if t.deepspeed else None,
-        fsdp=t.fsdp or None,
+        fsdp=t.fsdp or None,  # type: ignore[arg-type]  # HF takes True too (its docs say so)
         fsdp_config=read_engine_config("fsdp_config", t.fsdp_config) if t.fsdp_config else None,
         use_liger_kernel=t.enable_liger_kernel,
         logging_steps=t.logging_steps,
@@ -275,7 +275,7 @@ def build_trainer(
     ]
     if args.load_best_model_at_end:
         callbacks.append(
-            EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_steps)
+            EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_steps or 1)
         )
     trainer = TuneforgeTrainer(
         model=model,

@@ -12,6 +12,8 @@ from typing import Any
 import gradio as gr
 
 from tuneforge.config import RunConfig
+from tuneforge.data import Message
+from tuneforge.data.formats import Role
 from tuneforge.errors import UserError
 from tuneforge.infer.chat import ChatModel, generation_settings, load_chat_model
 from tuneforge.infer.resolve import resolve_model
@@ -19,7 +21,8 @@ from tuneforge.webui import form, sources
 from tuneforge.webui.runner import TrainingRunner
 from tuneforge.webui.widgets import Texts, button, field, messages_update
 
-Message = dict[str, str]
+# A turn of the page's chat history, as gradio shows it.
+ChatTurn = dict[str, str]
 
 
 @dataclass
@@ -134,7 +137,7 @@ def build_chat_tab(
 
     load.click(load_model, [lang, base, adapter], status)
 
-    def unload_model(language: str) -> tuple[Any, list[Message]]:
+    def unload_model(language: str) -> tuple[Any, list[ChatTurn]]:
         holder.unload()
         return texts("msg.model_unloaded", language), []
 
@@ -143,13 +146,13 @@ def build_chat_tab(
     def reply(
         language: str,
         text: str,
-        history: list[Message],
+        history: list[ChatTurn],
         system_prompt: str,
         temp: float,
         share: float,
         limit: float,
         repeat: float,
-    ) -> Iterator[tuple[list[Message], str, Any]]:
+    ) -> Iterator[tuple[list[ChatTurn], str, Any]]:
         loaded = holder.loaded
         if loaded is None:
             yield history, text, gr.update(value=texts("msg.load_first", language), visible=True)
@@ -168,11 +171,14 @@ def build_chat_tab(
         except UserError as exc:
             yield history, text, messages_update(exc.lines)
             return
-        turns = [{"role": m["role"], "content": _plain(m["content"])} for m in history]
+        turns: list[ChatTurn] = [
+            {"role": m["role"], "content": _plain(m["content"])} for m in history
+        ]
         turns.append({"role": "user", "content": text})
-        prompt = (
-            [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
-        ) + turns
+        prompt: list[Message] = []
+        if system_prompt.strip():
+            prompt.append({"role": "system", "content": system_prompt})
+        prompt += [{"role": _role(t["role"]), "content": t["content"]} for t in turns]
         answer = {"role": "assistant", "content": ""}
         for piece in loaded.model.stream(prompt, gen):
             answer["content"] += piece
@@ -184,6 +190,11 @@ def build_chat_tab(
     for event in (send.click, message.submit):
         event(reply, inputs, [chatbot, message, status])
     clear.click(lambda: ([], ""), None, [chatbot, message])
+
+
+def _role(name: str) -> Role:
+    """The conversation role of a chatbot turn (the page shows only these two)."""
+    return "assistant" if name == "assistant" else "user"
 
 
 def _plain(content: Any) -> str:

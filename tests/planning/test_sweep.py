@@ -49,6 +49,11 @@ def test_invalid_grid_values_stop_the_sweep_before_any_run(tiny_config, tmp_path
     config.write_text("\n".join(f"{k}: {v}" for k, v in tiny_config.items()))
     assert main(["sweep", str(config), "--lr", "1e-3,x", "--max-steps", "2"]) == 2
     assert capsys.readouterr().err.strip() == "tuneforge: error: --lr: 'x' is not a number"
+    grid = ["--grid", "lora_target=[q_proj", "--max-steps", "2"]
+    assert main(["sweep", str(config), *grid]) == 2
+    assert capsys.readouterr().err.strip().startswith(
+        "tuneforge: error: --grid 'lora_target=[q_proj': the value is not valid YAML"
+    )
 
 
 def test_divergence_is_a_nan_or_a_rising_loss():

@@ -171,18 +171,23 @@ def _parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r}: expected key=value, e.g. learning_rate=2e-4")
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ConfigError(
-                f"override {item!r}: the value is not valid YAML "
-                f"({yaml_error(exc, value)[1]}); quote it, or write a list as "
-                f"a,b or [a, b]"
-            ) from None
-        except RecursionError:
-            raise ConfigError(f"override of {key!r}: the value is nested too deeply") from None
+        parsed = parse_value(value, "override", key)
         out[key.strip()] = UNSET if parsed is None else parsed
     return out
+
+
+def parse_value(value: str, label: str, key: str) -> Any:
+    """One value typed on the command line (`label` says where: an override, a sweep's grid),
+    read as YAML; one line naming it when it is not."""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"{label} {f'{key}={value}'!r}: the value is not valid YAML "
+            f"({yaml_error(exc, value)[1]}); quote it, or write a list as a,b or [a, b]"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"{label} of {key!r}: the value is nested too deeply") from None
 
 
 def _validate(raw: dict[str, Any], origin: str) -> RunConfig:

@@ -19,9 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from tuneforge.config.load import replace
+from tuneforge.config.load import parse_value, replace
 from tuneforge.config.schema import RunConfig
 from tuneforge.errors import ConfigError, OutputError, UserError
 from tuneforge.layout import LOG_NAME, complete_checkpoints
@@ -114,7 +112,7 @@ def parse_values(flag: str, text: str, kind: type | None = None) -> list[Any]:
                 f"commas, e.g. {flag} 1e-4,2e-4"
             )
         if kind is None:
-            values.append(yaml.safe_load(part))
+            values.append(parse_value(part, "--grid", flag.removeprefix("--grid ")))
             continue
         try:
             values.append(kind(part))

@@ -105,7 +105,7 @@ def test_weights_that_do_not_move_are_reported_once(run_settings, tmp_path, capl
 def test_missing_reporter_package_is_one_config_line(reporter, monkeypatch):
     import importlib.util
 
-    from tuneforge import load_config
+    from tuneforge.config import check_environment, load_config
     from tuneforge.errors import ConfigError
 
     real = importlib.util.find_spec
@@ -117,4 +117,4 @@ def test_missing_reporter_package_is_one_config_line(reporter, monkeypatch):
         match=rf"report_to={reporter} needs the {reporter} "
         r"package: pip install 'tuneforge\[monitor\]'",
     ):
-        load_config({"dataset": "x", "report_to": reporter})
+        check_environment(load_config({"dataset": "x", "report_to": reporter}))

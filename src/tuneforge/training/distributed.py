@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 from tuneforge.config.environment import check_environment
 from tuneforge.config.schema import RunConfig, TrainArgs
@@ -101,13 +102,22 @@ def launch_training(cfg: RunConfig, nproc: int, argv: Sequence[str]) -> int:
     try:
         run(parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "tuneforge.cli", *argv]))
     except ChildFailedError as exc:
-        _, failure = exc.get_first_failure()
-        return failure.exitcode if failure.exitcode > 0 else 1
+        return _exit_code(exc)
     return 0
+
+
+def _exit_code(exc: Any) -> int:
+    """The exit code of the process that failed for a reason of its own: the others stop
+    with `OtherProcessFailed` once it has, and may exit first."""
+    failures = sorted(exc.failures.values(), key=lambda failure: failure.timestamp)
+    own = [f for f in failures if f.exitcode != OtherProcessFailed.exit_code] or failures
+    return own[0].exitcode if own[0].exitcode > 0 else 1
 
 
 class OtherProcessFailed(UserError):
     """Raised in the waiting processes when rank 0 failed first; rank 0 has said why."""
+
+    exit_code = 6  # never reported by the launcher: the failing process's own code is
 
 
 @contextmanager

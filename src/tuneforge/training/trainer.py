@@ -57,7 +57,13 @@ class TuneforgeTrainer(Trainer):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.fused_loss = fused_loss and self.model is not None and fused_loss_fits(self.model)
+        # A wrapped model (DDP, FSDP, DeepSpeed) must run its own forward to sync gradients.
+        wrapped = self.args.world_size > 1 or bool(self.args.deepspeed or self.args.fsdp)
+        self.fused_loss = (
+            fused_loss and not wrapped and self.model is not None and fused_loss_fits(self.model)
+        )
+        if fused_loss and wrapped:
+            logger.info("Loss: the model's own (the fused loss runs in single-process runs)")
         if self.fused_loss:
             logger.info(
                 "Loss: fused linear + cross-entropy, %d positions at a time (the logits are "

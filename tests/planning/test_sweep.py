@@ -51,8 +51,10 @@ def test_invalid_grid_values_stop_the_sweep_before_any_run(tiny_config, tmp_path
     assert capsys.readouterr().err.strip() == "tuneforge: error: --lr: 'x' is not a number"
     grid = ["--grid", "lora_target=[q_proj", "--max-steps", "2"]
     assert main(["sweep", str(config), *grid]) == 2
-    assert capsys.readouterr().err.strip().startswith(
-        "tuneforge: error: --grid 'lora_target=[q_proj': the value is not valid YAML"
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .startswith("tuneforge: error: --grid 'lora_target=[q_proj': the value is not valid YAML")
     )
 
 

@@ -107,11 +107,12 @@ def launch_training(cfg: RunConfig, nproc: int, argv: Sequence[str]) -> int:
 
 
 def _exit_code(exc: Any) -> int:
-    """The exit code of the process that failed for a reason of its own: the others stop
-    with `OtherProcessFailed` once it has, and may exit first."""
+    """The exit code of the process that failed for a reason of its own. The others either
+    stop with `OtherProcessFailed` or are killed by the launcher (a negative code, a signal),
+    and either may be recorded first."""
     failures = sorted(exc.failures.values(), key=lambda failure: failure.timestamp)
-    own = [f for f in failures if f.exitcode != OtherProcessFailed.exit_code] or failures
-    return own[0].exitcode if own[0].exitcode > 0 else 1
+    own = [f for f in failures if f.exitcode > 0 and f.exitcode != OtherProcessFailed.exit_code]
+    return own[0].exitcode if own else 1
 
 
 class OtherProcessFailed(UserError):

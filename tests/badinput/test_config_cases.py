@@ -67,7 +67,7 @@ BAD_KEYS = {
 @pytest.mark.parametrize(("keys", "names"), BAD_KEYS.values(), ids=BAD_KEYS)
 def test_bad_key_in_the_yaml_file(project, keys, names):
     project.write_config(**keys)
-    project.rejects(["train", "run.yaml"], CONFIG_ERROR, *names)
+    assert project.rejects(["train", "run.yaml"], CONFIG_ERROR, *names)
 
 
 BAD_OVERRIDES = {
@@ -87,7 +87,7 @@ BAD_OVERRIDES = {
 
 @pytest.mark.parametrize(("words", "names"), BAD_OVERRIDES.values(), ids=BAD_OVERRIDES)
 def test_bad_override(project, words, names):
-    project.rejects(["train", "run.yaml", *words], CONFIG_ERROR, *names)
+    assert project.rejects(["train", "run.yaml", *words], CONFIG_ERROR, *names)
 
 
 BAD_FILES = {
@@ -109,15 +109,15 @@ BAD_FILES = {
 @pytest.mark.parametrize(("content", "names"), BAD_FILES.values(), ids=BAD_FILES)
 def test_bad_config_file(project, content, names):
     project.write("run.yaml", content)
-    project.rejects(["train", "run.yaml"], CONFIG_ERROR, *names)
+    assert project.rejects(["train", "run.yaml"], CONFIG_ERROR, *names)
 
 
 def test_missing_config_file(project):
-    project.rejects(["train", "nope.yaml"], CONFIG_ERROR, "nope.yaml: config file not found")
+    assert project.rejects(["train", "nope.yaml"], CONFIG_ERROR, "nope.yaml: config file not found")
 
 
 def test_config_that_is_a_folder(project):
-    project.rejects(["plan", "data"], CONFIG_ERROR, "data: is a folder")
+    assert project.rejects(["plan", "data"], CONFIG_ERROR, "data: is a folder")
 
 
 @pytest.mark.parametrize(
@@ -141,10 +141,10 @@ def test_config_that_is_a_folder(project):
     ids=lambda argv: argv[0],
 )
 def test_every_command_validates_its_overrides(project, argv):
-    project.rejects([*argv, "lora_rank=0"], CONFIG_ERROR, "lora_rank=0")
+    assert project.rejects([*argv, "lora_rank=0"], CONFIG_ERROR, "lora_rank=0")
 
 
 @pytest.mark.parametrize("command", ["chat", "export"])
 def test_model_commands_validate_their_overrides(project, command):
     extra = ["--out", "merged"] if command == "export" else ["--query", "hi"]
-    project.rejects([command, *extra, "top_p=1.5"], CONFIG_ERROR, "top_p=1.5")
+    assert project.rejects([command, *extra, "top_p=1.5"], CONFIG_ERROR, "top_p=1.5")

@@ -42,12 +42,12 @@ BAD_ENTRIES = {
 @pytest.mark.parametrize(("entry", "names"), BAD_ENTRIES.values(), ids=BAD_ENTRIES)
 def test_bad_registry_entry(model_project, entry, names):
     model_project.register(entry)
-    model_project.rejects(["train", "run.yaml"], DATA_ERROR, *names)
+    assert model_project.rejects(["train", "run.yaml"], DATA_ERROR, *names)
 
 
 def test_dataset_name_not_registered(model_project):
     model_project.write_config(dataset="dmeo")
-    model_project.rejects(
+    assert model_project.rejects(
         ["train", "run.yaml"], DATA_ERROR, INFO, "no dataset named 'dmeo'", "did you mean 'demo'"
     )
 
@@ -65,13 +65,13 @@ BAD_INFO_FILES = {
 @pytest.mark.parametrize(("content", "names"), BAD_INFO_FILES.values(), ids=BAD_INFO_FILES)
 def test_bad_dataset_info_file(model_project, content, names):
     model_project.write(INFO, content)
-    model_project.rejects(["train", "run.yaml"], DATA_ERROR, *names)
+    assert model_project.rejects(["train", "run.yaml"], DATA_ERROR, *names)
 
 
 def test_dataset_info_missing(model_project):
     model_project.write_config(dataset_dir="elsewhere")
     model_project.write("elsewhere/readme.txt", "no registry here")
-    model_project.rejects(
+    assert model_project.rejects(
         ["train", "run.yaml"], DATA_ERROR, "elsewhere/dataset_info.json: not found"
     )
 
@@ -153,13 +153,13 @@ BAD_DATA_FILES = {
 def test_bad_data_file(model_project, name, content, names):
     model_project.register({"file_name": name})
     model_project.write(f"data/{name}", content.encode("latin-1"))
-    model_project.rejects(["train", "run.yaml"], DATA_ERROR, *names)
+    assert model_project.rejects(["train", "run.yaml"], DATA_ERROR, *names)
 
 
 def test_not_utf8_text_file_for_pretraining(model_project):
     model_project.register({"file_name": "demo.txt"})
     model_project.write("data/demo.txt", "caf\xe9 au lait\n".encode("latin-1"))
-    model_project.rejects(["train", "run.yaml", "stage=pt"], DATA_ERROR, "data/demo.txt:1:")
+    assert model_project.rejects(["train", "run.yaml", "stage=pt"], DATA_ERROR, "data/demo.txt:1:")
 
 
 BAD_CHATS = {
@@ -185,18 +185,18 @@ BAD_CHATS = {
 @pytest.mark.parametrize(("conversation", "names"), BAD_CHATS.values(), ids=BAD_CHATS)
 def test_bad_sharegpt_row(model_project, conversation, names):
     model_project.write("data/demo.jsonl", [{"conversations": conversation}])
-    model_project.rejects(["train", "run.yaml"], DATA_ERROR, "data/demo.jsonl", *names)
+    assert model_project.rejects(["train", "run.yaml"], DATA_ERROR, "data/demo.jsonl", *names)
 
 
 def test_tools_that_are_not_json(model_project):
     model_project.write("data/demo.jsonl", [{"instruction": "q", "output": "a", "tools": "[{oops"}])
-    model_project.rejects(
+    assert model_project.rejects(
         ["train", "run.yaml"], DATA_ERROR, "data/demo.jsonl: row 1: 'tools' is not valid JSON"
     )
 
 
 def test_val_size_larger_than_the_data(model_project):
-    model_project.rejects(
+    assert model_project.rejects(
         ["train", "run.yaml", "val_size=100"],
         2,
         "val_size: 100.0 gives 100 validation samples out of",
@@ -206,6 +206,6 @@ def test_val_size_larger_than_the_data(model_project):
 def test_dataset_folder_without_files(model_project):
     model_project.register({"file_name": "parts"})
     (model_project.root / "data/parts").mkdir()
-    model_project.rejects(
+    assert model_project.rejects(
         ["train", "run.yaml"], DATA_ERROR, "data/parts: the folder holds no data files"
     )

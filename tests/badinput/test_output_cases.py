@@ -48,7 +48,7 @@ def test_bad_output_dir(project, case):
     keys, names = CASES[case]
     project.write("docs/notes.md", "the user's own notes")
     project.write_config(**keys)
-    project.rejects(["train", "run.yaml"], OUTPUT_ERROR, *names)
+    assert project.rejects(["train", "run.yaml"], OUTPUT_ERROR, *names)
 
 
 def finished_run(project, *extra: str) -> None:
@@ -60,21 +60,21 @@ def finished_run(project, *extra: str) -> None:
 def test_overwrite_of_a_run_that_holds_the_users_files(project):
     finished_run(project, "notes.md")
     project.write_config(overwrite_output_dir=True)
-    project.rejects(
+    assert project.rejects(
         ["train", "run.yaml"], OUTPUT_ERROR, "holds files that are not a run's (notes.md)"
     )
 
 
 def test_a_finished_run_without_overwrite(project):
     finished_run(project)
-    project.rejects(["train", "run.yaml"], OUTPUT_ERROR, "already holds a run")
+    assert project.rejects(["train", "run.yaml"], OUTPUT_ERROR, "already holds a run")
 
 
 def test_a_checkpoint_with_an_unreadable_marker(model_project):
     finished_run(model_project)
     model_project.write("saves/run/checkpoint-2/tuneforge_complete.json", "{not json")
     model_project.write_config(resume_from_checkpoint=True)
-    model_project.rejects(
+    assert model_project.rejects(
         ["train", "run.yaml"], OUTPUT_ERROR, "tuneforge_complete.json' cannot be read"
     )
 
@@ -84,4 +84,4 @@ def test_resume_from_a_checkpoint_of_other_data(model_project):
     marker = {"step": 2, "data": "6:0000000000000000", "processes": 1}
     model_project.write("saves/run/checkpoint-2/tuneforge_complete.json", json.dumps(marker))
     model_project.write_config(resume_from_checkpoint=True)
-    model_project.rejects(["train", "run.yaml"], OUTPUT_ERROR, "was trained on other data")
+    assert model_project.rejects(["train", "run.yaml"], OUTPUT_ERROR, "was trained on other data")

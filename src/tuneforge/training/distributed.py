@@ -107,18 +107,16 @@ def launch_training(cfg: RunConfig, nproc: int, argv: Sequence[str]) -> int:
 
 
 def _exit_code(exc: Any) -> int:
-    """The exit code of the process that failed for a reason of its own. The others either
-    stop with `OtherProcessFailed` or are killed by the launcher (a negative code, a signal),
-    and either may be recorded first."""
+    """The exit code of the first process that exited by itself: processes the launcher
+    killed once another had failed (a negative code, a signal) may be recorded first. Those
+    stopped by `OtherProcessFailed` exit with the failing process's code."""
     failures = sorted(exc.failures.values(), key=lambda failure: failure.timestamp)
-    own = [f for f in failures if f.exitcode > 0 and f.exitcode != OtherProcessFailed.exit_code]
+    own = [f for f in failures if f.exitcode > 0]
     return own[0].exitcode if own else 1
 
 
 class OtherProcessFailed(UserError):
     """Raised in the waiting processes when rank 0 failed first; rank 0 has said why."""
-
-    exit_code = 6  # never reported by the launcher: the failing process's own code is
 
 
 @contextmanager
@@ -138,23 +136,26 @@ def main_process_first(timeout_s: int) -> Iterator[None]:
     if state.is_main_process:
         try:
             yield
-        except BaseException:
-            _tell_others(failed=True)
+        except BaseException as exc:
+            _tell_others(exc.exit_code if isinstance(exc, UserError) else 1)
             raise
-        _tell_others(failed=False)
+        _tell_others(0)
     else:
-        if _tell_others(failed=None):
-            raise OtherProcessFailed("stopped: the first training process failed")
+        code = _tell_others(None)
+        if code:
+            failed = OtherProcessFailed("stopped: the first training process failed")
+            failed.exit_code = code  # whichever process exits first, the code is rank 0's
+            raise failed
         yield
 
 
-def _tell_others(*, failed: bool | None) -> bool:
-    """Rank 0 sends whether its block failed; every rank returns what rank 0 sent."""
+def _tell_others(code: int | None) -> int:
+    """Rank 0 sends its block's exit code (0: it succeeded); every rank returns it."""
     import torch.distributed as dist
 
-    outcome = [failed]
+    outcome = [code]
     dist.broadcast_object_list(outcome, src=0)
-    return bool(outcome[0])
+    return int(outcome[0] or 0)
 
 
 def effective_batch(train_args: TrainArgs, processes: int) -> int:

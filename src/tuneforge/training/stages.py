@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import torch
 from transformers import DataCollatorWithPadding, set_seed
@@ -35,6 +36,7 @@ from tuneforge.models import (
     load_tokenizer,
     prepare_for_training,
 )
+from tuneforge.models.precision import Precision
 from tuneforge.training import checkpoint
 from tuneforge.training.distributed import is_main_process, main_process_first
 from tuneforge.training.trainer import CallbackFactory, TuneforgeTrainer, build_trainer
@@ -74,14 +76,7 @@ def train_causal_lm(cfg: RunConfig, observers: CallbackFactory = no_observers) -
         tokenizer.chat_template = data.template.source
 
     set_seed(cfg.train.seed)  # adapter initialisation must be as repeatable as the data order
-    base = load_model(
-        cfg.model,
-        dtype=torch.float32,
-        compute_dtype=precision.compute_dtype,
-        cutoff_len=cfg.data.cutoff_len,
-    )
-    model = apply_finetuning(base, cfg.finetune, cfg.model)
-    prepare_for_training(model, gradient_checkpointing=cfg.train.gradient_checkpointing)
+    model = _trainable_model(cfg, precision)
 
     trainer = build_trainer(
         cfg,
@@ -113,16 +108,7 @@ def train_classifier(cfg: RunConfig, observers: CallbackFactory = no_observers) 
     baseline = score_baseline(data) if cfg.eval.tfidf_baseline else None
 
     set_seed(cfg.train.seed)
-    base = load_model(
-        cfg.model,
-        dtype=torch.float32,
-        compute_dtype=precision.compute_dtype,
-        cutoff_len=cfg.data.cutoff_len,
-        labels=data.names,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = apply_finetuning(base, cfg.finetune, cfg.model)
-    prepare_for_training(model, gradient_checkpointing=cfg.train.gradient_checkpointing)
+    model = _trainable_model(cfg, precision, labels=data.names, pad_token_id=tokenizer.pad_token_id)
 
     trainer = build_trainer(
         cfg,
@@ -143,6 +129,20 @@ def train_classifier(cfg: RunConfig, observers: CallbackFactory = no_observers) 
             side_by_side("tfidf", baseline, "model", final),
         )
     return result
+
+
+def _trainable_model(cfg: RunConfig, precision: Precision, **head: Any) -> Any:
+    """The model every stage trains: fp32 weights (autocast computes in `precision`), the
+    finetuning method applied, ready for the backward pass; `head` makes a classifier."""
+    base = load_model(
+        cfg.model,
+        dtype=torch.float32,
+        compute_dtype=precision.compute_dtype,
+        cutoff_len=cfg.data.cutoff_len,
+        **head,
+    )
+    model = apply_finetuning(base, cfg.finetune, cfg.model)
+    return prepare_for_training(model, gradient_checkpointing=cfg.train.gradient_checkpointing)
 
 
 def _train_and_save(cfg: RunConfig, trainer: TuneforgeTrainer, *, final_eval: bool) -> TrainResult:

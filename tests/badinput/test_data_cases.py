@@ -30,9 +30,9 @@ BAD_ENTRIES = {
         [INFO, "'columns.prompt' must be a string"],
     ),
     "no source": ({"formatting": "alpaca"}, [INFO, "needs exactly one of 'file_name'"]),
-    "unsupported feature": (
+    "preference data for sft": (
         {"file_name": "demo.jsonl", "ranking": True},
-        [INFO, "ranking: true (preference data) is not supported"],
+        ["dataset 'demo': is preference data (ranking: true)", "use it with stage dpo"],
     ),
     "entry not an object": ("demo.jsonl", [INFO, "dataset 'demo': must be an object, not str"]),
     "missing data file": ({"file_name": "missing.jsonl"}, ["data/missing.jsonl: not found"]),

@@ -120,9 +120,30 @@ def test_unsupported_llama_factory_feature_is_named():
     assert "'use_galore' (a LLaMA-Factory feature) is not supported by tuneforge yet" in line
 
 
-def test_unsupported_stage():
-    (line,) = problems({"dataset": "x", "stage": "dpo"})
-    assert "stage 'dpo' is not supported" in line and "sft, pt" in line
+def test_stages_other_tools_name_say_what_to_write_instead():
+    (ppo,) = problems({"dataset": "x", "stage": "ppo"})
+    assert "trl no longer ships PPO" in ppo and "stage dpo or kto" in ppo
+    (orpo,) = problems({"dataset": "x", "stage": "orpo"})
+    assert "stage: dpo with pref_loss: orpo" in orpo
+
+
+def test_preference_keys_are_checked_with_their_stage():
+    lines = problems(
+        {
+            "dataset": "x",
+            "stage": "kto",
+            "per_device_train_batch_size": 1,
+            "pref_beta": 0,
+            "ref_model_adapters": "saves/sft",
+        }
+    )
+    assert "config: pref_beta=0: Input should be greater than 0" in lines
+    assert any("kto needs per_device_train_batch_size >= 2" in line for line in lines)
+    assert any("ref_model_adapters needs ref_model" in line for line in lines)
+    (loss,) = problems({"dataset": "x", "stage": "dpo", "pref_loss": "kto_pair"})
+    assert loss.startswith("config: pref_loss='kto_pair': allowed: sigmoid, ipo, hinge, orpo")
+    (free,) = problems({"dataset": "x", "stage": "dpo", "pref_loss": "simpo", "ref_model": "m"})
+    assert "simpo uses no reference model" in free
 
 
 def test_renamed_keys_map_to_new_names(caplog):

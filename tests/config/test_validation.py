@@ -36,7 +36,7 @@ def test_a_cross_field_check_on_a_key_that_failed_is_skipped():
     # stage is invalid, so "eval_accuracy is not a metric of stage sft" would be made up.
     exc = error({"dataset": "x", "stage": "clss", "metric_for_best_model": "eval_accuracy"})
     assert [problem.key for problem in exc.problems] == ["stage"]
-    exc = error({"dataset": "x", "stage": "dpo", "label_names": "a,b", "bf16": 1, "fp16": 1})
+    exc = error({"dataset": "x", "stage": "ppo", "label_names": "a,b", "bf16": 1, "fp16": 1})
     assert [problem.key for problem in exc.problems] == ["stage", "bf16"]
 
 

@@ -78,22 +78,13 @@ def test_typos_in_entries_not_asked_for_are_reported_too(make_data):
 def test_unsupported_features_are_named_and_collected(make_data):
     folder = make_data(
         {
-            "pref": {
-                "file_name": "x.json",
-                "ranking": True,
-                "columns": {"chosen": "c", "rejected": "r"},
-            },
             "img": {"file_name": "x.json", "columns": {"images": "pics"}},
             "ms": {"ms_hub_url": "org/data"},
         },
         {"x.json": ROWS},
     )
-    lines = resolve_error(folder, "pref", "img", "ms").lines
+    lines = resolve_error(folder, "img", "ms").lines
     where = f"{folder}/dataset_info.json"
-    assert f"{where}: dataset 'pref': ranking: true (preference data) is not supported yet" in lines
-    assert (
-        f"{where}: dataset 'pref': columns.chosen (preference data) is not supported yet" in lines
-    )
     assert f"{where}: dataset 'img': columns.images (image inputs) is not supported yet" in lines
     assert f"{where}: dataset 'ms': ms_hub_url (ModelScope datasets) is not supported yet" in lines
     assert all("\n" not in line for line in lines)

@@ -8,12 +8,20 @@ problem the user's value may not have.
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Callable, Set
 
 from tuneforge.config.choices import BEST_MODEL_METRICS
 from tuneforge.config.scale import scale_problems
 from tuneforge.config.schema import RunConfig
 from tuneforge.errors import Problem
+
+# What metric_for_best_model may name, per stage (the others log eval_loss).
+STAGE_METRICS = {
+    "cls": BEST_MODEL_METRICS,
+    "rm": ("eval_loss", "eval_accuracy"),
+    "dpo": ("eval_loss", "eval_rewards/accuracies", "eval_rewards/margins"),
+}
+REFERENCE_FREE = ("orpo", "simpo")
 
 
 def cross_problems(cfg: RunConfig, failed: Set[str] = frozenset()) -> list[Problem]:
@@ -66,7 +74,7 @@ def cross_problems(cfg: RunConfig, failed: Set[str] = frozenset()) -> list[Probl
             dora,
             f"use_dora/use_rslora need finetuning_type=lora (it is {finetune.finetuning_type})",
         )
-    metrics = BEST_MODEL_METRICS if finetune.stage == "cls" else ("eval_loss",)
+    metrics = STAGE_METRICS.get(finetune.stage, ("eval_loss",))
     metric = train.metric_for_best_model
     logged = f"eval_{metric.removeprefix('eval_')}" in metrics
     if valid("stage", "metric_for_best_model") and not logged:
@@ -77,6 +85,9 @@ def cross_problems(cfg: RunConfig, failed: Set[str] = frozenset()) -> list[Probl
         )
     if valid("stage", "packing") and finetune.stage == "cls" and cfg.packing:
         add("packing", "packing does not apply to stage cls (one text, one label)")
+    if valid("stage", "packing") and finetune.preference and cfg.packing:
+        add("packing", f"packing does not apply to stage {finetune.stage} (one pair, one row)")
+    problems += _preference_problems(cfg, valid)
     if valid("stage", "label_names") and finetune.stage != "cls" and data.label_names:
         add("label_names", "label_names applies to stage cls only")
     if valid("do_predict", "stage") and train.do_predict and finetune.stage != "sft":
@@ -86,3 +97,33 @@ def cross_problems(cfg: RunConfig, failed: Set[str] = frozenset()) -> list[Probl
             "accuracy/F1 by itself",
         )
     return problems + scale_problems(cfg, valid)
+
+
+def _preference_problems(cfg: RunConfig, valid: Callable[..., bool]) -> list[Problem]:
+    finetune, train = cfg.finetune, cfg.train
+    problems = []
+    if valid("ref_model", "ref_model_adapters") and finetune.ref_model_adapters:
+        if not finetune.ref_model:
+            problems.append(
+                Problem("ref_model_adapters", "ref_model_adapters needs ref_model (its base)")
+            )
+    reference_free = finetune.stage == "dpo" and finetune.pref_loss in REFERENCE_FREE
+    if valid("ref_model", "pref_loss") and finetune.ref_model and reference_free:
+        problems.append(
+            Problem(
+                "ref_model",
+                f"pref_loss {finetune.pref_loss} uses no reference model; remove ref_model",
+            )
+        )
+    if valid("ref_model", "stage") and finetune.ref_model and finetune.stage not in ("dpo", "kto"):
+        problems.append(Problem("ref_model", "ref_model applies to stages dpo and kto only"))
+    batch = train.per_device_train_batch_size
+    if valid("stage", "per_device_train_batch_size") and finetune.stage == "kto" and batch < 2:
+        problems.append(
+            Problem(
+                "per_device_train_batch_size",
+                "stage kto needs per_device_train_batch_size >= 2 (its KL estimate pairs "
+                "each prompt with another answer of the same batch)",
+            )
+        )
+    return problems

@@ -59,9 +59,6 @@ UNSUPPORTED_KEYS: frozenset[str] = frozenset(
         "use_llama_pro",
         "use_adam_mini",
         "use_muon",
-        "pref_beta",
-        "pref_loss",
-        "pref_ftx",
         "reward_model",
         "reward_model_type",
         "streaming",
@@ -97,8 +94,6 @@ UNSUPPORTED_KEYS: frozenset[str] = frozenset(
         "use_reentrant_gc",
     }
 )
-
-UNSUPPORTED_STAGES = {"rm", "ppo", "dpo", "kto", "orpo", "simpo"}
 
 # What a ``key=null`` override leaves: the key unset, whatever the YAML file said.
 UNSET: Any = object()
@@ -227,15 +222,6 @@ def _validate(raw: dict[str, Any], origin: str) -> RunConfig:
         else:
             hint = did_you_mean(key, owner, renamed=RENAMED_KEYS)
             problems.append(Problem(key, f"unknown key {key!r}{hint}"))
-
-    stage = sections["finetune"].get("stage")
-    if isinstance(stage, str) and stage in UNSUPPORTED_STAGES:
-        problems.append(
-            Problem(
-                "stage", f"stage '{stage}' is not supported by tuneforge yet; allowed: sft, pt, cls"
-            )
-        )
-        sections["finetune"].pop("stage")
 
     built: dict[str, Any] = {}
     for name, model in SECTIONS.items():

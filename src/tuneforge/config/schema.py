@@ -17,6 +17,34 @@ from tuneforge.config.choices import TEMPLATE_NAMES
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
+PREFERENCE_STAGES = ("rm", "dpo", "kto")
+# LLaMA-Factory's pref_loss values, and trl's other DPO losses.
+PREF_LOSSES = (
+    "sigmoid",
+    "ipo",
+    "hinge",
+    "orpo",
+    "simpo",
+    "robust",
+    "exo_pair",
+    "nca_pair",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sigmoid_norm",
+)
+# Stage names other tools use, and what to write in tuneforge instead.
+MOVED_STAGES = {
+    "ppo": "stage ppo is not available: trl no longer ships PPO; use stage dpo or kto "
+    "(offline preference tuning), or train a reward model with stage rm",
+    "orpo": "write stage: dpo with pref_loss: orpo",
+    "simpo": "write stage: dpo with pref_loss: simpo",
+}
+
 # transformers' FSDPOption values, the words LLaMA-Factory configs write in ``fsdp``.
 FSDP_OPTIONS = (
     "full_shard",
@@ -147,10 +175,12 @@ class DataArgs(_Section):
 
 
 class FinetuneArgs(_Section):
-    stage: Literal["sft", "pt", "cls"] = Field(
+    stage: Literal["sft", "pt", "cls", "rm", "dpo", "kto"] = Field(
         "sft",
         description="sft: supervised chat fine-tuning; pt: continued pre-training on text; "
-        "cls: sequence classification (text -> label).",
+        "cls: sequence classification (text -> label); rm: a reward model on preference "
+        "pairs; dpo: preference tuning on pairs (pref_loss picks DPO, IPO, ORPO, SimPO, ...); "
+        "kto: preference tuning on answers marked good or bad.",
     )
     finetuning_type: Literal["lora", "full", "freeze"] = Field(
         "lora",
@@ -179,6 +209,44 @@ class FinetuneArgs(_Section):
         None, description="freeze: modules outside the layers to train too (e.g. embed_tokens)."
     )
 
+    pref_beta: float = Field(
+        0.1,
+        gt=0,
+        description="dpo/kto: how far the policy may move from the reference model (higher = "
+        "closer); 0.1 is usual. For ORPO it weighs the odds-ratio term.",
+    )
+    pref_loss: Literal[PREF_LOSSES] = Field(  # type: ignore[valid-type]
+        "sigmoid",
+        description="dpo: sigmoid (DPO), ipo, hinge, robust, orpo (no reference model), simpo "
+        "(no reference model, length-normalised), or another of trl's DPO losses.",
+    )
+    pref_ftx: float = Field(
+        0.0, ge=0, description="dpo: weight of the SFT loss on the chosen answer mixed in."
+    )
+    simpo_gamma: float = Field(
+        0.5, ge=0, description="pref_loss simpo: the target reward margin."
+    )
+    dpo_label_smoothing: float = Field(
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="dpo: the assumed share of flipped preference labels (robust / cDPO).",
+    )
+    kto_chosen_weight: float = Field(
+        1.0, gt=0, description="kto: weight of the loss on good (desirable) answers."
+    )
+    kto_rejected_weight: float = Field(
+        1.0, gt=0, description="kto: weight of the loss on bad (undesirable) answers."
+    )
+    ref_model: str | None = Field(
+        None,
+        description="dpo/kto: the reference model; empty = the policy's starting point (with "
+        "LoRA the same weights with the new adapter switched off: no second copy).",
+    )
+    ref_model_adapters: str | None = Field(
+        None, description="dpo/kto: a LoRA adapter applied to ref_model."
+    )
+
     _lists = field_validator(
         "lora_target",
         "additional_target",
@@ -193,6 +261,18 @@ class FinetuneArgs(_Section):
         if value == 0:
             raise ValueError("must not be 0 (n > 0: last n layers, n < 0: first -n layers)")
         return value
+
+    @field_validator("stage", mode="before")
+    @classmethod
+    def _moved_stage(cls, value: object) -> object:
+        if isinstance(value, str) and value in MOVED_STAGES:
+            raise ValueError(MOVED_STAGES[value])
+        return value
+
+    @property
+    def preference(self) -> bool:
+        """The stages that learn from preferences (pairs or marked answers)."""
+        return self.stage in PREFERENCE_STAGES
 
     @property
     def resolved_lora_alpha(self) -> int:

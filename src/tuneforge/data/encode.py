@@ -80,12 +80,12 @@ def _kept_positions(
     response_len = len(segments[last].ids)
     prompt_keep = min(prompt_len, max(cutoff_len - response_len, cutoff_len // 2))
     response_keep = min(response_len, cutoff_len - prompt_keep)
-    header = min(_header_length(template, prompt_messages), prompt_keep)
+    header = min(header_length(template, prompt_messages), prompt_keep)
     kept = [*range(prompt_keep - header), *range(prompt_len - header, prompt_len)]
     return kept + list(range(prompt_len, prompt_len + response_keep))
 
 
-def _header_length(template: Template, prompt_messages: list[Message]) -> int:
+def header_length(template: Template, prompt_messages: Sequence[Message]) -> int:
     """Tokens after the last prompt message's content: its end and the assistant header."""
     text = template.render(prompt_messages, add_generation_prompt=True)
     content = prompt_messages[-1]["content"]

@@ -16,8 +16,9 @@ import numpy as np
 
 from tuneforge.config.schema import RunConfig
 from tuneforge.config.val_size import validation_count
-from tuneforge.data import files, formats, labelled, registry
+from tuneforge.data import files, formats, labelled, preference, registry
 from tuneforge.data.encode import EncodeReport, encode_conversations, encode_texts
+from tuneforge.data.encode_pairs import PairReport, encode_preferences, joined
 from tuneforge.data.packing import pack
 from tuneforge.data.stats import DataStats, LengthPercentiles
 from tuneforge.data.templates import Template, get_template, template_mismatch
@@ -112,6 +113,52 @@ def prepare_labelled(cfg: RunConfig, tokenizer: Any) -> LabelledData:
     return LabelledData(train.rows, evaluation.rows if evaluation else None, raw, names)
 
 
+@dataclass(frozen=True)
+class PreferenceData:
+    """Stages rm, dpo, kto: ``train``/``eval`` hold prompt_ids with chosen_ids/rejected_ids
+    (pairs; whole sequences for rm) or completion_ids and label (kto)."""
+
+    train: datasets.Dataset
+    eval: datasets.Dataset | None
+    template: Template
+    report: PairReport
+
+
+def prepare_preference(cfg: RunConfig, tokenizer: Any) -> PreferenceData:
+    """Read, split and encode preference data with the run's chat template."""
+    data, stage = cfg.data, cfg.finetune.stage
+    template = get_template(data.template, tokenizer, data.default_system)
+    logger.info("Rendering with %s", template.label)
+    raw = read_splits(cfg, template)
+    if stage == "kto":
+        preference.check_both_marks(raw.train, ", ".join(raw.samples))
+    options: dict[str, Any] = {
+        "cutoff_len": data.cutoff_len,
+        "num_proc": data.preprocessing_num_workers,
+        "load_from_cache_file": not data.overwrite_cache,
+    }
+    train, report = encode_preferences(raw.train, template, **options)
+    evaluation = encode_preferences(raw.eval, template, **options)[0] if raw.eval else None
+    if stage == "rm":
+        train = joined(train)
+        evaluation = joined(evaluation) if evaluation is not None else None
+    kind = "answers marked good/bad" if stage == "kto" else "pairs"
+    logger.info(
+        "Data: %s %s (%s), %s for eval; %s cut to cutoff_len=%d (the same prompt cut for "
+        "every answer); longest prompt + answer %d tokens",
+        f"{report.rows:,}",
+        kind,
+        ", ".join(
+            f"{name}: {count:,} rows, {raw.described[name]}" for name, count in raw.samples.items()
+        ),
+        f"{len(evaluation) if evaluation is not None else 0:,}",
+        f"{report.truncated:,}",
+        data.cutoff_len,
+        max(report.lengths, default=0),
+    )
+    return PreferenceData(train, evaluation, template, report)
+
+
 def read_splits(cfg: RunConfig, template: Template | None, *, answered: bool = True) -> RawSplits:
     """``dataset`` for training, and ``eval_dataset`` or a seeded ``val_size`` share of it
     for validation: the same split for training, `tuneforge eval` and the baseline."""
@@ -176,6 +223,7 @@ def read_dataset(
     """One registered dataset as conversations (or texts, or labelled texts for ``cls``),
     with max/num_samples applied. ``answered=False`` accepts conversations with no answer."""
     data, stage = cfg.data, cfg.finetune.stage
+    _check_kind(spec, stage)
     options: dict[str, Any] = {
         "num_proc": data.preprocessing_num_workers,
         "load_from_cache_file": not data.overwrite_cache,
@@ -189,6 +237,11 @@ def read_dataset(
         if len(rows) and stage == "cls":
             description = "text + label"
             parts.append(labelled.to_labelled(rows, where, spec))
+        elif len(rows) and cfg.finetune.preference:
+            pref = preference.preference_format(spec, where, rows)
+            description = description or pref.describe()
+            convert = preference.to_marked if stage == "kto" else preference.to_pairs
+            parts.append(convert(rows, where, pref))
         elif len(rows):
             fmt = formats.resolve_format(spec, where, rows, stage, answered)
             description = description or fmt.describe()
@@ -213,6 +266,20 @@ def read_dataset(
             f"with tool support"
         )
     return rows, description
+
+
+def _check_kind(spec: registry.DatasetSpec, stage: str) -> None:
+    """Preference data trains the preference stages, and only them."""
+    if spec.ranking and stage in ("sft", "pt", "cls"):
+        raise DataError(
+            f"dataset '{spec.name}': is preference data (ranking: true), which stage {stage} "
+            f"cannot use; use it with stage dpo, kto or rm"
+        )
+    if not spec.ranking and stage in ("rm", "dpo"):
+        raise DataError(
+            f"dataset '{spec.name}': stage {stage} needs preference pairs; register it with "
+            f'"ranking": true and its chosen/rejected columns in {registry.INFO_FILE}'
+        )
 
 
 def _sample(rows: datasets.Dataset, count: int, seed: int) -> datasets.Dataset:

@@ -49,15 +49,25 @@ UNSUPPORTED_ENTRY_KEYS: Mapping[str, str] = MappingProxyType(
         "cloud_file_name": "cloud storage files",
     }
 )
-COLUMN_KEYS = frozenset({"prompt", "query", "response", "history", "messages", "system", "tools"})
+COLUMN_KEYS = frozenset(
+    {
+        "prompt",
+        "query",
+        "response",
+        "history",
+        "messages",
+        "system",
+        "tools",
+        "chosen",
+        "rejected",
+        "kto_tag",
+    }
+)
 UNSUPPORTED_COLUMN_KEYS: Mapping[str, str] = MappingProxyType(
     {
         "images": "image inputs",
         "videos": "video inputs",
         "audios": "audio inputs",
-        "chosen": "preference data",
-        "rejected": "preference data",
-        "kto_tag": "KTO data",
     }
 )
 TAG_KEYS = frozenset(
@@ -89,6 +99,7 @@ class DatasetSpec:
     folder: str | None = None
     revision: str | None = None
     num_samples: int | None = None
+    ranking: bool = False
 
 
 def resolve(names: Sequence[str], dataset_dir: str | Path) -> list[DatasetSpec]:
@@ -192,8 +203,6 @@ def _entry_problems(info_path: Path, name: str, entry: Mapping[str, Any]) -> lis
                     f"{where}: '{section}.{key}' must be a string (a column or "
                     f"key name), not {type(value).__name__}"
                 )
-    if entry.get("ranking") is True:
-        problems.append(f"{where}: ranking: true (preference data) is not supported yet")
     formatting = entry.get("formatting")
     if isinstance(formatting, str) and formatting not in FORMATTINGS:
         problems.append(
@@ -260,4 +269,5 @@ def _spec(dataset_dir: Path, name: str, entry: Mapping[str, Any]) -> DatasetSpec
         folder=entry.get("folder"),
         revision=entry.get("revision"),
         num_samples=entry.get("num_samples"),
+        ranking=bool(entry.get("ranking")),
     )

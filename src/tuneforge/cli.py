@@ -79,7 +79,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, [*args.overrides, "do_train=false"])
     if not args.forgetting or cfg.data.eval_dataset or cfg.data.val_size:
-        report = evaluate(cfg, args.adapter, args.out)
+        report = evaluate(cfg, args.adapter, args.out, reward_model=args.reward_model)
         print(report.text)
         print(f"Results in {report.output_dir}")
     if args.forgetting:
@@ -462,6 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
         "ability the adapter kept (perplexity and questions, base vs tuned); "
         "alone when the config names no test data",
     )
+    evaluate.add_argument(
+        "--reward-model",
+        help="preference runs: the output folder of a stage rm run that scores the base and "
+        "tuned answers (the tuned model's win rate)",
+    )
     evaluate.set_defaults(func=_eval)
 
     report = sub.add_parser(
@@ -482,15 +487,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.set_defaults(func=_compare)
 
-    predict = sub.add_parser("predict", help="label a file of texts with a trained classifier")
-    predict.add_argument("config", help="the YAML config of the cls run (batch size, cutoff_len)")
+    predict = sub.add_parser(
+        "predict",
+        help="label a file of texts with a trained classifier, or score answers with a "
+        "reward model",
+    )
+    predict.add_argument(
+        "config", help="the YAML config of the cls or rm run (batch size, cutoff_len)"
+    )
     predict.add_argument(
         "overrides", nargs="*", help="key=value pairs, e.g. per_device_eval_batch_size=32"
     )
-    predict.add_argument("--adapter", required=True, help="the output folder of a stage cls run")
-    predict.add_argument("--input", required=True, help="JSON/JSONL/CSV/Parquet/TXT file of texts")
     predict.add_argument(
-        "--out", required=True, help="JSONL file to write labels and probabilities to"
+        "--adapter", required=True, help="the output folder of a stage cls or rm run"
+    )
+    predict.add_argument(
+        "--input",
+        required=True,
+        help="JSON/JSONL/CSV/Parquet/TXT file of texts (cls), or of answered conversations "
+        "(rm: alpaca, sharegpt or openai rows)",
+    )
+    predict.add_argument(
+        "--out", required=True, help="JSONL file to write labels and probabilities (or rewards) to"
     )
     predict.add_argument("--column", default="text", help="the column holding the texts")
     predict.set_defaults(func=_predict)

@@ -22,6 +22,7 @@ EVAL_DIR = "eval"  # `tuneforge eval` writes here by default
 PREDICT_DIR = "predict"  # do_predict after training
 TB_DIR = "runs"  # TensorBoard event files
 WANDB_DIR = "wandb"
+REF_ADAPTER_DIR = "ref"  # dpo/kto continuing an adapter: trl's frozen copy of it, the reference
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 # What transformers, peft and the tokenizer write when a run saves its result.
@@ -59,7 +60,7 @@ _RUN_FILES = _SAVED_FILES | {
     PLOT_NAME,
     REPORT_NAME,
 }
-_RUN_DIRS = frozenset({EVAL_DIR, PREDICT_DIR, TB_DIR, WANDB_DIR})
+_RUN_DIRS = frozenset({EVAL_DIR, PREDICT_DIR, TB_DIR, WANDB_DIR, REF_ADAPTER_DIR})
 _SHARD = re.compile(r"^(model|pytorch_model)-\d+-of-\d+\.(safetensors|bin)$")
 
 

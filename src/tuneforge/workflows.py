@@ -54,6 +54,7 @@ def train(config: ConfigLike, *, force: bool = False, nproc: int | None = None) 
     that would not fit is refused unless `force`. `nproc` > 1 runs that many data-parallel
     processes on this machine (torchrun)."""
     from tuneforge.monitor.callbacks import training_observers
+    from tuneforge.planning.budget import log_classifier_budget
     from tuneforge.planning.report import check_memory
     from tuneforge.training import checkpoint
     from tuneforge.training.stages import run_stage
@@ -64,6 +65,8 @@ def train(config: ConfigLike, *, force: bool = False, nproc: int | None = None) 
     check_environment(cfg)  # before anything is loaded or written
     checkpoint.check_output_dir(cfg.train, cfg.data)
     check_memory(cfg, force=force)
+    if cfg.finetune.stage == "cls":
+        log_classifier_budget(cfg)
     return run_stage(cfg, training_observers)
 
 
@@ -121,15 +124,19 @@ def sweep(
 
 
 def evaluate(
-    config: ConfigLike, adapter: str | None = None, output_dir: str | Path | None = None
+    config: ConfigLike,
+    adapter: str | None = None,
+    output_dir: str | Path | None = None,
+    reward_model: str | None = None,
 ) -> EvalReport:
     """Score a model on the config's test data; with `adapter`, the tuned model beside its
-    base (generation) or beside a TF-IDF baseline (classification)."""
+    base (generation, preference pairs) or beside a TF-IDF baseline (classification);
+    `reward_model` (a stage rm run) also scores a preference run's answers."""
     from tuneforge.eval.evaluate import evaluate as run_evaluation
 
     cfg = _config(config, ["do_train=false"])
     check_environment(cfg)
-    return run_evaluation(cfg, adapter, output_dir)
+    return run_evaluation(cfg, adapter, output_dir, reward_model)
 
 
 def _resolved(model: ModelLike) -> ResolvedModel:

@@ -3,7 +3,7 @@
 from tuneforge.models.adapters import apply_finetuning, prepare_for_training, trainable_summary
 from tuneforge.models.aliases import ALIASES, resolve_model_path
 from tuneforge.models.default import ensure_default_model
-from tuneforge.models.load import load_adapter, load_model, load_tokenizer
+from tuneforge.models.load import REWARD_LABEL, load_adapter, load_model, load_tokenizer
 from tuneforge.models.precision import (
     Hardware,
     Precision,
@@ -15,6 +15,7 @@ from tuneforge.models.quantization import is_quantized, refuse_quantized_merge
 
 __all__ = [
     "ALIASES",
+    "REWARD_LABEL",
     "Hardware",
     "Precision",
     "apply_finetuning",

@@ -8,7 +8,7 @@ early stopping that lines up validation and saving by itself and keeps the best 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -44,8 +44,15 @@ class CountsSamples(Protocol):
 CallbackFactory = Callable[[RunConfig, bool], Sequence[TrainerCallback]]
 
 
-class TuneforgeTrainer(Trainer):
-    """The stock Trainer with complete-or-not checkpoints and a useful-token count."""
+class TuneforgeMixin:
+    """What tuneforge adds to a transformers Trainer (the stock one, or one of trl's):
+    complete-or-not checkpoints, a useful-token count, Ctrl-C, and the fused loss."""
+
+    args: TrainingArguments
+    state: Any
+    model: Any
+    accelerator: Any
+    callback_handler: Any
 
     def __init__(
         self,
@@ -134,7 +141,7 @@ class TuneforgeTrainer(Trainer):
             loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss scales it
         return loss
 
-    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:  # type: ignore[misc]
         run_dir = Path(self._get_output_dir(trial=trial))
         folder = run_dir / f"checkpoint-{self.state.global_step}"
         if self.args.should_save:  # a rewritten checkpoint is incomplete until marked again
@@ -152,6 +159,10 @@ class TuneforgeTrainer(Trainer):
         )
         best = self.state.best_model_checkpoint
         checkpoint.rotate(run_dir, self.keep_checkpoints, Path(best) if best else None)
+
+
+class TuneforgeTrainer(TuneforgeMixin, Trainer):
+    """The stock Trainer with tuneforge's additions (sft, pt, cls)."""
 
 
 def _causal_lm(model: torch.nn.Module) -> Any:
@@ -181,7 +192,7 @@ def count_real_tokens(collate: Callable[[list[dict]], dict]) -> Callable[[list[d
 
     def collate_and_count(features: list[dict]) -> dict:
         batch = collate(features)
-        batch[REAL_TOKENS] = sum(len(f["input_ids"]) for f in features)
+        batch[REAL_TOKENS] = sum(useful_tokens(f) for f in features)
         batch[REAL_SAMPLES] = sum(
             list(f["position_ids"]).count(0) if "position_ids" in f else 1 for f in features
         )
@@ -190,10 +201,32 @@ def count_real_tokens(collate: Callable[[list[dict]], dict]) -> Callable[[list[d
     return collate_and_count
 
 
+def useful_tokens(row: Mapping[str, Any]) -> int:
+    """The tokens one row puts through the model: a preference pair runs its prompt once
+    per answer, a kto row once more against another row's answer (its KL term)."""
+    if "input_ids" in row:
+        return len(row["input_ids"])
+    if "chosen_input_ids" in row:  # the rows of trl's older trainers (ORPO, CPO)
+        return len(row["chosen_input_ids"]) + len(row["rejected_input_ids"])
+    if "prompt_ids" not in row:  # rm: whole sequences
+        return len(row["chosen_ids"]) + len(row["rejected_ids"])
+    prompt = len(row["prompt_ids"])
+    if "chosen_ids" in row:
+        return 2 * prompt + len(row["chosen_ids"]) + len(row["rejected_ids"])
+    kl = len(row.get("KL_completion_ids", ()))
+    return prompt + len(row["completion_ids"]) + (prompt + kl if kl else 0)
+
+
 def training_arguments(
-    cfg: RunConfig, precision: Precision, *, has_eval: bool
+    cfg: RunConfig,
+    precision: Precision,
+    *,
+    has_eval: bool,
+    kind: type[TrainingArguments] = TrainingArguments,
+    **extra: Any,
 ) -> TrainingArguments:
-    """Translate the run config into transformers' TrainingArguments."""
+    """Translate the run config into transformers' TrainingArguments, or into `kind` (one
+    of trl's configs, which extend them) with its own `extra` settings (which win)."""
     t = cfg.train
     eval_strategy = (t.eval_strategy or "steps") if has_eval else "no"
     eval_steps = t.eval_steps or t.logging_steps
@@ -208,7 +241,7 @@ def training_arguments(
             f"{eval_steps} steps" if eval_strategy == "steps" else "epoch",
         )
     gpu = torch.cuda.is_available()
-    return TrainingArguments(
+    settings: dict[str, Any] = dict(
         output_dir=t.output_dir,
         do_train=t.do_train,
         do_eval=has_eval,
@@ -253,6 +286,7 @@ def training_arguments(
         disable_tqdm=True,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
     )
+    return kind(**{**settings, **extra})
 
 
 def build_trainer(
@@ -265,11 +299,16 @@ def build_trainer(
     precision: Precision,
     observers: CallbackFactory,
     compute_metrics: Callable | None = None,
-) -> TuneforgeTrainer:
+    *,
+    args: TrainingArguments | None = None,
+    kind: type[TuneforgeMixin] = TuneforgeTrainer,
+    **trainer_kwargs: Any,
+) -> Any:
     """The configured trainer; callers only call ``.train()`` and save. `observers` builds
     the monitoring callbacks; `compute_metrics` adds metrics to every validation (stage cls:
-    accuracy, F1, ...)."""
-    args = training_arguments(cfg, precision, has_eval=eval_dataset is not None)
+    accuracy, F1, ...). The preference stages pass trl's trainer (with tuneforge's mixin) as
+    `kind`, its config as `args`, and its own arguments (a reference model) as keywords."""
+    args = args or training_arguments(cfg, precision, has_eval=eval_dataset is not None)
     logger.info("%s", batch_advice(cfg.train, args.world_size))
     # The observers first: they add their values to each log entry before the others see it.
     interrupt = InterruptCallback()
@@ -283,7 +322,7 @@ def build_trainer(
         callbacks.append(
             EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_steps or 1)
         )
-    trainer = TuneforgeTrainer(
+    trainer = kind(
         model=model,
         args=args,
         train_dataset=train_dataset,
@@ -292,13 +331,21 @@ def build_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
         compute_metrics=compute_metrics,
-        data_fingerprint=checkpoint.data_fingerprint(
-            [len(ids) for ids in train_dataset["input_ids"]]
-        ),
+        data_fingerprint=checkpoint.data_fingerprint(row_lengths(train_dataset)),
         save_total_limit=cfg.train.save_total_limit,
         interrupt=interrupt,
-        fused_loss=cfg.train.fused_loss and not cfg.train.enable_liger_kernel,
+        fused_loss=cfg.train.fused_loss
+        and not cfg.train.enable_liger_kernel
+        and kind is TuneforgeTrainer,
+        **trainer_kwargs,
     )
     trainer.remove_callback(HFProgressCallback)
     trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def row_lengths(rows: Any) -> list[int]:
+    """Each training row's token count, the run's data fingerprint for resuming."""
+    if "input_ids" in rows.column_names:
+        return [len(ids) for ids in rows["input_ids"]]
+    return [useful_tokens(row) for row in rows]

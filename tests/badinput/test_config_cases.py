@@ -27,8 +27,21 @@ BAD_KEYS = {
     "top_p above 1": ({"top_p": 1.5}, ["top_p=1.5"]),
     "freeze layers 0": ({"freeze_trainable_layers": 0}, ["freeze_trainable_layers=0"]),
     "bf16 and fp16": ({"bf16": True, "fp16": True}, ["bf16 and fp16 are both true"]),
-    "unknown stage": ({"stage": "sfft"}, ["stage='sfft'", "allowed: sft, pt or cls"]),
-    "unsupported stage": ({"stage": "dpo"}, ["stage 'dpo' is not supported"]),
+    "unknown stage": ({"stage": "sfft"}, ["stage='sfft'", "allowed: sft, pt, cls, rm, dpo or kto"]),
+    "ppo": ({"stage": "ppo"}, ["stage='ppo'", "trl no longer ships PPO", "use stage dpo or kto"]),
+    "unknown pref_loss": (
+        {"stage": "dpo", "pref_loss": "kto_pair"},
+        ["pref_loss='kto_pair'", "allowed: sigmoid, ipo, hinge, orpo, simpo"],
+    ),
+    "pref_beta not positive": (
+        {"stage": "dpo", "pref_beta": 0},
+        ["pref_beta=0", "greater than 0"],
+    ),
+    "kto with one row per batch": (
+        {"stage": "kto", "per_device_train_batch_size": 1},
+        ["stage kto needs per_device_train_batch_size >= 2"],
+    ),
+    "packing for dpo": ({"stage": "dpo", "packing": True}, ["packing does not apply to stage dpo"]),
     "unknown finetuning_type": (
         {"finetuning_type": "qlora"},
         ["finetuning_type='qlora'", "allowed: lora, full or freeze"],

@@ -209,3 +209,87 @@ def test_dataset_folder_without_files(model_project):
     assert model_project.rejects(
         ["train", "run.yaml"], DATA_ERROR, "data/parts: the folder holds no data files"
     )
+
+
+PAIR = {"instruction": "q", "chosen": "short", "rejected": "a long answer"}
+BAD_PAIRS = {
+    "missing rejected": (
+        [PAIR, {"instruction": "q2", "chosen": "a"}],
+        ["data/demo.jsonl: row 2: missing 'rejected'"],
+    ),
+    "identical answers": (
+        [PAIR, {"instruction": "q2", "chosen": "same", "rejected": "same "}],
+        ["data/demo.jsonl: row 2: 'chosen' and 'rejected' are the same answer"],
+    ),
+    "empty chosen": (
+        [{"instruction": "q2", "chosen": " ", "rejected": "b"}],
+        ["data/demo.jsonl: row 1: 'chosen' is empty"],
+    ),
+    "conversation ending with an answer": (
+        [
+            {
+                "conversations": [
+                    {"from": "human", "value": "q"},
+                    {"from": "gpt", "value": "a"},
+                ],
+                "chosen": {"from": "gpt", "value": "b"},
+                "rejected": {"from": "gpt", "value": "c"},
+            }
+        ],
+        ["data/demo.jsonl: row 1: 'conversations' ends with an answer"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("rows", "names"), BAD_PAIRS.values(), ids=BAD_PAIRS)
+def test_bad_preference_row(model_project, rows, names):
+    model_project.register({"file_name": "demo.jsonl", "ranking": True})
+    model_project.write("data/demo.jsonl", rows)
+    assert model_project.rejects(["train", "run.yaml", "stage=dpo"], DATA_ERROR, *names)
+
+
+def test_plain_data_for_dpo_says_how_to_register_pairs(model_project):
+    assert model_project.rejects(
+        ["train", "run.yaml", "stage=dpo"],
+        DATA_ERROR,
+        "dataset 'demo': stage dpo needs preference pairs",
+        '"ranking": true',
+    )
+
+
+KTO_INFO = {
+    "file_name": "demo.jsonl",
+    "formatting": "sharegpt",
+    "columns": {"messages": "messages", "kto_tag": "label"},
+    "tags": {
+        "role_tag": "role",
+        "content_tag": "content",
+        "user_tag": "user",
+        "assistant_tag": "assistant",
+    },
+}
+
+
+def kto_row(label: object, answer: str = "a") -> dict:
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}]
+    return {"messages": messages, "label": label}
+
+
+def test_kto_mark_that_is_not_true_or_false(model_project):
+    model_project.register(KTO_INFO)
+    model_project.write("data/demo.jsonl", [kto_row(True), kto_row("yes")])
+    assert model_project.rejects(
+        ["train", "run.yaml", "stage=kto", "per_device_train_batch_size=2"],
+        DATA_ERROR,
+        "data/demo.jsonl: row 2: 'label' is 'yes'; expected true or false",
+    )
+
+
+def test_kto_data_with_only_good_answers(model_project):
+    model_project.register(KTO_INFO)
+    model_project.write("data/demo.jsonl", [kto_row(True), kto_row(True, "b")])
+    assert model_project.rejects(
+        ["train", "run.yaml", "stage=kto", "per_device_train_batch_size=2"],
+        DATA_ERROR,
+        "stage kto needs answers marked both true and false; demo has only true (good) ones",
+    )

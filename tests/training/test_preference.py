@@ -13,6 +13,7 @@ import torch
 import yaml
 
 import tuneforge
+from tuneforge.errors import ConfigError
 from tuneforge.layout import MARKER
 
 PAIRS = [
@@ -75,7 +76,11 @@ def log_entries(out) -> list[dict]:
 
 
 def test_dpo_learns_the_preferred_answers_and_logs_rewards(dpo_config):
-    result = tuneforge.train({**dpo_config, "max_steps": 8})
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tuneforge.monitor.report import write_report
+
+    result = tuneforge.train({**dpo_config, "max_steps": 8, "report_to": "tensorboard"})
     entries = log_entries(result.output_dir)
     evals = [e for e in entries if "eval_rewards/margins" in e]
     assert evals and {"eval_rewards/chosen", "eval_rewards/rejected"} <= set(evals[-1])
@@ -86,6 +91,12 @@ def test_dpo_learns_the_preferred_answers_and_logs_rewards(dpo_config):
     assert (result.output_dir / "adapter_model.safetensors").is_file()
     config = yaml.safe_load((result.output_dir / "tuneforge_config.yaml").read_text())
     assert config["stage"] == "dpo" and config["pref_beta"] == 0.1
+
+    (events,) = (result.output_dir / "runs").iterdir()
+    tags = EventAccumulator(str(events)).Reload().Tags()["scalars"]
+    assert any(tag.endswith("rewards/margins") for tag in tags)
+    write_report(result.output_dir)
+    assert (result.output_dir / "plots" / "margin.png").is_file()
 
 
 @pytest.mark.parametrize(
@@ -221,3 +232,18 @@ def test_dpo_resumes_exactly_after_sigkill(dpo_config, tmp_path):
     resumed = [e for e in log_entries(killed) if "loss" in e]
     assert [e["step"] for e in resumed] == list(range(1, 9))
     assert resumed[-1]["loss"] == pytest.approx(expected["loss"], abs=1e-4)
+
+
+def test_a_reference_model_with_another_vocabulary_is_refused(dpo_config, tiny_model_dir, tmp_path):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    tokenizer = AutoTokenizer.from_pretrained(other)
+    tokenizer.add_tokens(["<extra_token>"])
+    tokenizer.save_pretrained(other)
+    with pytest.raises(ConfigError, match="ref_model: .* has a different tokenizer"):
+        tuneforge.train({**dpo_config, "ref_model": str(other), "val_size": 0})
+    assert not (tmp_path / "out").exists()  # refused before anything was written

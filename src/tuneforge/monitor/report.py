@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 PLOTS_DIR = "plots"
 CHANGE_MEASURES = ("delta_norm", "change_norm", "weight_norm")  # LoRA, full/freeze, no copy
 _NOT_CURVES = {"eval_loss", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second"}
+# Preference stages: trl logs the chosen - rejected reward margin as rewards/margins (dpo, kto)
+# or margin (rm); the report draws it for training and validation in one chart.
+MARGIN_KEYS = ("rewards/margins", "margin")
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -93,13 +96,30 @@ def series_panels(runs: Sequence[Run]) -> list[Panel]:
             if (measure := change_measure(run))
         ],
     )
+    margin = Panel(
+        "margin",
+        "Reward margin, chosen - rejected (preference stages)",
+        "margin",
+        [
+            curve
+            for run, color in zip(runs, colors, strict=True)
+            for key in MARGIN_KEYS
+            for curve in (
+                Curve(label(run, "training"), run.series(key), color=color),
+                Curve(
+                    label(run, "validation"), run.series(f"eval_{key}"), dashed=True, color=color
+                ),
+            )
+        ],
+    )
+    shown = _NOT_CURVES | {f"eval_{key}" for key in MARGIN_KEYS}
     metric_keys = sorted(
         {
             key
             for run in runs
             for entry in run.entries
             for key in entry
-            if key.startswith("eval_") and key not in _NOT_CURVES
+            if key.startswith("eval_") and key not in shown
         }
     )
     return [
@@ -110,8 +130,14 @@ def series_panels(runs: Sequence[Run]) -> list[Panel]:
         panel("memory", "Memory in use (process RSS)", "GB", "memory_rss_gb"),
         panel("memory_cuda", "CUDA memory allocated", "GB", "memory_cuda_gb"),
         change,
+        margin,
         *(
-            panel(key, f"Validation {key.removeprefix('eval_')}", key.removeprefix("eval_"), key)
+            panel(
+                key.replace("/", "_"),  # the PNG's file name; trl's keys hold slashes
+                f"Validation {key.removeprefix('eval_')}",
+                key.removeprefix("eval_"),
+                key,
+            )
             for key in metric_keys
         ),
     ]

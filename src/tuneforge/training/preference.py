@@ -216,15 +216,15 @@ def _reference_model(cfg: RunConfig, precision: Precision) -> Any:
         model_args = model_args.model_copy(
             update={"model_name_or_path": finetune.ref_model, "adapter_name_or_path": None}
         )
+    _check_same_vocabulary(cfg)
     reference = load_model(model_args, dtype=precision.compute_dtype or torch.float32)
     if finetune.ref_model_adapters:
         reference = load_adapter(reference, finetune.ref_model_adapters, trainable=False)
-    _check_same_vocabulary(cfg, reference)
     reference.requires_grad_(False)
     return reference.eval()
 
 
-def _check_same_vocabulary(cfg: RunConfig, reference: Any) -> None:
+def _check_same_vocabulary(cfg: RunConfig) -> None:
     """Log-probabilities of the policy and the reference are compared token by token."""
     if cfg.finetune.ref_model is None:
         return

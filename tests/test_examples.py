@@ -108,3 +108,30 @@ def test_demo_names_each_missed_threshold(demo):
     (kept,) = demo.thresholds(5, (16, 14, 30), 14 / 16)
     assert "14/30" in kept and "88%" in kept and "90%" in kept
     assert len(demo.thresholds(0, (16, 0, 30), 0.0)) == 2
+
+
+@pytest.mark.parametrize("name", ["dpo_lora", "kto_lora", "reward_lora"])
+def test_preference_examples_read_their_data(name, monkeypatch):
+    from tuneforge.data.prepare import read_splits
+
+    monkeypatch.chdir(ROOT)
+    cfg = tuneforge.load_config(EXAMPLES / f"{name}.yaml")
+    splits = read_splits(cfg, None)
+    assert splits.eval is not None and len(splits.eval) >= 40
+    marked = cfg.finetune.stage == "kto"
+    assert set(splits.train.column_names) >= (
+        {"completion", "label"} if marked else {"chosen", "rejected"}
+    )
+    if marked:
+        assert set(splits.train["label"]) == {True, False}
+
+
+def test_preference_test_prompts_are_held_out():
+    train = {normalised(row["instruction"]) for row in read_json(DATA / "concise_pref.json")}
+    kto = {
+        normalised(row["messages"][0]["content"]) for row in read_json(DATA / "concise_kto.json")
+    }
+    test = [normalised(row["instruction"]) for row in read_json(DATA / "concise_pref_test.json")]
+    assert not (set(test) & (train | kto))
+    languages = [is_chinese(question) for question in test]
+    assert any(languages) and not all(languages)  # English and Chinese

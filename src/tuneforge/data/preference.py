@@ -182,7 +182,12 @@ class PairConverter:
                     f"'{self.fmt.chosen}' and '{self.fmt.rejected}' are the same answer"
                 )
         except _RowProblem as problem:
-            empty = {"messages": [], "tools": None, "chosen": None, "rejected": None}
+            empty: dict[str, Any] = {
+                "messages": [],
+                "tools": None,
+                "chosen": None,
+                "rejected": None,
+            }
             return {**empty, "error": f"{self.where}: row {index + 1}: {problem}"}
         return {**prompt, "chosen": chosen, "rejected": rejected, "error": None}
 
@@ -204,7 +209,12 @@ class MarkedConverter:
             if answer["role"] != "assistant":
                 raise _RowProblem("the last message must be the answer being marked")
         except _RowProblem as problem:
-            empty = {"messages": [], "tools": None, "completion": None, "label": None}
+            empty: dict[str, Any] = {
+                "messages": [],
+                "tools": None,
+                "completion": None,
+                "label": None,
+            }
             return {**empty, "error": f"{self.where}: row {index + 1}: {problem}"}
         return {
             "messages": prompt,

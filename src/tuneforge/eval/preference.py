@@ -69,18 +69,19 @@ def evaluate_preference(
     if cfg.finetune.stage == "rm":
         scorer = RewardScorer.load(tuned)
         pairs = read_pairs(cfg, _template(cfg, scorer.tokenizer))
-        metrics = pair_scores(scorer, pairs, cfg.train.per_device_eval_batch_size)
-        lines = [f"{k:<18} {v:.4f}" for k, v in metrics.items()]
+        scores = pair_scores(scorer, pairs, cfg.train.per_device_eval_batch_size)
+        lines = [f"{k:<18} {v:.4f}" for k, v in scores.items()]
         text = f"{len(pairs.samples)} held-out pairs, reward model\n" + "\n".join(lines)
-        return {"pairs": len(pairs.samples), "model": metrics}, text, []
+        return {"pairs": len(pairs.samples), "model": scores}, text, []
     batch = cfg.train.per_device_eval_batch_size
     chat = load_chat_model(tuned)
     pairs = read_pairs(cfg, chat.template)
-    rated = {"tuned" if base else "model": rate_pairs(chat.model, pairs, batch)}
+    own = "tuned" if base else "model"
+    rated = {own: rate_pairs(chat.model, pairs, batch)}
     prompts = pairs.samples[:ANSWERED_PROMPTS]
     gen = cfg.generation
     written = [out / PREDICTIONS_NAME]
-    answers = {"tuned": generate_predictions(chat, prompts, gen, batch, written[0], "tuned")}
+    answers = {own: generate_predictions(chat, prompts, gen, batch, written[0], own)}
     del chat
     if base is not None:
         chat = load_chat_model(base)
@@ -90,8 +91,7 @@ def evaluate_preference(
         del chat
     metrics = {name: rating.metrics() for name, rating in rated.items()}
     for name, texts in answers.items():
-        if name in metrics:
-            metrics[name]["answer_words"] = float(np.mean([_length(t) for t in texts]))
+        metrics[name]["answer_words"] = float(np.mean([_length(t) for t in texts]))
     result: dict[str, Any] = {"pairs": len(pairs.samples), **metrics}
     parts = [f"{len(pairs.samples)} held-out pairs"]
     if base is None:

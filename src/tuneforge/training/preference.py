@@ -217,7 +217,7 @@ def _reference_model(cfg: RunConfig, precision: Precision) -> Any:
             update={"model_name_or_path": finetune.ref_model, "adapter_name_or_path": None}
         )
     _check_same_vocabulary(cfg)
-    reference = load_model(model_args, dtype=precision.compute_dtype or torch.float32)
+    reference: Any = load_model(model_args, dtype=precision.compute_dtype or torch.float32)
     if finetune.ref_model_adapters:
         reference = load_adapter(reference, finetune.ref_model_adapters, trainable=False)
     reference.requires_grad_(False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
@@ -44,15 +44,16 @@ class CountsSamples(Protocol):
 CallbackFactory = Callable[[RunConfig, bool], Sequence[TrainerCallback]]
 
 
-class TuneforgeMixin:
+# The mixin goes before a Trainer class in the bases; type checkers see it as one.
+if TYPE_CHECKING:
+    _TrainerBase = Trainer
+else:
+    _TrainerBase = object
+
+
+class TuneforgeMixin(_TrainerBase):
     """What tuneforge adds to a transformers Trainer (the stock one, or one of trl's):
     complete-or-not checkpoints, a useful-token count, Ctrl-C, and the fused loss."""
-
-    args: TrainingArguments
-    state: Any
-    model: Any
-    accelerator: Any
-    callback_handler: Any
 
     def __init__(
         self,
@@ -141,7 +142,7 @@ class TuneforgeMixin:
             loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss scales it
         return loss
 
-    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:  # type: ignore[misc]
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
         run_dir = Path(self._get_output_dir(trial=trial))
         folder = run_dir / f"checkpoint-{self.state.global_step}"
         if self.args.should_save:  # a rewritten checkpoint is incomplete until marked again
@@ -262,7 +263,7 @@ def training_arguments(
         ddp_backend=("nccl" if gpu else "gloo") if world_size() > 1 else None,
         ddp_find_unused_parameters=False,  # every trainable weight takes part in every step
         deepspeed=read_engine_config("deepspeed", t.deepspeed) if t.deepspeed else None,
-        fsdp=t.fsdp or None,  # type: ignore[arg-type]  # HF takes True too (its docs say so)
+        fsdp=t.fsdp or None,  # HF takes True too (its docs say so)
         fsdp_config=read_engine_config("fsdp_config", t.fsdp_config) if t.fsdp_config else None,
         use_liger_kernel=t.enable_liger_kernel,
         logging_steps=t.logging_steps,

@@ -262,3 +262,61 @@ def test_deeply_nested_yaml_is_a_config_error(tmp_path):
 def test_config_name_too_long_for_the_file_system(tmp_path):
     path = tmp_path / ("x" * 300 + ".yaml")
     assert problems(path) == [f"{path}: config file not found"]
+
+
+LF_PREFERENCE = """
+### model
+model_name_or_path: smollm2-135m-instruct
+trust_remote_code: true
+
+### method
+stage: {stage}
+do_train: true
+finetuning_type: lora
+lora_rank: 8
+lora_target: all
+pref_beta: 0.1
+pref_loss: sigmoid  # choices: [sigmoid (dpo), orpo, simpo]
+
+### dataset
+dataset: dpo_en_demo
+template: chatml
+cutoff_len: 1024
+max_samples: 1000
+overwrite_cache: true
+preprocessing_num_workers: 16
+dataloader_num_workers: 4
+
+### output
+output_dir: saves/llama3-8b/lora/dpo
+logging_steps: 10
+save_steps: 500
+plot_loss: true
+overwrite_output_dir: true
+save_only_model: false
+report_to: none
+
+### train
+per_device_train_batch_size: 1
+gradient_accumulation_steps: 8
+learning_rate: 5.0e-6
+num_train_epochs: 3.0
+lr_scheduler_type: cosine
+warmup_ratio: 0.1
+bf16: true
+ddp_timeout: 180000000
+resume_from_checkpoint: null
+"""
+
+
+@pytest.mark.parametrize("stage", ["dpo", "rm"])
+def test_llama_factory_preference_configs_load_unchanged(tmp_path, stage):
+    cfg = load_config(write(tmp_path, LF_PREFERENCE.format(stage=stage)))
+    assert cfg.finetune.stage == stage and cfg.finetune.pref_beta == pytest.approx(0.1)
+    assert cfg.finetune.preference and not cfg.packing
+
+
+def test_llama_factory_kto_config_is_told_the_batch_that_works(tmp_path):
+    text = LF_PREFERENCE.format(stage="kto").replace("pref_loss: sigmoid", "")
+    (line,) = problems(write(tmp_path, text))
+    assert "per_device_train_batch_size: 2, gradient_accumulation_steps: 4" in line

@@ -194,3 +194,29 @@ def test_train_stop_resume_then_chat_with_the_result(page, shot, workspace):
     )
     assert (workspace / "saves" / "tiny-merged" / "config.json").is_file()
     shot("export")
+
+
+def test_choosing_a_preference_stage_shows_its_keys(page, shot):
+    from playwright.sync_api import expect
+
+    section = page.locator("#tf-section-preference")
+    expect(section).to_be_hidden()
+    for stage, shown, hidden in (
+        ("dpo", ("pref_beta", "pref_loss", "simpo_gamma"), ("kto_chosen_weight",)),
+        ("kto", ("pref_beta", "kto_chosen_weight"), ("pref_loss", "simpo_gamma")),
+    ):
+        page.locator("#tf-stage input").click()
+        page.get_by_role("option", name=stage, exact=True).click()
+        expect(section).to_contain_text("Preference tuning (dpo / kto)")
+        for key in shown:
+            expect(page.locator(f"#tf-{key}")).to_be_visible()
+        for key in hidden:
+            expect(page.locator(f"#tf-{key}")).to_be_hidden()
+    _fill(page, "pref_beta", "0")
+    expect(page.locator("#tf-pref_beta-error")).to_have_text(
+        "⚠ pref_beta=0: Input should be greater than 0"
+    )
+    shot("kto")
+    page.locator("#tf-stage input").click()
+    page.get_by_role("option", name="rm", exact=True).click()
+    expect(section).to_be_hidden()

@@ -23,6 +23,17 @@ from tuneforge.errors import ConfigError, DataError, Problem, UserError
 PRECISION, EXTRA = "precision", "extra"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
+# Keys that only some stages use, row by row with those stages: the form shows them, and
+# writes them to the config, for those stages only (a saved sft config stays free of them).
+STAGE_ROWS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("dpo", "kto"), ("pref_beta", "ref_model", "ref_model_adapters")),
+    (("dpo",), ("pref_loss", "pref_ftx", "simpo_gamma", "dpo_label_smoothing")),
+    (("kto",), ("kto_chosen_weight", "kto_rejected_weight")),
+)
+STAGE_KEYS: Mapping[str, tuple[str, ...]] = {
+    key: stages for stages, keys in STAGE_ROWS for key in keys
+}
+
 # The form's sections, row by row.
 GROUPS: Mapping[str, tuple[tuple[str, ...], ...]] = {
     "model": (
@@ -44,6 +55,7 @@ GROUPS: Mapping[str, tuple[tuple[str, ...], ...]] = {
         ("lora_rank", "lora_alpha", "lora_dropout", "lora_target"),
         ("use_rslora", "use_dora"),
     ),
+    "preference": tuple(keys for _, keys in STAGE_ROWS),
     "extra": ((EXTRA,),),
 }
 FIELDS: tuple[str, ...] = tuple(key for rows in GROUPS.values() for row in rows for key in row)
@@ -71,6 +83,11 @@ def literal_choices(key: str) -> list[Any]:
     ]
 
 
+def applies(key: str, stage: str | None) -> bool:
+    """Whether form key `key` is used by `stage` (empty: the schema's default stage)."""
+    return key not in STAGE_KEYS or (stage or schema_field("stage").default) in STAGE_KEYS[key]
+
+
 def is_number(key: str) -> bool:
     """Whether a form key holds a number, typed as text so that empty means "not set"."""
     if key in (PRECISION, EXTRA):
@@ -87,12 +104,14 @@ def default_values() -> dict[str, Any]:
 
 def from_config(flat: Mapping[str, Any]) -> dict[str, Any]:
     """Form values for a flat config (as ``RunConfig.flat(only_set=True)`` gives it); keys the
-    form has no field for go into the YAML box."""
+    form has no field for, or whose field the config's stage hides, go into the YAML box."""
+    stage = flat.get("stage")
     values: dict[str, Any] = {}
     for key in FIELDS:
         if key in (PRECISION, EXTRA):
             continue
-        value = flat.get(key, schema_field(key).default)
+        default = schema_field(key).default
+        value = flat.get(key, default) if applies(key, stage) else default
         if key == "dataset":
             values[key] = list(value or [])
         elif isinstance(value, list):
@@ -111,17 +130,22 @@ def from_config(flat: Mapping[str, Any]) -> dict[str, Any]:
         else "auto"
     )
     others = {
-        key: value for key, value in flat.items() if key not in FIELDS and key not in SHOWN_AS
+        key: value
+        for key, value in flat.items()
+        if (key not in FIELDS and key not in SHOWN_AS) or not applies(key, stage)
     }
     values[EXTRA] = config_yaml(others) if others else ""
     return values
 
 
 def to_config(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The flat config the form describes: empty fields are left out (the defaults apply)."""
+    """The flat config the form describes: empty fields, and those the stage does not use,
+    are left out (the defaults apply)."""
     config: dict[str, Any] = {}
     for key in FIELDS:
         value = values.get(key)
+        if not applies(key, values.get("stage")):
+            continue
         if key == PRECISION:
             config.update(
                 {
@@ -179,13 +203,15 @@ def validate(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list[
         config = to_config(values)
     except ConfigError as exc:
         return {}, {EXTRA: exc.lines}
+    stage = config.get("stage")
     try:
         cfg = load_config(config)
         check_environment(cfg)
     except ConfigError as exc:
-        return config, problems_by_field(exc.problems)
+        return config, problems_by_field(exc.problems, stage)
     if cfg.data.dataset:
-        return config, problems_by_field(_registry_problems(cfg.data.dataset, cfg.data.dataset_dir))
+        problems = _registry_problems(cfg.data.dataset, cfg.data.dataset_dir)
+        return config, problems_by_field(problems, stage)
     return config, {}
 
 
@@ -202,20 +228,24 @@ def _registry_problems(names: list[str], dataset_dir: str) -> list[Problem]:
     return []
 
 
-def error_by_field(exc: UserError) -> dict[str, list[str]]:
+def error_by_field(exc: UserError, stage: str | None = None) -> dict[str, list[str]]:
     """`problems_by_field` of any error: a config error's keys, or no key (the general
     message) for the others."""
     if isinstance(exc, ConfigError):
-        return problems_by_field(exc.problems)
+        return problems_by_field(exc.problems, stage)
     return {"": exc.lines}
 
 
-def problems_by_field(problems: Iterable[Problem]) -> dict[str, list[str]]:
-    """Put each message under the form field of its key: a field of its own, the precision
-    choice (bf16/fp16), the YAML box (any other key, known or not), or ``""`` (no key)."""
+def problems_by_field(
+    problems: Iterable[Problem], stage: str | None = None
+) -> dict[str, list[str]]:
+    """Put each message under the form field of its key: a field of its own (one that
+    `stage` shows), the precision choice (bf16/fp16), the YAML box (any other key, known or
+    not, where a hidden field's key is too), or ``""`` (no key)."""
     placed: dict[str, list[str]] = {}
     for problem in problems:
         key = problem.key
-        field = "" if key is None else key if key in FIELDS else SHOWN_AS.get(key, EXTRA)
+        shown = key in FIELDS and applies(key, stage)
+        field = "" if key is None else key if shown else SHOWN_AS.get(key, EXTRA)
         placed.setdefault(field, []).append(problem.message)
     return placed

@@ -49,6 +49,10 @@ _TEXTS: dict[str, dict[str, str]] = {
     "section.data": {"en": "### Data", "zh": "### 数据"},
     "section.training": {"en": "### Training", "zh": "### 训练参数"},
     "section.lora": {"en": "### LoRA", "zh": "### LoRA"},
+    "section.preference": {
+        "en": "### Preference tuning (dpo / kto)",
+        "zh": "### 偏好训练（dpo / kto）",
+    },
     "section.extra": {"en": "More settings (any config key)", "zh": "更多设置（任意配置项）"},
     "section.run": {"en": "### Run", "zh": "### 运行"},
     # Train tab: fields (label, hint)
@@ -61,7 +65,9 @@ _TEXTS: dict[str, dict[str, str]] = {
     "field.stage": {"en": "Stage", "zh": "训练阶段"},
     "hint.stage": {
         "en": _described("stage"),
-        "zh": "sft：有监督对话微调；pt：在纯文本上继续预训练；cls：文本分类（文本 -> 标签）。",
+        "zh": "sft：有监督对话微调；pt：在纯文本上继续预训练；cls：文本分类（文本 -> 标签）；"
+        "rm：在偏好对上训练奖励模型；dpo：在偏好对上做偏好训练（pref_loss 可选 DPO、IPO、"
+        "ORPO、SimPO 等）；kto：在标记为好或坏的回答上做偏好训练。",
     },
     "field.finetuning_type": {"en": "Fine-tuning method", "zh": "微调方法"},
     "hint.finetuning_type": {
@@ -198,6 +204,54 @@ _TEXTS: dict[str, dict[str, str]] = {
         "en": _described("use_dora") + " Often a little better, somewhat slower.",
         "zh": "权重分解的 LoRA（DoRA），效果常略好，速度稍慢。",
     },
+    "field.pref_beta": {"en": "Beta", "zh": "Beta（β）"},
+    "hint.pref_beta": {
+        "en": _described("pref_beta"),
+        "zh": "dpo/kto：策略模型可以偏离参考模型多远（越大越接近参考模型）；通常 0.1。"
+        "对 ORPO 是赔率比项的权重。",
+    },
+    "field.pref_loss": {"en": "Preference loss", "zh": "偏好损失"},
+    "hint.pref_loss": {
+        "en": _described("pref_loss"),
+        "zh": "dpo：sigmoid（DPO）、ipo、hinge、robust、orpo（不需要参考模型）、simpo"
+        "（不需要参考模型，按长度归一化），或 trl 的其他 DPO 损失。",
+    },
+    "field.pref_ftx": {"en": "SFT loss weight", "zh": "SFT 损失权重"},
+    "hint.pref_ftx": {
+        "en": _described("pref_ftx") + " 0 = none.",
+        "zh": "dpo：在被选回答上混入的 SFT 损失的权重；0 = 不混入。",
+    },
+    "field.simpo_gamma": {"en": "SimPO gamma", "zh": "SimPO gamma（γ）"},
+    "hint.simpo_gamma": {
+        "en": _described("simpo_gamma"),
+        "zh": "pref_loss 为 simpo 时：目标奖励差值。",
+    },
+    "field.dpo_label_smoothing": {"en": "Label smoothing", "zh": "标签平滑"},
+    "hint.dpo_label_smoothing": {
+        "en": _described("dpo_label_smoothing") + " 0 = every label trusted.",
+        "zh": "dpo：假定被标反的偏好标签所占比例（robust / cDPO）；0 = 全部可信。",
+    },
+    "field.kto_chosen_weight": {"en": "Weight of good answers", "zh": "好回答的权重"},
+    "hint.kto_chosen_weight": {
+        "en": _described("kto_chosen_weight"),
+        "zh": "kto：好（期望的）回答上损失的权重。",
+    },
+    "field.kto_rejected_weight": {"en": "Weight of bad answers", "zh": "坏回答的权重"},
+    "hint.kto_rejected_weight": {
+        "en": _described("kto_rejected_weight"),
+        "zh": "kto：坏（不期望的）回答上损失的权重。",
+    },
+    "field.ref_model": {"en": "Reference model", "zh": "参考模型"},
+    "hint.ref_model": {
+        "en": _described("ref_model"),
+        "zh": "dpo/kto：参考模型；留空 = 策略模型的起点（使用 LoRA 时即同一份权重关闭新适配器，"
+        "不占第二份内存）。",
+    },
+    "field.ref_model_adapters": {"en": "Reference model adapter", "zh": "参考模型的适配器"},
+    "hint.ref_model_adapters": {
+        "en": _described("ref_model_adapters"),
+        "zh": "dpo/kto：加在参考模型（ref_model）上的 LoRA 适配器。",
+    },
     "field.extra": {"en": "Other keys (YAML)", "zh": "其他配置项（YAML）"},
     "hint.extra": {
         "en": "Any other config key, one 'key: value' per line, e.g. early_stopping_steps: 3.",
@@ -301,6 +355,13 @@ _TEXTS: dict[str, dict[str, str]] = {
         "en": "Prompts answered together; more is faster, uses more memory.",
         "zh": "同时回答的提示数；越大越快，也越占内存。",
     },
+    "field.reward_model": {"en": "Reward model (optional)", "zh": "奖励模型（可选）"},
+    "hint.reward_model": {
+        "en": "A stage rm run's folder: it scores the base and the tuned model's answers, "
+        "giving the tuned model's win rate; empty = no scoring.",
+        "zh": "一个 rm 阶段训练结果的文件夹：用它为基础模型和微调后模型的回答打分，"
+        "得到微调后模型的胜率；留空 = 不打分。",
+    },
     "button.evaluate": {"en": "Evaluate", "zh": "开始评估"},
     "out.metrics": {"en": "Metrics", "zh": "指标"},
     "out.samples": {"en": "Sample answers", "zh": "回答示例"},
@@ -312,6 +373,45 @@ _TEXTS: dict[str, dict[str, str]] = {
     "col.tuned": {"en": "tuned", "zh": "微调后"},
     "col.baseline": {"en": "TF-IDF baseline", "zh": "TF-IDF 基线"},
     "col.model": {"en": "model", "zh": "模型"},
+    "out.report": {"en": "Report", "zh": "评估报告"},
+    # Evaluate tab: preference metrics (dpo/kto: "pref", a reward model: "rm")
+    "metric.pref.pairs": {"en": "held-out pairs", "zh": "测试偏好对数"},
+    "metric.pref.accuracy": {
+        "en": "chosen more likely than rejected (per token)",
+        "zh": "被选回答比被拒回答更可能（按 token 平均）",
+    },
+    "metric.pref.accuracy_summed": {
+        "en": "chosen more likely than rejected (whole answer)",
+        "zh": "被选回答比被拒回答更可能（整段回答）",
+    },
+    "metric.pref.margin_per_token": {
+        "en": "mean log-probability margin per token",
+        "zh": "每 token 平均对数概率差",
+    },
+    "metric.pref.answer_words": {
+        "en": "mean answer length (words)",
+        "zh": "平均回答长度（词）",
+    },
+    "metric.pref.implicit_reward.accuracy": {
+        "en": "implicit reward: chosen above rejected",
+        "zh": "隐式奖励：被选回答高于被拒回答的比例",
+    },
+    "metric.pref.implicit_reward.margin": {
+        "en": "implicit reward: mean margin",
+        "zh": "隐式奖励：平均差值",
+    },
+    "metric.pref.win_rate": {
+        "en": "win rate over base (reward model)",
+        "zh": "相对基础模型的胜率（奖励模型打分）",
+    },
+    "metric.rm.pairs": {"en": "held-out pairs", "zh": "测试偏好对数"},
+    "metric.rm.accuracy": {
+        "en": "pairwise accuracy (chosen scored higher)",
+        "zh": "成对准确率（被选回答得分更高）",
+    },
+    "metric.rm.margin": {"en": "mean reward margin", "zh": "平均奖励差值"},
+    "metric.rm.chosen_reward": {"en": "mean reward, chosen", "zh": "被选回答的平均奖励"},
+    "metric.rm.rejected_reward": {"en": "mean reward, rejected", "zh": "被拒回答的平均奖励"},
     "msg.pick_run": {"en": "Pick a run first.", "zh": "请先选择一个训练结果。"},
     "msg.evaluated": {
         "en": "Evaluated; metrics.json and the answers are in {path}.",

@@ -16,7 +16,15 @@ from tuneforge.config import load_config
 from tuneforge.data import NAMED_TEMPLATES
 from tuneforge.errors import UserError
 from tuneforge.webui import form, sources
-from tuneforge.webui.form import EMPTY_CHOICE, EXTRA, FIELDS, GROUPS, PRECISION, PRECISIONS
+from tuneforge.webui.form import (
+    EMPTY_CHOICE,
+    EXTRA,
+    FIELDS,
+    GROUPS,
+    PRECISION,
+    PRECISIONS,
+    STAGE_ROWS,
+)
 from tuneforge.webui.run_panel import build_run_panel
 from tuneforge.webui.runner import TrainingRunner
 from tuneforge.webui.widgets import (
@@ -44,6 +52,8 @@ def build_train_tab(texts: Texts, lang: gr.Radio, timer: gr.Timer, runner: Train
         for row in GROUPS[group]:
             with gr.Row():
                 _add_fields(texts, row, defaults, widgets, slots)
+        if group == "model":
+            stage_blocks = _add_stage_rows(texts, defaults, widgets, slots)
         if group == "data":
             preview = texts.bind(table("first-samples"), label="out.preview")
     with texts.bind(_accordion, label="section.extra"):
@@ -109,7 +119,7 @@ def build_train_tab(texts: Texts, lang: gr.Radio, timer: gr.Timer, runner: Train
         try:
             text = tuneforge.plan(config).text()
         except UserError as exc:
-            return [*show(language, form.error_by_field(exc)), gr.update()]
+            return [*show(language, form.error_by_field(exc, config.get("stage"))), gr.update()]
         return [*show(language, {}), gr.update(value=text, visible=True)]
 
     buttons["plan"].click(show_plan, inputs, [*checked_outputs, plan_box])
@@ -122,7 +132,7 @@ def build_train_tab(texts: Texts, lang: gr.Radio, timer: gr.Timer, runner: Train
             try:
                 job = runner.start(config, resume=resume)
             except UserError as exc:
-                return show(language, form.error_by_field(exc))
+                return show(language, form.error_by_field(exc, config.get("stage")))
             return show(
                 language,
                 {},
@@ -177,6 +187,33 @@ def build_train_tab(texts: Texts, lang: gr.Radio, timer: gr.Timer, runner: Train
         event(
             _preview_samples, [dataset_dir, dataset, widgets["stage"]], [preview, slots["dataset"]]
         )
+    widgets["stage"].change(stage_rows, widgets["stage"], stage_blocks, show_progress="hidden")
+
+
+def _add_stage_rows(
+    texts: Texts, defaults: dict[str, Any], widgets: dict[str, Any], slots: dict[str, Any]
+) -> list[Any]:
+    """The preference keys, below the stage that uses them: the section, then one row per
+    group of stages (as `stage_rows` shows them)."""
+    shown = _shown(defaults["stage"])
+    with gr.Column(visible=shown[0], elem_id="tf-section-preference") as section:
+        texts.bind(gr.Markdown, value="section.preference")
+        rows = []
+        for (_, keys), visible in zip(STAGE_ROWS, shown[1:], strict=True):
+            with gr.Row(visible=visible) as row:
+                _add_fields(texts, keys, defaults, widgets, slots)
+            rows.append(row)
+    return [section, *rows]
+
+
+def stage_rows(stage: str | None) -> list[Any]:
+    """Show the section and the rows of keys that `stage` uses, hide the others."""
+    return [gr.update(visible=visible) for visible in _shown(stage)]
+
+
+def _shown(stage: str | None) -> list[bool]:
+    rows = [form.applies(keys[0], stage) for _, keys in STAGE_ROWS]
+    return [any(rows), *rows]
 
 
 def _add_fields(

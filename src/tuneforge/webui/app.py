@@ -29,7 +29,9 @@ CSS = """
 #tf-progress .tf-state { font-weight: 600; margin-bottom: 0.3em; }
 #tf-progress .tf-details { font-size: 0.9em; margin-top: 0.2em; }
 #tf-progress .tf-state-failed { color: #b42318; }
-#tf-plan-report textarea, #tf-console textarea { font-family: ui-monospace, monospace; }
+#tf-plan-report textarea, #tf-console textarea, #tf-eval-report textarea {
+  font-family: ui-monospace, monospace;
+}
 """
 
 

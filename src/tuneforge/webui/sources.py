@@ -13,6 +13,8 @@ from typing import Any
 from tuneforge.config import load_config
 from tuneforge.data import registry
 from tuneforge.data.prepare import read_dataset
+from tuneforge.errors import UserError
+from tuneforge.infer.resolve import resolve_model
 from tuneforge.models import ALIASES
 from tuneforge.monitor.runlog import is_run
 
@@ -45,6 +47,21 @@ def run_choices(
             candidates += [folder, *_subfolders(folder)]
     runs = {str(path): path for path in candidates if is_run(path)}
     return sorted(runs, key=lambda name: runs[name].stat().st_mtime, reverse=True)
+
+
+def reward_model_choices(
+    extra: Iterable[str | Path] = (), roots: Iterable[str | Path] = RUN_ROOTS
+) -> list[str]:
+    """The runs of `run_choices` that trained a reward model (stage rm) and can load: what a
+    preference evaluation may score answers with."""
+    return [run for run in run_choices(extra, roots) if _stage(run) == "rm"]
+
+
+def _stage(run: str) -> str | None:
+    try:
+        return resolve_model(run).config.finetune.stage
+    except UserError:
+        return None
 
 
 def _subfolders(root: Path) -> list[Path]:

@@ -53,7 +53,7 @@ def test_weights_not_moving_is_judged_only_after_the_learning_rate_is_above_zero
 def test_nan_loss_stops_the_run_and_keeps_finite_weights_and_the_last_good_checkpoint(
     run_settings, tmp_path, monkeypatch, caplog
 ):
-    from tuneforge.training import stages
+    from tuneforge.training import runner
 
     calls = {"train": 0}
 
@@ -64,13 +64,13 @@ def test_nan_loss_stops_the_run_and_keeps_finite_weights_and_the_last_good_check
                 return output * float("nan")
         return output
 
-    prepare = stages.prepare_for_training
+    prepare = runner.prepare_for_training
 
     def prepare_with_nan(model, **kwargs):
         model.get_input_embeddings().register_forward_hook(nan_at_fourth_step)
         return prepare(model, **kwargs)
 
-    monkeypatch.setattr(stages, "prepare_for_training", prepare_with_nan)
+    monkeypatch.setattr(runner, "prepare_for_training", prepare_with_nan)
     with caplog.at_level(logging.WARNING, logger="tuneforge"):
         run = train_run(run_settings, tmp_path / "run", val_size=0, max_steps=8, save_steps=2)
     log = read_log(run)

@@ -28,6 +28,7 @@ from tuneforge.eval import metrics as m
 from tuneforge.eval.baseline import score_baseline
 from tuneforge.eval.classify import Classifier, load_classifier, prediction_lines
 from tuneforge.eval.generate import PREDICTIONS_NAME, eval_samples, generate_predictions
+from tuneforge.eval.preference import evaluate_preference, score_answers
 from tuneforge.eval.report import confusion_table, most_different, side_by_side
 from tuneforge.infer.chat import load_chat_model
 from tuneforge.infer.resolve import ResolvedModel, resolve_model
@@ -52,15 +53,21 @@ class EvalReport:
 
 
 def evaluate(
-    cfg: RunConfig, adapter: str | None = None, output_dir: str | Path | None = None
+    cfg: RunConfig,
+    adapter: str | None = None,
+    output_dir: str | Path | None = None,
+    reward_model: str | None = None,
 ) -> EvalReport:
-    """Score the tuned model (and its base, or the TF-IDF baseline) on the test data."""
+    """Score the tuned model (and its base, or the TF-IDF baseline) on the test data;
+    preference runs on held-out pairs (`reward_model` scores their answers too)."""
     adapter = adapter or cfg.model.adapter_name_or_path
     tuned, base = compared_models(cfg, adapter)
     out = Path(output_dir) if output_dir else Path(adapter or cfg.train.output_dir) / "eval"
     stage = tuned.config.finetune.stage
     if stage == "cls":
         return evaluate_classifier(tuned, out)
+    if tuned.config.finetune.preference:
+        return _finish(out, *evaluate_preference(tuned, base, out, reward_model))
     if stage != "sft":
         raise ConfigError(
             f"stage {stage}: tuneforge eval scores answers (sft) or labels (cls); a pt model "
@@ -217,8 +224,12 @@ def predict(
     text_column: str = "text",
 ) -> Path:
     """Label every text of a file (JSON, JSONL, CSV, Parquet or one text per line) with the
-    classifier in `adapter` and write ``{text, label, probabilities}`` lines."""
-    classifier = _load_classifier(compared_models(cfg, adapter)[0])
+    classifier in `adapter` and write ``{text, label, probabilities}`` lines; with a reward
+    model (stage rm), score every answered conversation of the file instead."""
+    tuned = compared_models(cfg, adapter)[0]
+    if tuned.config.finetune.stage == "rm":
+        return score_answers(tuned, Path(input_path), Path(output_path))
+    classifier = _load_classifier(tuned)
     texts = read_texts(Path(input_path), text_column, cfg.model.cache_dir)
     probabilities = classifier.probabilities(texts, cfg.train.per_device_eval_batch_size)
     out = Path(output_path)

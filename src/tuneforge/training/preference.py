@@ -124,7 +124,8 @@ def train_preference(cfg: RunConfig, observers: CallbackFactory = no_observers) 
         **trainer_kwargs,
     )
     _switch_off_for_reference(cfg, trainer.model)
-    return train_and_save(cfg, trainer, final_eval=evaluation is not None)
+    # The last validation is in the log already; do_eval repeats it into all_results.json.
+    return train_and_save(cfg, trainer, final_eval=evaluation is not None and cfg.train.do_eval)
 
 
 def _trainer_parts(cfg: RunConfig, pad_token_id: int) -> tuple[type, type, dict[str, Any], Any]:

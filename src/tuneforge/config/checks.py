@@ -88,6 +88,7 @@ def cross_problems(cfg: RunConfig, failed: Set[str] = frozenset()) -> list[Probl
     if valid("stage", "packing") and finetune.preference and cfg.packing:
         add("packing", f"packing does not apply to stage {finetune.stage} (one pair, one row)")
     problems += _preference_problems(cfg, valid)
+    problems += _classifier_problems(cfg, valid)
     if valid("stage", "label_names") and finetune.stage != "cls" and data.label_names:
         add("label_names", "label_names applies to stage cls only")
     if valid("do_predict", "stage") and train.do_predict and finetune.stage != "sft":
@@ -127,3 +128,17 @@ def _preference_problems(cfg: RunConfig, valid: Callable[..., bool]) -> list[Pro
             )
         )
     return problems
+
+
+CLS_KEYS = ("cls_head_init", "cls_pooling", "cls_head_lr")
+
+
+def _classifier_problems(cfg: RunConfig, valid: Callable[..., bool]) -> list[Problem]:
+    """The classifier's own keys do nothing in another stage: say so rather than ignore them."""
+    if not valid("stage") or cfg.finetune.stage == "cls":
+        return []
+    return [
+        Problem(key, f"{key} applies to stage cls only (the stage is {cfg.finetune.stage})")
+        for key in CLS_KEYS
+        if valid(key) and getattr(cfg.finetune, key) is not None
+    ]

@@ -16,6 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tuneforge.config.choices import TEMPLATE_NAMES
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+# cls: the head's learning rate as a multiple of learning_rate, unless cls_head_lr says: a
+# random head must travel far, a fitted one (the probe's, an adapter's) only adjust
+# (measured: docs/classification.md).
+CLS_FRESH_HEAD_LR_FACTOR = 10.0
+CLS_FITTED_HEAD_LR_FACTOR = 0.1
 
 PREFERENCE_STAGES = ("rm", "dpo", "kto")
 # LLaMA-Factory's pref_loss values, and trl's other DPO losses.
@@ -223,9 +228,7 @@ class FinetuneArgs(_Section):
     pref_ftx: float = Field(
         0.0, ge=0, description="dpo: weight of the SFT loss on the chosen answer mixed in."
     )
-    simpo_gamma: float = Field(
-        0.5, ge=0, description="pref_loss simpo: the target reward margin."
-    )
+    simpo_gamma: float = Field(0.5, ge=0, description="pref_loss simpo: the target reward margin.")
     dpo_label_smoothing: float = Field(
         0.0,
         ge=0,
@@ -245,6 +248,26 @@ class FinetuneArgs(_Section):
     )
     ref_model_adapters: str | None = Field(
         None, description="dpo/kto: a LoRA adapter applied to ref_model."
+    )
+
+    cls_head_init: Literal["probe", "random"] | None = Field(
+        None,
+        description="cls: probe (default) fits the head on the frozen model's features before "
+        "training (a logistic regression, seconds), so fine-tuning starts from a working "
+        "classifier; random starts from a random head. Default with adapter_name_or_path: "
+        "the adapter's own head.",
+    )
+    cls_pooling: Literal["last", "mean"] | None = Field(
+        None,
+        description="cls: what the head reads: last (default) the last token that is not "
+        "padding, as transformers does; mean the average over the text's tokens.",
+    )
+    cls_head_lr: float | None = Field(
+        None,
+        gt=0,
+        description=f"cls: the head's learning rate; default {CLS_FITTED_HEAD_LR_FACTOR:g} x "
+        f"learning_rate for a fitted head (the probe's: a larger step undoes it), "
+        f"{CLS_FRESH_HEAD_LR_FACTOR:g} x for cls_head_init: random (it starts far off).",
     )
 
     _lists = field_validator(
@@ -277,6 +300,10 @@ class FinetuneArgs(_Section):
     @property
     def resolved_lora_alpha(self) -> int:
         return self.lora_alpha if self.lora_alpha is not None else 2 * self.lora_rank
+
+    @property
+    def resolved_cls_pooling(self) -> Literal["last", "mean"]:
+        return self.cls_pooling or "last"
 
 
 class TrainArgs(_Section):

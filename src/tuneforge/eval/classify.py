@@ -54,7 +54,8 @@ class Classifier:
 
 
 def load_classifier(cfg: RunConfig) -> Classifier:
-    """The base model with a classification head, and the adapter of a cls run if any."""
+    """The base model with a classification head pooling as the run trained it, and the
+    adapter of a cls run if any."""
     names = cfg.data.label_names
     where = cfg.model.adapter_name_or_path or cfg.model.model_name_or_path
     if cfg.finetune.stage != "cls":
@@ -75,6 +76,7 @@ def load_classifier(cfg: RunConfig) -> Classifier:
         for_training=False,
         labels=names,
         pad_token_id=tokenizer.pad_token_id,
+        pooling=cfg.finetune.resolved_cls_pooling,
     )
     if cfg.model.adapter_name_or_path:
         tuned = load_adapter(model, cfg.model.adapter_name_or_path, trainable=False)
@@ -104,10 +106,12 @@ def prediction_lines(
 class TrainerMetrics:
     """``compute_metrics`` for the Trainer: every validation reports accuracy, macro-F1,
     per-class precision/recall and the confusion matrix, with the baseline's figures on the
-    same split beside them (``baseline_accuracy``, ``baseline_macro_f1``)."""
+    same split beside them (``baseline_accuracy``, ``baseline_macro_f1``) and the linear
+    probe's the head started from (``probe_accuracy``, ``probe_macro_f1``)."""
 
     names: tuple[str, ...]
     baseline: dict[str, float] | None
+    probe: dict[str, float] | None = None
 
     def __call__(self, prediction: Any) -> dict[str, Any]:
         logits = prediction.predictions
@@ -117,8 +121,7 @@ class TrainerMetrics:
         metrics: dict[str, Any] = classification_metrics(truth, guess, self.names)
         # A string: TensorBoard shows it as text, the JSONL log keeps it; a list it would drop.
         metrics["confusion_matrix"] = json.dumps(confusion(truth, guess, len(self.names)))
-        if self.baseline is not None:
-            metrics.update(
-                {f"baseline_{key}": self.baseline[key] for key in ("accuracy", "macro_f1")}
-            )
+        for name, scores in (("baseline", self.baseline), ("probe", self.probe)):
+            if scores is not None:
+                metrics.update({f"{name}_{key}": scores[key] for key in ("accuracy", "macro_f1")})
         return metrics

@@ -31,6 +31,19 @@ def side_by_side(
     return "\n".join(lines)
 
 
+def columns_table(columns: Mapping[str, Mapping[str, float]], keys: Sequence[str]) -> str:
+    """``metric | a | b | c`` for several models on the same keys (each column has them all)."""
+    width = max([len("metric"), *map(len, keys)])
+    size = max([8, *map(len, columns)])
+    lines = [f"{'metric':<{width}}" + "".join(f"  {name:>{size}}" for name in columns)]
+    for key in keys:
+        lines.append(
+            f"{key:<{width}}"
+            + "".join(f"  {values[key]:>{size}.4f}" for values in columns.values())
+        )
+    return "\n".join(lines)
+
+
 def most_different(
     samples: Sequence[EvalSample],
     base: Sequence[str],

@@ -25,6 +25,7 @@ from tuneforge.config.schema import ModelArgs
 from tuneforge.errors import ConfigError, ModelError
 from tuneforge.messages import first_line
 from tuneforge.models.aliases import resolve_model_path
+from tuneforge.models.pooling import Pooling, use_mean_pooling
 from tuneforge.models.quantization import quantization_kwargs
 from tuneforge.models.rope import rope_scaled_config
 
@@ -128,6 +129,10 @@ def _model_eos_ids(folder: Path) -> list[int]:
     return []
 
 
+# The one output of a reward model's head (stage rm): its label, so the head loads as saved.
+REWARD_LABEL = "reward"
+
+
 def load_model(
     model_args: ModelArgs,
     *,
@@ -137,6 +142,7 @@ def load_model(
     cutoff_len: int | None = None,
     labels: Sequence[str] | None = None,
     pad_token_id: int | None = None,
+    pooling: Pooling = "last",
 ) -> PreTrainedModel:
     """The base causal LM in `dtype` with the configured attention kernel.
 
@@ -148,7 +154,8 @@ def load_model(
     training, `load_adapter` attaches it for inference.
 
     With `labels` (stage cls) it is the same network with a classification head over the
-    last non-padding token instead (new, untrained weights unless the folder has them).
+    last non-padding token, or the mean of the text's tokens (`pooling`, see `models.pooling`),
+    instead (new, untrained weights unless the folder has them).
     """
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -193,6 +200,8 @@ def load_model(
             f"{folder}: {len(missing)} weight tensor(s) missing from the checkpoint "
             f"(first: {missing[0]}); the folder is incomplete"
         )
+    if labels and pooling == "mean":
+        use_mean_pooling(model)
     model.config.use_cache = not for_training
     if not for_training:
         model.eval()

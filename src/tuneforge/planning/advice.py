@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from tuneforge.config.schema import RunConfig
 from tuneforge.config.val_size import validation_count
+from tuneforge.data.lengths import Lengths, suggest_cutoff_len
 from tuneforge.planning.shape import ModelShape
 
 # Each band: (values below this limit, the advised range); the last one catches the rest.
@@ -245,3 +246,60 @@ def human_count(params: float) -> str:
         if params >= size:
             return f"{params / size:.1f}{unit}"
     return f"{params:.0f}"
+
+
+# cls: a classifier run should take at least this many optimizer steps, in at most
+# CLS_MAX_EPOCHS passes; beyond CLS_FEW_EPOCHS the probe-initialised head gains little
+# and small data is memorised (docs/classification.md has the measurements).
+CLS_MIN_STEPS = 50
+CLS_FEW_EPOCHS = 3
+CLS_MAX_EPOCHS = 10
+# cls: cutting more than this share of the texts to cutoff_len is flagged.
+CLS_TRUNCATED_SHARE = 0.2
+
+
+def classifier_advice(cfg: RunConfig, train: int | None, lengths: Lengths | None) -> list[Advice]:
+    """Stage cls: the steps and epochs its data size needs (replacing the generic epochs
+    row), and the cutoff_len the token lengths of this tokenizer on these texts call for."""
+    rows = []
+    if train is not None:
+        rows.append(_classifier_epochs(cfg, train))
+    if lengths is not None and lengths.values:
+        rows.append(classifier_cutoff(cfg.data.cutoff_len, lengths))
+    return rows
+
+
+def _classifier_epochs(cfg: RunConfig, train: int) -> Advice:
+    per_epoch = max(1, _steps_per_epoch(cfg, train))  # no texts: the data check says so
+    t = cfg.train
+    total = t.max_steps if t.max_steps > 0 else math.ceil(t.num_train_epochs * per_epoch)
+    epochs = total / per_epoch
+    low = min(CLS_MAX_EPOCHS, max(1, math.ceil(CLS_MIN_STEPS / per_epoch)))
+    high = max(low, CLS_FEW_EPOCHS)
+    return Advice(
+        "num_train_epochs",
+        f"{epochs:g} ({total:,} steps, {per_epoch:,} per epoch)",
+        f"{low if low == high else f'{low}-{high}'} (>= {CLS_MIN_STEPS} steps)",
+        f"{train:,} texts at batch {effective_batch(cfg)}: the adapters need about "
+        f"{CLS_MIN_STEPS} steps to improve on the head's linear probe; after "
+        f"{CLS_FEW_EPOCHS} passes a small set is memorised",
+        low <= epochs <= high,
+    )
+
+
+def classifier_cutoff(cutoff_len: int, lengths: Lengths) -> Advice:
+    """cutoff_len against the token lengths of the texts: a classifier reads only the first
+    cutoff_len tokens; flagged when more than CLS_TRUNCATED_SHARE of the texts are cut."""
+    count = len(lengths.values)
+    cut = sum(1 for length in lengths.values if length > cutoff_len)
+    share = cut / count
+    return Advice(
+        "cutoff_len",
+        f"{cutoff_len} (cuts {cut:,} of {count:,} texts, {share:.0%})",
+        f"{suggest_cutoff_len(lengths)} (p95, rounded up)",
+        f"this tokenizer on these texts: p50 {lengths.percentile(50):,} / p90 "
+        f"{lengths.percentile(90):,} / p95 {lengths.percentile(95):,} / max "
+        f"{max(lengths.values):,} tokens; the head never sees what is cut, and batches pad "
+        f"only to their longest text",
+        share <= CLS_TRUNCATED_SHARE,
+    )

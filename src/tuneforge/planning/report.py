@@ -14,6 +14,7 @@ from tuneforge.config.schema import RunConfig
 from tuneforge.errors import ConfigError, UserError
 from tuneforge.models import Hardware, choose_precision, detect_hardware, load_tokenizer
 from tuneforge.planning.advice import Advice, advise
+from tuneforge.planning.budget import classifier_budget
 from tuneforge.planning.fixes import Fix, find_fixes
 from tuneforge.planning.memory import (
     DeviceMemory,
@@ -102,6 +103,11 @@ def make_plan(cfg: RunConfig, *, with_data: bool = True, hardware: Hardware | No
     suggested = data.suggested_cutoff_len if data is not None else None
     fixes = () if run.fits else tuple(run.fixes(suggested))
     samples = data.samples if data is not None else None
+    advice = advise(cfg, run.shape, samples)
+    if cfg.finetune.stage == "cls":
+        budget = classifier_budget(cfg, run.shape, data, run.hardware)
+        replaced = {row.setting for row in budget}
+        advice = [row for row in advice if row.setting not in replaced] + budget
     return Plan(
         run.shape,
         run.work,
@@ -109,7 +115,7 @@ def make_plan(cfg: RunConfig, *, with_data: bool = True, hardware: Hardware | No
         run.device,
         choose_precision(cfg.train, run.hardware).reason,
         fixes,
-        tuple(advise(cfg, run.shape, samples)),
+        tuple(advice),
         data,
         note,
     )

@@ -2,7 +2,8 @@
 
 ``sft`` and ``pt`` share one causal-LM workflow: they differ only in how `data` encodes
 samples (chat turns with a loss mask vs plain text), which `prepare_datasets` decides.
-``cls`` puts a classification head on the same model and trains on labelled texts.
+``cls`` puts a classification head on the same model and trains on labelled texts (in
+`classifier`).
 """
 
 from __future__ import annotations
@@ -16,19 +17,14 @@ from types import MappingProxyType
 from typing import Any
 
 import torch
-from transformers import DataCollatorWithPadding, set_seed
+from transformers import set_seed
 
 from tuneforge import layout
-from tuneforge.config.load import replace, save_config
+from tuneforge.config.load import save_config
 from tuneforge.config.schema import RunConfig
 from tuneforge.data import build_collator, prepare_datasets
-from tuneforge.data.prepare import prepare_labelled
 from tuneforge.errors import OutputError
-from tuneforge.eval.baseline import score_baseline
-from tuneforge.eval.classify import TrainerMetrics
 from tuneforge.eval.evaluate import evaluate
-from tuneforge.eval.metrics import CLASSIFICATION_PACKAGES, require
-from tuneforge.eval.report import side_by_side
 from tuneforge.models import (
     apply_finetuning,
     choose_precision,
@@ -38,6 +34,7 @@ from tuneforge.models import (
 )
 from tuneforge.models.precision import Precision
 from tuneforge.training import checkpoint
+from tuneforge.training.classifier import train_classifier
 from tuneforge.training.distributed import is_main_process, main_process_first
 from tuneforge.training.trainer import CallbackFactory, TuneforgeTrainer, build_trainer
 
@@ -92,42 +89,6 @@ def train_causal_lm(cfg: RunConfig, observers: CallbackFactory = no_observers) -
     if cfg.train.do_predict and is_main_process():
         report = evaluate(cfg, adapter=str(out), output_dir=out / layout.PREDICT_DIR)
         logger.info("Predictions on the validation data:\n%s", report.text)
-    return result
-
-
-def train_classifier(cfg: RunConfig, observers: CallbackFactory = no_observers) -> TrainResult:
-    """Sequence classification (cls): a label per text, measured against a TF-IDF baseline."""
-    require(CLASSIFICATION_PACKAGES, "stage cls")
-    precision = choose_precision(cfg.train)
-    logger.info("Precision: %s", precision.reason)
-
-    tokenizer = load_tokenizer(cfg.model)
-    with main_process_first(cfg.train.ddp_timeout):
-        data = prepare_labelled(cfg, tokenizer)
-    cfg = replace(cfg, label_names=list(data.names))  # the class names are saved with the result
-    baseline = score_baseline(data) if cfg.eval.tfidf_baseline else None
-
-    set_seed(cfg.train.seed)
-    model = _trainable_model(cfg, precision, labels=data.names, pad_token_id=tokenizer.pad_token_id)
-
-    trainer = build_trainer(
-        cfg,
-        model,
-        tokenizer,
-        data.train,
-        data.eval,
-        DataCollatorWithPadding(tokenizer),
-        precision,
-        observers,
-        compute_metrics=TrainerMetrics(data.names, baseline),
-    )
-    result = _train_and_save(cfg, trainer, final_eval=data.eval is not None)
-    if baseline is not None:
-        final = {key: result.metrics[f"eval_{key}"] for key in ("accuracy", "macro_f1")}
-        logger.info(
-            "Validation, TF-IDF baseline vs fine-tuned:\n%s",
-            side_by_side("tfidf", baseline, "model", final),
-        )
     return result
 
 

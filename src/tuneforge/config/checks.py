@@ -123,8 +123,10 @@ def _preference_problems(cfg: RunConfig, valid: Callable[..., bool]) -> list[Pro
         problems.append(
             Problem(
                 "per_device_train_batch_size",
-                "stage kto needs per_device_train_batch_size >= 2 (its KL estimate pairs "
-                "each prompt with another answer of the same batch)",
+                f"stage kto needs per_device_train_batch_size >= 2 (its KL estimate pairs "
+                f"each prompt with another answer of the same batch); for the same effective "
+                f"batch write per_device_train_batch_size: 2, gradient_accumulation_steps: "
+                f"{max(1, train.gradient_accumulation_steps // 2)}",
             )
         )
     return problems

@@ -188,6 +188,7 @@ class ClassifierTrainer(TuneforgeTrainer):
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         fresh = self.optimizer is None
         optimizer = super().create_optimizer(model)
-        if fresh:
-            separate_groups(optimizer, head_parameters(model or self.model), self.head_lr)
+        trained = model if model is not None else self.model
+        if fresh and trained is not None:
+            separate_groups(optimizer, head_parameters(trained), self.head_lr)
         return optimizer

@@ -1,13 +1,15 @@
 """`tuneforge plan`'s memory estimate against the measured peak of real training runs.
 
 Each configuration (LoRA / full / freeze, two batch sizes, two sequence lengths, with and
-without gradient checkpointing) of the default model and of a tiny random model trains a
-few steps through `tuneforge.train`, each in its own process. Measured: on a CPU the peak
+without gradient checkpointing; the preference stages dpo with the sigmoid and ORPO losses,
+full dpo with its reference copy, kto and rm) of the default model and of a tiny random model
+trains a few steps through `tuneforge.train`, each in its own process. Measured: on a CPU the peak
 resident memory (VmHWM) minus the resident memory after the training libraries are imported,
 on a GPU torch's peak of allocated CUDA memory. The estimate is computed in this process,
 before the child starts, for the same hardware.
 
-Run: ``python benchmarks/memory_estimate.py [--steps 2] [--models default,tiny]``.
+Run: ``python benchmarks/memory_estimate.py [--steps 2] [--models default,tiny]
+[--stages sft,preference]``.
 """
 
 from __future__ import annotations
@@ -29,35 +31,47 @@ EN = (
 ).split()
 ZH = list("模型从示例中学习损失缓慢下降学习率先预热然后沿余弦曲线衰减直到训练结束")
 
-# (finetuning_type, batch, cutoff_len, gradient_checkpointing)
-CONFIGS = [
-    ("lora", 2, 256, False),
-    ("full", 2, 256, False),
-    ("freeze", 2, 256, False),
-    ("lora", 4, 256, False),
-    ("full", 4, 256, False),
-    ("lora", 2, 512, False),
-    ("full", 2, 512, False),
-    ("lora", 2, 256, True),
-    ("full", 2, 256, True),
-]
+# (stage, pref_loss, finetuning_type, batch, cutoff_len, gradient_checkpointing)
+CONFIGS = {
+    "sft": [
+        ("sft", "sigmoid", "lora", 2, 256, False),
+        ("sft", "sigmoid", "full", 2, 256, False),
+        ("sft", "sigmoid", "freeze", 2, 256, False),
+        ("sft", "sigmoid", "lora", 4, 256, False),
+        ("sft", "sigmoid", "full", 4, 256, False),
+        ("sft", "sigmoid", "lora", 2, 512, False),
+        ("sft", "sigmoid", "full", 2, 512, False),
+        ("sft", "sigmoid", "lora", 2, 256, True),
+        ("sft", "sigmoid", "full", 2, 256, True),
+    ],
+    "preference": [
+        ("dpo", "sigmoid", "lora", 2, 256, False),
+        ("dpo", "orpo", "lora", 2, 256, False),
+        ("dpo", "sigmoid", "full", 2, 256, False),
+        ("kto", "sigmoid", "lora", 2, 256, False),
+        ("rm", "sigmoid", "lora", 2, 256, False),
+    ],
+}
 
 
 def make_dataset(folder: Path, n: int = 64, seed: int = 0) -> None:
-    """Alpaca rows longer than any cutoff_len used here, so every row is exactly cutoff_len."""
+    """Alpaca rows longer than any cutoff_len used here, so every row is exactly cutoff_len:
+    `long` for sft, `long_pairs` (two different answers) for the preference stages."""
     rng = random.Random(seed)
-    rows = []
+    rows, pairs = [], []
     for i in range(n):
         words, sep = (EN, " ") if i % 2 == 0 else (ZH, "")
-        rows.append(
-            {
-                "instruction": sep.join(rng.choices(words, k=600)),
-                "input": "",
-                "output": sep.join(rng.choices(words, k=900)),
-            }
-        )
-    (folder / "long.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    (folder / "dataset_info.json").write_text(json.dumps({"long": {"file_name": "long.json"}}))
+        instruction, output, other = (sep.join(rng.choices(words, k=k)) for k in (600, 900, 900))
+        rows.append({"instruction": instruction, "input": "", "output": output})
+        pairs.append({"instruction": instruction, "input": "", "chosen": output, "rejected": other})
+    for name, data in (("long", rows), ("long_pairs", pairs)):
+        text = json.dumps(data, ensure_ascii=False)
+        (folder / f"{name}.json").write_text(text, encoding="utf-8")
+    info = {
+        "long": {"file_name": "long.json"},
+        "long_pairs": {"file_name": "long_pairs.json", "ranking": True},
+    }
+    (folder / "dataset_info.json").write_text(json.dumps(info))
 
 
 def make_tiny_model(folder: Path) -> Path:
@@ -91,15 +105,15 @@ def run_config(
     model: str,
     data: Path,
     out: Path,
-    kind: str,
-    batch: int,
-    cutoff: int,
-    checkpointing: bool,
+    row: tuple[str, str, str, int, int, bool],
     steps: int,
 ) -> dict:
+    stage, pref_loss, kind, batch, cutoff, checkpointing = row
     return {
         "model_name_or_path": model,
-        "dataset": "long",
+        "stage": stage,
+        "pref_loss": pref_loss,
+        "dataset": "long" if stage == "sft" else "long_pairs",
         "dataset_dir": str(data),
         "finetuning_type": kind,
         "per_device_train_batch_size": batch,
@@ -166,6 +180,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--models", default="default,tiny")
+    parser.add_argument("--stages", default="sft,preference")
     parser.add_argument("--child")
     args = parser.parse_args()
     if args.child:
@@ -183,11 +198,12 @@ def main() -> None:
     models = {"default": "smollm2-135m-instruct", "tiny": str(make_tiny_model(work / "tiny"))}
     rows = []
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1"}
+    chosen = [row for group in args.stages.split(",") for row in CONFIGS[group]]
     for label in args.models.split(","):
-        for kind, batch, cutoff, checkpointing in CONFIGS:
-            config = run_config(
-                models[label], data, work / "out", kind, batch, cutoff, checkpointing, args.steps
-            )
+        for row in chosen:
+            stage, pref_loss, kind, batch, cutoff, checkpointing = row
+            method = f"{stage} {pref_loss}" if stage == "dpo" else stage
+            config = run_config(models[label], data, work / "out", row, args.steps)
             predicted, precision = estimate(config)
             started = time.perf_counter()
             proc = subprocess.run(
@@ -198,11 +214,14 @@ def main() -> None:
             )
             lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
             if proc.returncode or not lines:
-                sys.exit(f"{label} {kind} b{batch} s{cutoff} failed:\n{proc.stderr[-3000:]}")
+                sys.exit(
+                    f"{label} {method} {kind} b{batch} s{cutoff} failed:\n{proc.stderr[-3000:]}"
+                )
             measured = json.loads(lines[-1][7:])["measured"]
             rows.append(
                 (
                     label,
+                    method,
                     kind,
                     batch,
                     cutoff,
@@ -214,7 +233,7 @@ def main() -> None:
                 )
             )
             print(
-                f"{label} {kind} b{batch} s{cutoff} gc={checkpointing}: estimate "
+                f"{label} {method} {kind} b{batch} s{cutoff} gc={checkpointing}: estimate "
                 f"{predicted / 1e9:.2f} GB, measured {measured / 1e9:.2f} GB",
                 file=sys.stderr,
                 flush=True,
@@ -227,16 +246,16 @@ def main() -> None:
     what = "torch CUDA peak" if torch.cuda.is_available() else "peak RSS delta"
     print(f"\n{time.strftime('%Y-%m-%d')}, {device}, {args.steps} steps per run, measured = {what}")
     print(
-        "| model | method | batch | cutoff_len | grad. ckpt | precision | estimate GB | "
+        "| model | stage | method | batch | cutoff_len | grad. ckpt | precision | estimate GB | "
         "measured GB | error |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     worst = 0.0
-    for label, kind, batch, cutoff, ckpt, precision, predicted, measured, _ in rows:
+    for label, method, kind, batch, cutoff, ckpt, precision, predicted, measured, _ in rows:
         error = predicted / measured - 1
         worst = max(worst, abs(error))
         print(
-            f"| {label} | {kind} | {batch} | {cutoff} | {'yes' if ckpt else 'no'} | "
+            f"| {label} | {method} | {kind} | {batch} | {cutoff} | {'yes' if ckpt else 'no'} | "
             f"{precision} | {predicted / 1e9:.2f} | {measured / 1e9:.2f} | {error:+.1%} |"
         )
     print(f"\nlargest error: {worst:.1%}")

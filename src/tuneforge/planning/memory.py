@@ -14,6 +14,10 @@ pass, counted here tensor by tensor as a Llama-style decoder layer saves them (c
   with ``fused_loss``, two chunks of logits and the gradient of the hidden states instead);
 - the update peak: gradients + the optimizer step's temporaries.
 
+The preference stages (rm, dpo, kto) run the same network on more rows, score the answers
+with trl's chunked log-prob head, and may hold a reference model and run its forward pass
+beside the trained one (`preference_step` says how trl does each).
+
 On a GPU the two peaks do not add up: gradients are freed after each optimizer step, and
 activations are freed as the backward pass produces gradients (unless gradients are
 accumulated over several batches). On a CPU glibc's malloc keeps freed buffers resident, so
@@ -31,6 +35,15 @@ from tuneforge.config.schema import RunConfig
 from tuneforge.models import Hardware, choose_precision
 from tuneforge.models.load import ATTENTION
 from tuneforge.models.quantization import quantized_bytes_per_weight
+from tuneforge.planning.preference_step import (
+    FULL_LOGIT_TENSORS,
+    TRL_BACKWARD_TEMPORARIES,
+    TRL_FORWARD_TEMPORARIES,
+    TRL_TOKEN_TILE,
+    TRL_VOCAB_TILE,
+    PreferenceStep,
+    preference_step,
+)
 from tuneforge.planning.shape import Layer, Linear, ModelShape
 from tuneforge.training.fused_loss import CHUNK_ROWS
 
@@ -99,10 +112,16 @@ class Workload:
     double_quantization: bool
     device: str
     fused_loss: bool = False
+    preference: PreferenceStep | None = None
+
+    @property
+    def rows(self) -> int:
+        """Sequences through the trained forward per step: dpo and rm add the rejected ones."""
+        return self.batch_size * (self.preference.rows_per_sample if self.preference else 1)
 
     @property
     def tokens(self) -> int:
-        return self.batch_size * self.seq_len
+        return self.rows * self.seq_len
 
     @property
     def autocast(self) -> bool:
@@ -126,7 +145,8 @@ def workload(cfg: RunConfig, hardware: Hardware) -> Workload:
         device=hardware.device,
         fused_loss=cfg.train.fused_loss
         and not cfg.train.enable_liger_kernel
-        and cfg.finetune.stage != "cls",
+        and cfg.finetune.stage in ("sft", "pt"),
+        preference=preference_step(cfg.finetune),
     )
 
 
@@ -193,16 +213,20 @@ class MemoryEstimate:
     runtime: int
     heap_retention: int = 0
     accumulates: bool = False
+    reference_weights: int = 0
+    reference_forward: int = 0
 
     @property
     def static(self) -> int:
-        """Weights, gradients and optimizer states: what does not depend on the batch."""
-        return self.weights + self.gradients + self.optimizer_states
+        """Weights (a reference model's too), gradients and optimizer states: what does not
+        depend on the batch."""
+        return self.weights + self.reference_weights + self.gradients + self.optimizer_states
 
     @property
     def forward_backward(self) -> int:
-        """Saved activations, weight copies and the loss."""
-        return self.activations + self.weight_copies + self.logits
+        """Saved activations, weight copies, and the larger of the loss's backward and the
+        reference forward, which both run while the activations are held."""
+        return self.activations + self.weight_copies + max(self.logits, self.reference_forward)
 
     @property
     def held_gradients(self) -> int:
@@ -221,7 +245,13 @@ class MemoryEstimate:
 
     @property
     def peak(self) -> int:
-        fixed = self.weights + self.optimizer_states + self.runtime + self.held_gradients
+        fixed = (
+            self.weights
+            + self.reference_weights
+            + self.optimizer_states
+            + self.runtime
+            + self.held_gradients
+        )
         if self.resident_heap:
             return fixed + self.forward_backward + max(self.heap_retention, self.update)
         return fixed + max(self.forward_backward, self.update)
@@ -243,33 +273,92 @@ def estimate(shape: ModelShape, work: Workload) -> MemoryEstimate:
         runtime=RUNTIME_BYTES[work.device],
         heap_retention=round(activations * CPU_HEAP_RETENTION) if work.device == "cpu" else 0,
         accumulates=work.gradient_accumulation_steps > 1,
+        reference_weights=round(
+            _weight_bytes(shape.reference, work, float_bytes=work.compute_bytes)
+            if shape.reference
+            else 0
+        ),
+        reference_forward=reference_forward_bytes(shape, work),
     )
 
 
 def loss_bytes(shape: ModelShape, work: Workload) -> int:
     """The logits and the loss: whole float32 logits and their gradients, or with the fused
-    loss a chunk at a time (plus a gradient buffer for the head when it trains)."""
+    loss a chunk at a time (plus a gradient buffer for the head when it trains); for dpo and
+    kto trl's chunked log-prob head, for ORPO and SimPO their whole logits."""
+    step = work.preference
+    if step is not None and step.head == "chunked":
+        return _trl_head_bytes(shape, work)
+    if step is not None and step.head == "full":
+        tensors = FULL_LOGIT_TENSORS[(work.autocast, step.sft_term)]
+        return round(tensors * FP32 * work.tokens * shape.output_size)
     if not work.fused_loss:
         return LOSS_TENSORS * FP32 * work.tokens * shape.output_size
     chunk = min(work.tokens, CHUNK_ROWS)
-    head = (shape.output_size, shape.hidden_size)
-    head_gradient = FP32 * math.prod(head) if head in shape.trainable_shapes else 0
     return (
         FUSED_CHUNKS * FP32 * chunk * shape.output_size
         + FUSED_HIDDEN_COPIES * FP32 * work.tokens * shape.hidden_size
-        + head_gradient
+        + _head_gradient(shape)
     )
 
 
-def _weight_bytes(shape: ModelShape, work: Workload) -> float:
-    """float32 weights; with quantization_bit the decoder layers' linears in 4/8 bits."""
+def _head_gradient(shape: ModelShape) -> int:
+    """A float32 gradient buffer for the output head, when it trains (a fused head fills it
+    chunk by chunk)."""
+    head = (shape.output_size, shape.hidden_size)
+    return FP32 * math.prod(head) if head in shape.trainable_shapes else 0
+
+
+def _trl_tile(shape: ModelShape, work: Workload, temporaries: int) -> int:
+    """One tile of trl's chunked log-prob head: the projection in the compute dtype, and on
+    a CPU the float32 temporaries torch's fallback makes of it (with a boolean mask in the
+    backward)."""
+    elements = min(work.tokens, TRL_TOKEN_TILE) * min(shape.output_size, TRL_VOCAB_TILE)
+    if work.device != "cpu":  # Triton kernels fold the tile in place
+        return work.compute_bytes * elements
+    mask = 1 if temporaries == TRL_BACKWARD_TEMPORARIES else 0
+    return (work.compute_bytes + FP32 * temporaries + mask) * elements
+
+
+def _weight_tile(shape: ModelShape, work: Workload) -> int:
+    """Under autocast the head's weights of one tile, cast to the compute dtype."""
+    rows = min(shape.output_size, TRL_VOCAB_TILE)
+    return work.compute_bytes * rows * shape.hidden_size if work.autocast else 0
+
+
+def _trl_head_bytes(shape: ModelShape, work: Workload) -> int:
+    """trl's chunked log-prob head of the trained forward: the float32 hidden states it
+    saves, and in its backward their gradient, one tile and the head's gradient."""
+    hidden = FP32 * work.tokens * shape.hidden_size
+    return (
+        2 * hidden
+        + _trl_tile(shape, work, TRL_BACKWARD_TEMPORARIES)
+        + _weight_tile(shape, work)
+        + _head_gradient(shape)
+    )
+
+
+def reference_forward_bytes(shape: ModelShape, work: Workload) -> int:
+    """The reference forward (no gradients), run after the trained forward: on top of the
+    activations, the hidden states the trained head saved, and its own peak: its float32
+    hidden states and one tile of the log-prob head (more than one decoder layer's working
+    set). 0 when the stage has no reference."""
+    if not (work.preference and work.preference.reference_forward):
+        return 0
+    hidden = FP32 * work.tokens * shape.hidden_size
+    return 2 * hidden + _trl_tile(shape, work, TRL_FORWARD_TEMPORARIES) + _weight_tile(shape, work)
+
+
+def _weight_bytes(shape: ModelShape, work: Workload, *, float_bytes: int = FP32) -> float:
+    """Weights in float32 (a reference model: the compute dtype); with quantization_bit the
+    decoder layers' linears in 4/8 bits."""
     if work.quantization_bit is None:
-        return FP32 * shape.total_params
+        return float_bytes * shape.total_params
     per_weight = quantized_bytes_per_weight(
         work.quantization_bit, double_quantization=work.double_quantization
     )
     quantized = sum(linear.params for layer in shape.layers for linear in layer.linears)
-    return FP32 * (shape.total_params - quantized) + per_weight * quantized
+    return float_bytes * (shape.total_params - quantized) + per_weight * quantized
 
 
 def _saved_for_backward(shape: ModelShape, work: Workload) -> tuple[float, float]:

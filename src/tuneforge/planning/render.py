@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tuneforge.planning.advice import human_count
-from tuneforge.planning.memory import FP32, LOSS_TENSORS, OPTIMIZERS
+from tuneforge.planning.memory import FP32, LOSS_TENSORS, OPTIMIZERS, Workload
+from tuneforge.planning.preference_step import FULL_LOGIT_TENSORS, TRL_TOKEN_TILE, TRL_VOCAB_TILE
+from tuneforge.planning.shape import ModelShape
 from tuneforge.training.fused_loss import CHUNK_ROWS
 
 if TYPE_CHECKING:
@@ -38,12 +40,17 @@ def _model_lines(plan: Plan) -> list[str]:
     shape, work = plan.shape, plan.workload
     share = shape.trainable_params / shape.total_params if shape.total_params else 0.0
     quant = f", base in {work.quantization_bit} bits" if work.quantization_bit else ""
+    rows = (
+        f"batch {work.batch_size} x 2 rows (chosen + rejected)"
+        if work.rows != work.batch_size
+        else f"batch {work.batch_size}"
+    )
     return [
         f"Model: {shape.name} ({shape.model_type}, {shape.num_layers} layers, hidden "
         f"{shape.hidden_size}): {human_count(shape.total_params)} parameters = body "
         f"{human_count(shape.body_params)} + embeddings/head {human_count(shape.embedding_params)}",
         f"Trains: {human_count(shape.trainable_params)} parameters ({share:.2%}){quant}",
-        f"Step: batch {work.batch_size} x {work.seq_len} tokens (cutoff_len), "
+        f"Step: {rows} x {work.seq_len} tokens (cutoff_len), "
         f"{work.gradient_accumulation_steps} accumulation step(s), {work.attention} attention, "
         f"gradient checkpointing {'on' if work.gradient_checkpointing else 'off'}",
         f"Precision: {plan.precision}",
@@ -53,6 +60,7 @@ def _model_lines(plan: Plan) -> list[str]:
 def _memory_lines(plan: Plan) -> list[str]:
     shape, work, memory = plan.shape, plan.workload, plan.estimate
     c = "bf16/fp16" if work.autocast else "none (float32 compute)"
+    c_name = "bf16/fp16" if work.autocast else "float32"
     rows = [
         (
             "weights",
@@ -63,6 +71,18 @@ def _memory_lines(plan: Plan) -> list[str]:
                 else " (4 B each)"
             ),
             memory.weights,
+        ),
+        *(
+            [
+                (
+                    "reference weights",
+                    f"a second model, {human_count(shape.reference.total_params)} parameters "
+                    f"in {c_name}",
+                    memory.reference_weights,
+                )
+            ]
+            if shape.reference
+            else []
         ),
         ("gradients", f"{human_count(shape.trainable_params)} trained x 4 B", memory.gradients),
         (
@@ -76,14 +96,17 @@ def _memory_lines(plan: Plan) -> list[str]:
             memory.activations,
         ),
         ("weight copies", f"autocast copies: {c}", memory.weight_copies),
-        (
-            "logits and loss",
-            f"fused: chunks of {min(work.tokens, CHUNK_ROWS):,} of the {work.tokens:,} "
-            f"positions x {shape.output_size:,} outputs"
-            if work.fused_loss
-            else f"{LOSS_TENSORS} x {FP32} B x {work.tokens:,} tokens x "
-            f"{shape.output_size:,} outputs",
-            memory.logits,
+        ("logits and loss", _loss_how(shape, work), memory.logits),
+        *(
+            [
+                (
+                    "reference forward",
+                    "no gradients, beside activations: hidden states + 1 tile",
+                    memory.reference_forward,
+                )
+            ]
+            if work.preference and work.preference.reference_forward
+            else []
         ),
         (
             "heap retention",
@@ -95,7 +118,8 @@ def _memory_lines(plan: Plan) -> list[str]:
     ]
     lines = ["Memory (GB = 10^9 bytes):"]
     lines += [f"  {name:<17} {how:<58} {size / GB:>8.2f}" for name, how, size in rows]
-    forward = f"activations + copies + logits {memory.forward_backward / GB:.2f}"
+    loss = "max(logits, reference forward)" if memory.reference_forward else "logits"
+    forward = f"activations + copies + {loss} {memory.forward_backward / GB:.2f}"
     update = f"{'step' if memory.accumulates else 'gradients + step'} {memory.update / GB:.2f}"
     if memory.resident_heap:
         total = (
@@ -105,19 +129,40 @@ def _memory_lines(plan: Plan) -> list[str]:
     else:
         total = f"max({forward}, {update})"
     held = " + gradients (accumulated)" if memory.accumulates else ""
-    lines.append(f"  peak = weights + optimizer states + runtime{held} + {total}")
+    reference = " + reference weights" if memory.reference_weights else ""
+    lines.append(f"  peak = weights{reference} + optimizer states + runtime{held} + {total}")
     lines.append(f"       = {memory.peak / GB:.2f} GB")
     lines += _static_lines(plan)
     return lines
+
+
+def _loss_how(shape: ModelShape, work: Workload) -> str:
+    """How the logits and loss are held: whole, tuneforge's fused chunks, trl's log-prob
+    tiles (dpo, kto) or ORPO/SimPO's whole logits."""
+    outputs = f"{shape.output_size:,} outputs"
+    step = work.preference
+    if step is not None and step.head == "chunked":
+        tile = f"{min(work.tokens, TRL_TOKEN_TILE):,} x {min(shape.output_size, TRL_VOCAB_TILE):,}"
+        return f"trl log-prob tiles: {tile} of {work.tokens:,} x {shape.output_size:,}"
+    if step is not None and step.head == "full":
+        tensors = FULL_LOGIT_TENSORS[(work.autocast, step.sft_term)]
+        return f"whole logits: {tensors:g} x {FP32} B x {work.tokens:,} tokens x {outputs}"
+    if work.fused_loss:
+        return (
+            f"fused: chunks of {min(work.tokens, CHUNK_ROWS):,} of the {work.tokens:,} "
+            f"positions x {outputs}"
+        )
+    return f"{LOSS_TENSORS} x {FP32} B x {work.tokens:,} tokens x {outputs}"
 
 
 def _static_lines(plan: Plan) -> list[str]:
     """The static part per parameter, and why full fine-tuning with AdamW costs 16 B."""
     shape, memory = plan.shape, plan.estimate
     per_param = memory.static / shape.total_params if shape.total_params else 0.0
+    reference = " + reference weights" if memory.reference_weights else ""
     lines = [
-        f"  static (weights + gradients + optimizer states) = {memory.static / GB:.2f} GB "
-        f"= {per_param:.1f} B per parameter"
+        f"  static (weights{reference} + gradients + optimizer states) = "
+        f"{memory.static / GB:.2f} GB = {per_param:.1f} B per parameter"
     ]
     full_adam = shape.trainable_params == shape.total_params and plan.workload.optimizer.startswith(
         "adamw_torch"

@@ -9,6 +9,7 @@ and a misspelt ``lora_target`` fails here, before any weights load.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -17,10 +18,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from tuneforge.config.load import replace
 from tuneforge.config.schema import RunConfig
 from tuneforge.errors import ModelError
 from tuneforge.messages import first_line
-from tuneforge.models import ALIASES, apply_finetuning, resolve_model_path
+from tuneforge.models import ALIASES, REWARD_LABEL, apply_finetuning, resolve_model_path
+from tuneforge.planning.preference_step import holds_reference_copy
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
@@ -29,6 +32,8 @@ Role = Literal["attn_in", "attn_out", "mlp_in", "mlp_out"]
 
 # Labels assumed for a cls plan whose config does not list them (the data decides later).
 DEFAULT_NUM_LABELS = 2
+# Stages whose model is a sequence classifier: cls, and rm's one-output reward head.
+CLASSIFIER_STAGES = ("cls", "rm")
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,8 @@ class ModelShape:
     embeddings_train: bool
     head_trains: bool
     layers: tuple[Layer, ...]
+    # A preference stage's reference model, when it is a second model beside this one.
+    reference: ModelShape | None = None
 
     @property
     def num_layers(self) -> int:
@@ -128,6 +135,8 @@ def read_model_config(cfg: RunConfig) -> PretrainedConfig:
         raise ModelError(f"model_name_or_path '{name}': {where} ({first_line(exc)})") from None
     if cfg.finetune.stage == "cls":
         config.num_labels = len(cfg.data.label_names or ()) or DEFAULT_NUM_LABELS
+    if cfg.finetune.stage == "rm":
+        config.num_labels = len((REWARD_LABEL,))
     return config
 
 
@@ -137,7 +146,7 @@ def build_meta_model(cfg: RunConfig, config: PretrainedConfig) -> PreTrainedMode
 
     auto = (
         AutoModelForSequenceClassification
-        if cfg.finetune.stage == "cls"
+        if cfg.finetune.stage in CLASSIFIER_STAGES
         else (AutoModelForCausalLM)
     )
     with torch.device("meta"):
@@ -165,7 +174,20 @@ def model_shape(
         # A saved adapter's weights land on meta parameters: a no-op torch warns about.
         warnings.filterwarnings("ignore", message=".*meta parameter.*")
         model = apply_finetuning(copy.deepcopy(base), cfg.finetune, cfg.model)
-    return describe(model, config, cfg.model.model_name_or_path)
+    shape = describe(model, config, cfg.model.model_name_or_path)
+    if not holds_reference_copy(cfg.finetune):
+        return shape
+    return dataclasses.replace(shape, reference=_reference_shape(cfg, base, config))
+
+
+def _reference_shape(cfg: RunConfig, base: PreTrainedModel, config: PretrainedConfig) -> ModelShape:
+    """The reference model as training loads it: ``ref_model``, else the base once more."""
+    name = cfg.finetune.ref_model
+    if name is None:
+        return describe(base, config, cfg.model.model_name_or_path)
+    ref_cfg = replace(cfg, model_name_or_path=name, adapter_name_or_path=None)
+    ref_config = read_model_config(ref_cfg)
+    return describe(build_meta_model(ref_cfg, ref_config), ref_config, name)
 
 
 def describe(model: Any, config: PretrainedConfig, name: str) -> ModelShape:

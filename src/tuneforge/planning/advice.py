@@ -35,6 +35,9 @@ PATIENCE = (3, 5)
 BATCH_BANDS = ((1_000, (4, 16)), (math.inf, (16, 64)))
 # Below this many training samples full fine-tuning mostly memorises: LoRA is advised.
 FULL_FINETUNE_MIN_SAMPLES = 10_000
+# dpo/kto: the learning rate of SFT for the same model and method, divided by this.
+PREFERENCE_LR_FACTOR = 10
+PREFERENCE_EPOCHS = (1, 3)
 
 
 @dataclass(frozen=True)
@@ -91,20 +94,24 @@ def _band(bands: Bands, value: float) -> tuple[float, float]:
 
 def _epochs(cfg: RunConfig, train: int) -> Advice:
     low, high = _band(EPOCH_BANDS, train)
+    why = (
+        f"{train:,} training samples: fewer samples need more passes to learn, more "
+        f"passes over many samples only overfit"
+    )
+    if cfg.finetune.preference:
+        low, high = PREFERENCE_EPOCHS
+        why = (
+            f"{train:,} {'answers' if cfg.finetune.stage == 'kto' else 'pairs'}: preference "
+            f"tuning learns in 1-3 passes; more over-fits the pairs (margins grow on training "
+            f"data while held-out accuracy falls)"
+        )
     if cfg.train.max_steps > 0:
         epochs = cfg.train.max_steps / max(1, _steps_per_epoch(cfg, train))
         value = f"max_steps={cfg.train.max_steps} (~{epochs:.1f} epochs)"
     else:
         epochs = cfg.train.num_train_epochs
         value = f"{epochs:g}"
-    return Advice(
-        "num_train_epochs",
-        value,
-        f"{low:g}-{high:g}",
-        f"{train:,} training samples: fewer samples need more passes to learn, more "
-        f"passes over many samples only overfit",
-        low <= epochs <= high,
-    )
+    return Advice("num_train_epochs", value, f"{low:g}-{high:g}", why, low <= epochs <= high)
 
 
 def _learning_rate(cfg: RunConfig, shape: ModelShape) -> Advice:
@@ -120,6 +127,13 @@ def _learning_rate(cfg: RunConfig, shape: ModelShape) -> Advice:
     else:
         why += ": adapters start at zero and need ~10x full fine-tuning's rate; larger models "
         why += "need less"
+    if cfg.finetune.stage in ("dpo", "kto"):
+        low, high = low / PREFERENCE_LR_FACTOR, high / PREFERENCE_LR_FACTOR
+        why = (
+            f"{cfg.finetune.stage} with {method} on a {human_count(shape.total_params)}-parameter "
+            f"model: ~{PREFERENCE_LR_FACTOR}x below SFT's rate; the policy starts from a model "
+            f"that already answers well, and larger steps wreck it before the margins settle"
+        )
     value = cfg.train.learning_rate
     return Advice("learning_rate", f"{value:g}", f"{low:g}-{high:g}", why, low <= value <= high)
 

@@ -24,6 +24,7 @@ from tuneforge.planning.memory import (
     estimate,
     workload,
 )
+from tuneforge.planning.preference_advice import count_preferences, preference_advice
 from tuneforge.planning.shape import ModelShape, build_meta_model, model_shape, read_model_config
 
 logger = logging.getLogger(__name__)
@@ -99,11 +100,15 @@ def make_plan(cfg: RunConfig, *, with_data: bool = True, hardware: Hardware | No
     """Estimate, check and advise on `cfg`; with `with_data`, read and measure its datasets
     too (for the advice and a cutoff_len suggestion)."""
     run = _estimate(cfg, hardware)
-    data, note = _inspect(cfg) if with_data else (None, None)
+    # `tuneforge data inspect` does not read preference rows: they are counted instead.
+    counts = count_preferences(cfg) if with_data and cfg.finetune.preference else None
+    data, note = _inspect(cfg) if with_data and counts is None else (None, None)
+    if counts is not None:
+        note = f"{counts.samples:,} preference samples counted; no data report for them yet"
     suggested = data.suggested_cutoff_len if data is not None else None
     fixes = () if run.fits else tuple(run.fixes(suggested))
-    samples = data.samples if data is not None else None
-    advice = advise(cfg, run.shape, samples)
+    samples = data.samples if data is not None else counts.samples if counts else None
+    advice = advise(cfg, run.shape, samples) + preference_advice(cfg, counts)
     if cfg.finetune.stage == "cls":
         budget = classifier_budget(cfg, run.shape, data, run.hardware)
         replaced = {row.setting for row in budget}

@@ -135,3 +135,12 @@ def test_preference_test_prompts_are_held_out():
     assert not (set(test) & (train | kto))
     languages = [is_chinese(question) for question in test]
     assert any(languages) and not all(languages)  # English and Chinese
+
+
+def test_rambling_answers_hold_the_short_one():
+    """Each rejected answer holds the chosen fact; in most training pairs it starts with it and
+    goes on, so DPO sees the pair differ where the model should have stopped."""
+    pairs = read_json(DATA / "concise_pref.json")
+    assert all(row["chosen"] in row["rejected"] != row["chosen"] for row in pairs)
+    goes_on = [row["rejected"].startswith(row["chosen"]) for row in pairs]
+    assert 0.5 < sum(goes_on) / len(pairs) < 1

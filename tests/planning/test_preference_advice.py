@@ -29,13 +29,16 @@ def advice_of(tiny_model_dir):
 
 
 @pytest.mark.parametrize(("kind", "low", "high"), [("lora", 5e-4, 1e-3), ("full", 5e-5, 1e-4)])
-def test_dpo_and_kto_learning_rates_are_a_tenth_of_sfts(advice_of, kind, low, high):
+def test_dpo_and_kto_learning_rates_sit_below_sfts(advice_of, kind, low, high):
     assert advice_of(500, finetuning_type=kind)["learning_rate"].advised == f"{low:g}-{high:g}"
     for stage in ("dpo", "kto"):
         row = advice_of(500, stage=stage, finetuning_type=kind, learning_rate=high)["learning_rate"]
-        assert row.advised == f"{low / 10:g}-{high / 10:g}" and not row.ok
+        assert row.advised == f"{low / 10:g}-{high / 2:g}" and not row.ok
         assert "below SFT's rate" in row.why
-        assert advice_of(500, stage=stage, finetuning_type=kind, learning_rate=high / 10)[
+        for inside in (low / 10, high / 2):
+            rate = advice_of(500, stage=stage, finetuning_type=kind, learning_rate=inside)
+            assert rate["learning_rate"].ok
+        assert not advice_of(500, stage=stage, finetuning_type=kind, learning_rate=low / 20)[
             "learning_rate"
         ].ok
 

@@ -1,7 +1,7 @@
 """`tuneforge plan`'s memory estimate against the measured peak of real training runs.
 
 Each configuration (LoRA / full / freeze, two batch sizes, two sequence lengths, with and
-without gradient checkpointing; the preference stages dpo with the sigmoid and ORPO losses,
+without gradient checkpointing; the preference stages dpo with the sigmoid, ORPO and SimPO losses,
 full dpo with its reference copy, kto and rm) of the default model and of a tiny random model
 trains a few steps through `tuneforge.train`, each in its own process. Measured: on a CPU the peak
 resident memory (VmHWM) minus the resident memory after the training libraries are imported,
@@ -47,6 +47,7 @@ CONFIGS = {
     "preference": [
         ("dpo", "sigmoid", "lora", 2, 256, False),
         ("dpo", "orpo", "lora", 2, 256, False),
+        ("dpo", "simpo", "lora", 2, 256, False),
         ("dpo", "sigmoid", "full", 2, 256, False),
         ("kto", "sigmoid", "lora", 2, 256, False),
         ("rm", "sigmoid", "lora", 2, 256, False),

@@ -39,11 +39,12 @@ TRL_VOCAB_TILE = 32768
 TRL_FORWARD_TEMPORARIES = 3
 TRL_BACKWARD_TEMPORARIES = 7
 # ORPO and SimPO: float32-sized tensors of rows x length x vocabulary alive at once in their
-# loss's forward and backward, by (autocast, SFT term on the chosen rows); measured on a CPU
-# (benchmarks/memory_estimate.py). The SFT term copies the chosen rows' logits for its
-# cross-entropy; under autocast the logits are bf16/fp16.
+# loss's forward and backward, by (autocast, SFT term on the chosen rows); measured on CPUs
+# (benchmarks/memory_estimate.py: fp32 on an AVX2 one, bf16 autocast on an AVX512-BF16 one).
+# The SFT term copies the chosen rows' logits for its cross-entropy; under autocast the
+# logits are bf16/fp16 and float32 copies of them are made for the loss.
 FULL_LOGIT_TENSORS: Mapping[tuple[bool, bool], float] = MappingProxyType(
-    {(False, False): 3.0, (False, True): 3.5, (True, False): 1.3, (True, True): 2.3}
+    {(False, False): 3.0, (False, True): 3.5, (True, False): 3.0, (True, True): 3.25}
 )
 
 

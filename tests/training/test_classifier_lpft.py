@@ -129,7 +129,8 @@ def test_a_mean_pooled_lora_classifier_loads_with_plain_peft_as_documented(words
     )
     plain = PeftModel.from_pretrained(use_mean_pooling(base), out).eval()
     saved = tuneforge.load_config(out / "tuneforge_config.yaml")
-    ours = load_classifier(replace(saved, adapter_name_or_path=str(out)))
+    # float32 like the plain model (auto would pick bf16 on a CPU that runs it natively)
+    ours = load_classifier(replace(saved, adapter_name_or_path=str(out), infer_dtype="float32"))
     texts = ["good lovely", "awful bad poor sad"]
     expected = ours.probabilities(texts, batch_size=2)
     with torch.inference_mode():

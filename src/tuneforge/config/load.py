@@ -76,7 +76,6 @@ UNSUPPORTED_KEYS: frozenset[str] = frozenset(
         "train_mm_proj_only",
         "shift_attn",
         "mixture_of_depths",
-        "neftune_noise_alpha",
         "compute_accuracy",
         "resize_vocab",
         "upcast_layernorm",

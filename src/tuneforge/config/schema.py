@@ -337,6 +337,13 @@ class TrainArgs(_Section):
     warmup_steps: int = Field(0, ge=0, description="Warm-up steps (overrides warmup_ratio).")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0: off).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    neftune_noise_alpha: float | None = Field(
+        None,
+        gt=0,
+        description="NEFTune: uniform noise of this scale / sqrt(length x hidden) on the input "
+        "embeddings while training (5 is the paper's usual value); none at evaluation. With "
+        "packing the length is the packed row's, so the noise per token is smaller.",
+    )
     optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_bnb_8bit", "sgd", "adafactor"] = (
         Field(
             "adamw_torch",

@@ -256,6 +256,7 @@ def training_arguments(
         warmup_steps=t.warmup_steps if t.warmup_steps else t.warmup_ratio,
         max_grad_norm=t.max_grad_norm,
         weight_decay=t.weight_decay,
+        neftune_noise_alpha=t.neftune_noise_alpha,  # transformers' hook, on in train() only
         optim=t.optim,
         bf16=precision.bf16,
         fp16=precision.fp16,

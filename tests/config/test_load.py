@@ -161,6 +161,14 @@ def test_renamed_keys_map_to_new_names(caplog):
     assert "old name of 'freeze_trainable_layers'" in caplog.text
 
 
+def test_neat_packing_is_tuneforges_packing(caplog):
+    assert load_config({"dataset": "x", "neat_packing": True}).data.packing is True
+    assert "using packing=True" in caplog.text
+    assert load_config({"dataset": "x", "neat_packing": False}).data.packing is None
+    both = load_config({"dataset": "x", "packing": True, "neat_packing": False})
+    assert both.data.packing is True
+
+
 def test_replaced_key_says_what_replaces_it():
     (line,) = problems({"dataset": "x", "max_source_length": 512})
     assert "max_source_length" in line and "cutoff_len" in line

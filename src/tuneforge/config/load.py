@@ -63,7 +63,6 @@ UNSUPPORTED_KEYS: frozenset[str] = frozenset(
         "reward_model_type",
         "streaming",
         "tokenized_path",
-        "neat_packing",
         "mix_strategy",
         "interleave_probs",
         "buffer_size",
@@ -199,6 +198,16 @@ def _validate(raw: dict[str, Any], origin: str) -> RunConfig:
                 value,
             )
             key = "gradient_checkpointing"
+        elif key == "neat_packing":
+            if value is False or value is UNSET:
+                continue  # LLaMA-Factory's default: says nothing about packing
+            logger.warning(
+                "%s: neat_packing is LLaMA-Factory's packing without attention across samples, "
+                "which is what tuneforge's packing does; using packing=%s",
+                origin,
+                value,
+            )
+            key = "packing"
         elif key in RENAMED_KEYS:
             logger.warning(
                 "%s: '%s' is the old name of '%s'; using it as that", origin, key, RENAMED_KEYS[key]

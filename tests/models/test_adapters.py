@@ -302,3 +302,24 @@ def test_summary_of_lora_on_the_default_model_architecture(default_model_dir):
         model = AutoModelForCausalLM.from_config(config)
     model = apply_finetuning(model, FinetuneArgs(lora_target="q_proj,v_proj"), ModelArgs())
     assert trainable_summary(model) == "trainable params: 460,800 / 134,975,808 (0.34%)"
+
+
+def test_print_param_status_logs_what_each_parameter_does(tiny_model_dir, caplog):
+    caplog.set_level("INFO", logger="tuneforge")
+    model = _apply(
+        tiny_model_dir, finetuning_type="freeze", freeze_trainable_layers=1, print_param_status=True
+    )
+    lines = {
+        r.getMessage().split(":")[0]: r.getMessage()
+        for r in caplog.records
+        if r.getMessage().endswith(("trainable", "frozen"))
+    }
+    assert set(lines) == {name for name, _ in model.named_parameters()}
+    for name, p in model.named_parameters():
+        assert lines[name].endswith("trainable" if p.requires_grad else "frozen")
+        assert f"{tuple(p.shape)} float32 cpu" in lines[name]
+    assert any(v.endswith("trainable") for v in lines.values())
+    assert any(v.endswith("frozen") for v in lines.values())
+    caplog.clear()
+    _apply(tiny_model_dir, finetuning_type="freeze", freeze_trainable_layers=1)
+    assert not any(r.getMessage().endswith("frozen") for r in caplog.records)

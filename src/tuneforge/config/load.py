@@ -85,7 +85,6 @@ UNSUPPORTED_KEYS: frozenset[str] = frozenset(
         "export_quantization_bit",
         "infer_backend",
         "vllm_maxlen",
-        "print_param_status",
         "create_new_adapter",
         "lora_bf16_mode",
         "pure_bf16",

@@ -204,6 +204,10 @@ class FinetuneArgs(_Section):
     )
     use_rslora: bool = Field(False, description="Rank-stabilised LoRA scaling (alpha / sqrt(r)).")
     use_dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA).")
+    print_param_status: bool = Field(
+        False,
+        description="Log every parameter's name, shape, dtype, device and whether it trains.",
+    )
     freeze_trainable_layers: int = Field(
         2, description="freeze: train the last n layers (n > 0) or the first -n layers (n < 0)."
     )

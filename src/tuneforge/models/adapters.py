@@ -35,18 +35,20 @@ def apply_finetuning(
             f"adapter_name_or_path needs finetuning_type=lora (it is {kind}); "
             f"merge the adapter into the model first to train it in {kind} mode"
         )
+    tuned: PreTrainedModel | PeftModel = model
     if kind == "lora":
         tuned = _lora(model, finetune_args, model_args)
-        logger.info("%s fine-tuning: %s", kind, trainable_summary(tuned))
-        return tuned
-    if kind == "freeze":
+    elif kind == "freeze":
         _freeze(model, finetune_args)
         for name in classifier_heads(model):  # a new head must learn whatever else is frozen
             model.get_submodule(name).requires_grad_(True)
     else:
         model.requires_grad_(True)
-    logger.info("%s fine-tuning: %s", kind, trainable_summary(model))
-    return model
+    logger.info("%s fine-tuning: %s", kind, trainable_summary(tuned))
+    if finetune_args.print_param_status:
+        for line in param_status(tuned):
+            logger.info(line)
+    return tuned
 
 
 def _lora(model: PreTrainedModel, args: FinetuneArgs, model_args: ModelArgs) -> PeftModel:
@@ -199,6 +201,16 @@ def prepare_for_training(
     if not any(p.requires_grad for p in model.get_input_embeddings().parameters()):
         model.enable_input_require_grads()
     return model
+
+
+def param_status(model: torch.nn.Module) -> list[str]:
+    """One line per parameter (LLaMA-Factory's `print_param_status`): name, shape, dtype,
+    device and whether it trains, to check what a freeze or LoRA setting really selected."""
+    return [
+        f"{name}: {tuple(p.shape)} {str(p.dtype).removeprefix('torch.')} {p.device} "
+        f"{'trainable' if p.requires_grad else 'frozen'}"
+        for name, p in model.named_parameters()
+    ]
 
 
 def trainable_summary(model: torch.nn.Module) -> str:

@@ -116,8 +116,8 @@ def test_wrong_type_names_the_key():
 
 
 def test_unsupported_llama_factory_feature_is_named():
-    (line,) = problems({"dataset": "x", "use_galore": True})
-    assert "'use_galore' (a LLaMA-Factory feature) is not supported by tuneforge yet" in line
+    (line,) = problems({"dataset": "x", "use_unsloth": True})
+    assert "'use_unsloth' (a LLaMA-Factory feature) is not supported by tuneforge yet" in line
 
 
 def test_stages_other_tools_name_say_what_to_write_instead():

@@ -89,6 +89,7 @@ def cross_problems(cfg: RunConfig, failed: Set[str] = frozenset()) -> list[Probl
         add("packing", f"packing does not apply to stage {finetune.stage} (one pair, one row)")
     problems += _preference_problems(cfg, valid)
     problems += _classifier_problems(cfg, valid)
+    problems += _optimizer_problems(cfg, valid)
     if valid("stage", "label_names") and finetune.stage != "cls" and data.label_names:
         add("label_names", "label_names applies to stage cls only")
     if valid("do_predict", "stage") and train.do_predict and finetune.stage != "sft":
@@ -144,3 +145,60 @@ def _classifier_problems(cfg: RunConfig, valid: Callable[..., bool]) -> list[Pro
         for key in CLS_KEYS
         if valid(key) and getattr(cfg.finetune, key) is not None
     ]
+
+
+# The optimizers that train the weights themselves (a low-rank gradient, a block at a time).
+FULL_WEIGHT_OPTIMIZERS = {"use_galore": "GaLore", "use_apollo": "APOLLO", "use_badam": "BAdam"}
+
+
+def _optimizer_problems(cfg: RunConfig, valid: Callable[..., bool]) -> list[Problem]:
+    """One optimizer per run, each with the finetuning type it is made for."""
+    optimizer, kind = cfg.optimizer, cfg.finetune.finetuning_type
+    chosen = [key for key in optimizer.chosen if valid(key)]
+    problems = []
+    if len(chosen) > 1:
+        problems.append(
+            Problem(chosen[1], f"{' and '.join(chosen)} each choose the optimizer; keep one")
+        )
+    if chosen and valid("optim") and "optim" in cfg.train.model_fields_set:
+        problems.append(
+            Problem("optim", f"optim and {chosen[0]} both choose the optimizer; keep one")
+        )
+    if "loraplus_lr_ratio" in chosen and valid("finetuning_type") and kind != "lora":
+        problems.append(
+            Problem(
+                "loraplus_lr_ratio", f"loraplus_lr_ratio needs finetuning_type=lora (it is {kind})"
+            )
+        )
+    for key, name in FULL_WEIGHT_OPTIMIZERS.items():
+        allowed = ("full",) if key == "use_badam" else ("full", "freeze")
+        if key in chosen and valid("finetuning_type") and kind not in allowed:
+            problems.append(
+                Problem(
+                    key,
+                    f"{key}: {name} trains the model's own weights; use finetuning_type="
+                    f"{' or '.join(allowed)} (it is {kind})",
+                )
+            )
+    layerwise = [
+        key
+        for key in ("galore_layerwise", "apollo_layerwise")
+        if getattr(optimizer, key) and f"use_{key.split('_')[0]}" in chosen
+    ]
+    accumulates = cfg.train.gradient_accumulation_steps > 1
+    if layerwise and accumulates and valid("gradient_accumulation_steps"):
+        problems.append(
+            Problem(
+                layerwise[0],
+                f"{layerwise[0]} updates each layer during backward and cannot accumulate "
+                f"gradients; set gradient_accumulation_steps: 1 or {layerwise[0]}: false",
+            )
+        )
+    if "use_apollo" in chosen and optimizer.apollo_scale_front:
+        problems.append(
+            Problem(
+                "apollo_scale_front",
+                "apollo_scale_front is not offered by transformers' APOLLO optimizer; remove it",
+            )
+        )
+    return problems

@@ -438,6 +438,118 @@ class TrainArgs(_Section):
         return value
 
 
+class OptimArgs(_Section):
+    """The optimizers LLaMA-Factory names by key: each comes from the package that owns it
+    (training/optimizers.py); at most one of them per run. Default: TrainArgs.optim."""
+
+    loraplus_lr_ratio: float | None = Field(
+        None,
+        gt=0,
+        description="LoRA+: the learning rate of LoRA's B matrices as a multiple of A's "
+        "(peft's LoRA+ optimizer; 16 is the paper's choice).",
+    )
+    loraplus_lr_embedding: float = Field(
+        1e-6, gt=0, description="LoRA+: the learning rate of LoRA adapters on embeddings."
+    )
+    use_galore: bool = Field(
+        False,
+        description="GaLore: full fine-tuning with the gradients of the target layers "
+        "projected to a low rank, so Adam's state is small (pip install 'tuneforge[galore]').",
+    )
+    galore_target: list[str] = Field(
+        ["all"], description="GaLore: linear layers projected ('all' or names)."
+    )
+    galore_rank: int = Field(16, ge=1, description="GaLore: rank of the projected gradients.")
+    galore_update_interval: int = Field(
+        200, ge=1, description="GaLore: steps between recomputing the projection."
+    )
+    galore_scale: float = Field(2.0, gt=0, description="GaLore: scale of the projected update.")
+    galore_proj_type: Literal["std", "reverse_std", "right", "left", "full"] = Field(
+        "std", description="GaLore: which side of the gradient is projected."
+    )
+    galore_layerwise: bool = Field(
+        False, description="GaLore: update each layer during backward (less memory)."
+    )
+    use_apollo: bool = Field(
+        False,
+        description="APOLLO: full fine-tuning with AdamW's scaling estimated in a low-rank "
+        "space, SGD-like memory (pip install 'tuneforge[apollo]').",
+    )
+    apollo_target: list[str] = Field(
+        ["all"], description="APOLLO: linear layers it applies to ('all' or names)."
+    )
+    apollo_rank: int = Field(16, ge=1, description="APOLLO: rank of the auxiliary space.")
+    apollo_update_interval: int = Field(
+        200, ge=1, description="APOLLO: steps between new random projections."
+    )
+    apollo_scale: float = Field(32.0, gt=0, description="APOLLO: scale of the update.")
+    apollo_proj: Literal["svd", "random"] = Field(
+        "random", description="APOLLO: projection from an SVD or random."
+    )
+    apollo_proj_type: Literal["std", "right", "left"] = Field(
+        "std", description="APOLLO: which side of the gradient is projected."
+    )
+    apollo_scale_type: Literal["channel", "tensor"] = Field(
+        "channel", description="APOLLO: one scale per channel or per tensor."
+    )
+    apollo_layerwise: bool = Field(
+        False, description="APOLLO: update each layer during backward (less memory)."
+    )
+    apollo_scale_front: bool = Field(
+        False, description="APOLLO: limit norm growth before scaling the gradient."
+    )
+    use_badam: bool = Field(
+        False,
+        description="BAdam: full fine-tuning one block (layer) at a time, Adam state for that "
+        "block only (pip install 'tuneforge[badam]').",
+    )
+    badam_mode: Literal["layer", "ratio"] = Field(
+        "layer", description="BAdam: whole layers in turn, or a share of every weight."
+    )
+    badam_start_block: int | None = Field(
+        None, ge=0, description="BAdam layer mode: the block trained first."
+    )
+    badam_switch_mode: Literal["ascending", "descending", "random", "fixed"] = Field(
+        "ascending", description="BAdam layer mode: the order in which blocks take turns."
+    )
+    badam_switch_interval: int = Field(50, description="BAdam: steps per block (-1: never switch).")
+    badam_update_ratio: float = Field(
+        0.05, gt=0, le=1, description="BAdam ratio mode: share of each weight updated."
+    )
+    badam_mask_mode: Literal["adjacent", "scatter"] = Field(
+        "adjacent", description="BAdam ratio mode: updated entries side by side or scattered."
+    )
+    badam_verbose: int = Field(
+        0, ge=0, le=2, description="BAdam: 0 quiet, 1 the block names, 2 the parameters."
+    )
+    use_adam_mini: bool = Field(
+        False,
+        description="Adam-mini: one second-moment value per block instead of per weight, "
+        "about half of AdamW's state (pip install 'tuneforge[adam-mini]').",
+    )
+    use_muon: bool = Field(
+        False,
+        description="Muon (torch.optim.Muon) for the 2-D weights of the decoder layers, AdamW "
+        "for embeddings, head and 1-D weights; the learning rate means what AdamW's does.",
+    )
+
+    _lists = field_validator("galore_target", "apollo_target", mode="before")(_split_commas)
+
+    @field_validator("badam_switch_interval")
+    @classmethod
+    def _interval(cls, value: int) -> int:
+        if value == 0 or value < -1:
+            raise ValueError("steps per block: a positive number, or -1 to never switch")
+        return value
+
+    @property
+    def chosen(self) -> list[str]:
+        """The keys that choose an optimizer, in the order a user reads them."""
+        keys = ("use_galore", "use_apollo", "use_badam", "use_adam_mini", "use_muon")
+        named = [key for key in keys if getattr(self, key)]
+        return (["loraplus_lr_ratio"] if self.loraplus_lr_ratio else []) + named
+
+
 class GenerationArgs(_Section):
     do_sample: bool = Field(False, description="Sample (true) or decode greedily (false).")
     temperature: float = Field(0.7, gt=0, description="Sampling temperature (with do_sample).")
@@ -476,6 +588,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "data": DataArgs,
     "finetune": FinetuneArgs,
     "train": TrainArgs,
+    "optimizer": OptimArgs,
     "generation": GenerationArgs,
     "eval": EvalArgs,
 }
@@ -491,6 +604,7 @@ class RunConfig(BaseModel):
     data: DataArgs = DataArgs()
     finetune: FinetuneArgs = FinetuneArgs()
     train: TrainArgs = TrainArgs()
+    optimizer: OptimArgs = OptimArgs()
     generation: GenerationArgs = GenerationArgs()
     eval: EvalArgs = EvalArgs()
 

@@ -120,7 +120,7 @@ def _lora_targets(model: torch.nn.Module, names: list[str]) -> str | list[str]:
 
 def _freeze(model: torch.nn.Module, args: FinetuneArgs) -> None:
     """Train the chosen modules of the last n (or first -n) decoder layers, plus extras."""
-    stack_name, stack = _decoder_layers(model)
+    stack_name, stack = decoder_layers(model)
     count, n = len(stack), args.freeze_trainable_layers
     if abs(n) > count:
         raise ConfigError(
@@ -153,7 +153,7 @@ def _freeze(model: torch.nn.Module, args: FinetuneArgs) -> None:
             module.requires_grad_(True)
 
 
-def _decoder_layers(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
+def decoder_layers(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
     """The ModuleList holding the decoder layers: the one as long as the config's layer count."""
     count = getattr(model.config, "num_hidden_layers", None)
     for name, module in model.named_modules():
@@ -163,6 +163,23 @@ def _decoder_layers(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
         f"finetuning_type=freeze: cannot find the decoder layers of "
         f"{type(model).__name__}; use finetuning_type=lora or full"
     )
+
+
+def decoder_linear_names(
+    model: torch.nn.Module, key: str = "", names: list[str] | None = None
+) -> list[str]:
+    """The short names of the linear layers inside a decoder layer (q_proj ... down_proj):
+    what 'all' means for galore_target and apollo_target; other `names` are checked."""
+    _, stack = decoder_layers(model)
+    linear = {
+        name.rpartition(".")[2]
+        for name, module in stack[0].named_modules()
+        if isinstance(module, torch.nn.Linear)
+    }
+    if not names or names == ["all"]:
+        return sorted(linear)
+    _check_names(key, names, linear, also="all")
+    return names
 
 
 def _module_names(named: Iterable[tuple[str, torch.nn.Module]]) -> set[str]:

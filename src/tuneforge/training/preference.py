@@ -107,7 +107,7 @@ def train_preference(cfg: RunConfig, observers: CallbackFactory = no_observers) 
     train, evaluation = _rows_for(kind, data)
     logger.info("%s", _describe(cfg))
     args = training_arguments(
-        cfg, precision, has_eval=evaluation is not None, kind=args_kind, **extra
+        cfg, precision, has_eval=evaluation is not None, kind=args_kind, model=model, **extra
     )
     trainer_kwargs: dict[str, Any] = {"args": args, "kind": kind}
     if kind in (DPO, KTO):

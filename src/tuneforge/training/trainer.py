@@ -18,12 +18,13 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_callback import ProgressCallback as HFProgressCallback
 
 from tuneforge.config.scale import read_engine_config
-from tuneforge.config.schema import RunConfig
+from tuneforge.config.schema import OptimArgs, RunConfig
 from tuneforge.models.precision import Precision
 from tuneforge.training import checkpoint
 from tuneforge.training.callbacks import InterruptCallback, JsonlLogCallback, ProgressCallback
 from tuneforge.training.distributed import batch_advice, world_size
 from tuneforge.training.fused_loss import CHUNK_ROWS, causal_lm_loss
+from tuneforge.training.optimizers import check_installed, custom_optimizer, low_rank_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +63,11 @@ class TuneforgeMixin(_TrainerBase):
         save_total_limit: int | None,
         interrupt: InterruptCallback | None = None,
         fused_loss: bool = False,
+        optimizer_args: OptimArgs | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.optimizer_args = optimizer_args
         # A wrapped model (DDP, FSDP, DeepSpeed) must run its own forward to sync gradients.
         wrapped = self.args.world_size > 1 or bool(self.args.deepspeed or self.args.fsdp)
         self.fused_loss = (
@@ -141,6 +144,15 @@ class TuneforgeMixin(_TrainerBase):
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss scales it
         return loss
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        """The optimizer the config's keys name (LoRA+, BAdam, Adam-mini, Muon), else the
+        Trainer's own choice from ``optim`` (GaLore and APOLLO among them)."""
+        trained = self.model if model is None else model
+        if self.optimizer is None and self.optimizer_args is not None and trained is not None:
+            decay = set(self.get_decay_parameter_names(trained))
+            self.optimizer = custom_optimizer(self.optimizer_args, trained, self.args, decay)
+        return super().create_optimizer(model)
 
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
         run_dir = Path(self._get_output_dir(trial=trial))
@@ -224,11 +236,14 @@ def training_arguments(
     *,
     has_eval: bool,
     kind: type[TrainingArguments] = TrainingArguments,
+    model: torch.nn.Module | None = None,
     **extra: Any,
 ) -> TrainingArguments:
     """Translate the run config into transformers' TrainingArguments, or into `kind` (one
-    of trl's configs, which extend them) with its own `extra` settings (which win)."""
+    of trl's configs, which extend them) with its own `extra` settings (which win). With the
+    `model`, GaLore and APOLLO name the layers they project."""
     t = cfg.train
+    check_installed(cfg.optimizer)
     eval_strategy = (t.eval_strategy or "steps") if has_eval else "no"
     eval_steps = t.eval_steps or t.logging_steps
     save_strategy, save_steps = t.save_strategy, t.save_steps
@@ -288,6 +303,8 @@ def training_arguments(
         disable_tqdm=True,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
     )
+    if model is not None:
+        settings.update(low_rank_arguments(cfg.optimizer, model))
     return kind(**{**settings, **extra})
 
 
@@ -310,7 +327,9 @@ def build_trainer(
     the monitoring callbacks; `compute_metrics` adds metrics to every validation (stage cls:
     accuracy, F1, ...). The preference stages pass trl's trainer (with tuneforge's mixin) as
     `kind`, its config as `args`, and its own arguments (a reference model) as keywords."""
-    args = args or training_arguments(cfg, precision, has_eval=eval_dataset is not None)
+    args = args or training_arguments(
+        cfg, precision, has_eval=eval_dataset is not None, model=model
+    )
     logger.info("%s", batch_advice(cfg.train, args.world_size))
     # The observers first: they add their values to each log entry before the others see it.
     interrupt = InterruptCallback()
@@ -339,6 +358,7 @@ def build_trainer(
         fused_loss=cfg.train.fused_loss
         and not cfg.train.enable_liger_kernel
         and kind is TuneforgeTrainer,
+        optimizer_args=cfg.optimizer,
         **trainer_kwargs,
     )
     trainer.remove_callback(HFProgressCallback)

@@ -8,13 +8,14 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from tuneforge import __version__
 from tuneforge.errors import INTERRUPTED_EXIT, UserError
 from tuneforge.training.distributed import is_main_process, quiet_other_ranks
 
 if TYPE_CHECKING:
+    from tuneforge.config.deploy import DeployConfig
     from tuneforge.data import Message
     from tuneforge.infer import ResolvedModel
     from tuneforge.training.stages import TrainResult
@@ -167,13 +168,14 @@ def _webui(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model(args: argparse.Namespace) -> ResolvedModel:
-    """chat, api and export: the --adapter folder, an optional YAML file (used instead of the
-    folder's saved config), key=value overrides and, where the command has them, the
-    generation flags."""
+def _model(args: argparse.Namespace, settings: DeployConfig[Any]) -> ResolvedModel:
+    """chat, api and export: the --adapter folder, the run keys of the optional export or
+    inference YAML (used instead of the folder's saved config) or else the key=value
+    overrides on top of the folder's config, and, where the command has them, the generation
+    flags."""
     from tuneforge.infer import generation_settings, resolve_model
 
-    model = resolve_model(args.adapter, args.config, args.overrides)
+    model = resolve_model(args.adapter, settings.run, settings.overrides)
     flags = {name: getattr(args, name, None) for name in GENERATION_FLAGS}
     gen = generation_settings(model.config.generation, **flags)
     if gen is model.config.generation:
@@ -181,10 +183,20 @@ def _model(args: argparse.Namespace) -> ResolvedModel:
     return model.with_settings(**gen.model_dump(exclude_unset=True))
 
 
+def _inference(args: argparse.Namespace) -> ResolvedModel:
+    """chat and api: the model an inference YAML (or folder) names, refused with one line
+    when this machine cannot run the YAML's infer_backend."""
+    from tuneforge.config.deploy import check_backend, read_infer_config
+
+    settings = read_infer_config(args.config, args.overrides)
+    check_backend(settings.args, settings.origin)
+    return _model(args, settings)
+
+
 def _chat(args: argparse.Namespace) -> int:
     from tuneforge import chat
 
-    model = _model(args)
+    model = _inference(args)
     session, gen = chat(model), model.config.generation
     logger.info("generation: %s", gen.model_dump())
     system: list[Message] = [{"role": "system", "content": args.system}] if args.system else []
@@ -223,7 +235,7 @@ def _chat(args: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace) -> int:
     from tuneforge.serving.api import ServerSettings, serve, served_name
 
-    model = _model(args)
+    model = _inference(args)
     settings = ServerSettings(
         model_name=args.model_name or served_name(model),
         api_key=args.api_key,
@@ -240,9 +252,19 @@ def _api(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from tuneforge import export
+    from tuneforge.config.deploy import read_export_config
 
+    settings = read_export_config(args.config, args.overrides, export_dir=args.out)
+    wanted = settings.args
     result = export(
-        _model(args), args.out, fmt=args.format, quant=args.quant, overwrite=args.overwrite
+        _model(args, settings),
+        cast(str, wanted.export_dir),  # read_export_config refuses a config without one
+        fmt=args.format,
+        quant=args.quant,
+        overwrite=args.overwrite,
+        max_shard_size=wanted.max_shard_bytes,
+        legacy_format=wanted.export_legacy_format,
+        device=wanted.export_device,
     )
     for check in result.checks:
         print(check)
@@ -268,7 +290,10 @@ def _positive(text: str) -> int:
 
 def _add_model_arguments(parser: argparse.ArgumentParser, adapter_help: str) -> None:
     parser.add_argument(
-        "config", nargs="?", help="optional YAML config (model, template, generation)"
+        "config",
+        nargs="?",
+        help="optional YAML config (model, template, generation); LLaMA-Factory's "
+        "inference YAMLs (chat, api) and merge YAMLs (export) too",
     )
     parser.add_argument("overrides", nargs="*", help="key=value pairs, e.g. template=chatml")
     parser.add_argument("--adapter", help=adapter_help)
@@ -429,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Hugging Face folder or a GGUF file (llama.cpp, Ollama)",
     )
     _add_model_arguments(export, "the training output to export (LoRA adapter or full model)")
-    export.add_argument("--out", required=True, help="folder (hf) or .gguf file to write")
+    export.add_argument(
+        "--out", help="folder (hf) or .gguf file to write (default: the YAML's export_dir)"
+    )
     export.add_argument(
         "--format", choices=("hf", "gguf"), help="default: gguf when --out ends in .gguf, else hf"
     )

@@ -183,9 +183,23 @@ def export(
     fmt: str | None = None,
     quant: str | None = None,
     overwrite: bool = False,
+    max_shard_size: int | str | None = None,
+    legacy_format: bool = False,
+    device: str = "cpu",
 ) -> ExportResult:
-    """Merge a training output into its base model and write a Hugging Face folder or a GGUF
-    file (``fmt="gguf"``, ``quant`` f32/f16/q8_0), checked against the original."""
+    """Merge a training output into its base model and write a Hugging Face folder (weight
+    shards of at most `max_shard_size` bytes; `legacy_format`: .bin instead of safetensors) or
+    a GGUF file (``fmt="gguf"``, ``quant`` f32/f16/q8_0), checked against the original.
+    `device` "auto" merges on a CUDA GPU when there is one."""
     from tuneforge.exporting.pipeline import export_model
 
-    return export_model(_resolved(model), out, fmt=fmt, quant=quant, overwrite=overwrite)
+    return export_model(
+        _resolved(model),
+        out,
+        fmt=fmt,
+        quant=quant,
+        overwrite=overwrite,
+        max_shard_size=max_shard_size,
+        legacy_format=legacy_format,
+        device=device,
+    )

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from tuneforge.config.load import save_config
+from tuneforge.config.load import replace, save_config
 from tuneforge.infer.chat import ChatModel, load_chat_model
 from tuneforge.infer.resolve import ResolvedModel
 from tuneforge.layout import CONFIG_NAME
@@ -24,8 +24,9 @@ from tuneforge.models import resolve_model_path
 logger = logging.getLogger(__name__)
 
 
-def load_unmerged(model: ResolvedModel) -> ChatModel:
-    """Base model plus adapter, in float32, as chat would load it.
+def load_unmerged(model: ResolvedModel, device: str = "cpu") -> ChatModel:
+    """Base model plus adapter, in float32, as chat would load it, on the CPU or (`device`
+    "auto") on a CUDA GPU when this machine has one.
 
     A QLoRA adapter is merged into the unquantised base: merging into 4/8-bit weights would
     round the result back to 4/8 bits.
@@ -35,7 +36,14 @@ def load_unmerged(model: ResolvedModel) -> ChatModel:
         logger.info(
             "the adapter was trained on %d-bit weights; merging it into the unquantised base", bits
         )
-    return load_chat_model(model.with_settings(infer_dtype="float32", quantization_bit=None))
+    chat = load_chat_model(model.with_settings(infer_dtype="float32", quantization_bit=None))
+    if device == "auto":
+        if torch.cuda.is_available():
+            logger.info("export_device auto: merging on %s", torch.cuda.get_device_name())
+            chat.model.to("cuda")
+        else:
+            logger.info("export_device auto: no CUDA GPU here; merging on the CPU")
+    return chat
 
 
 def merge(model: Any) -> Any:
@@ -51,16 +59,54 @@ def merge(model: Any) -> Any:
     return model
 
 
-def save_merged(model: Any, tokenizer: Any, source: ResolvedModel, folder: Path) -> None:
-    """Weights (safetensors), tokenizer with its chat template, and the run's config as it
-    was trained (its model_name_or_path still the base: chat loads the folder's own weights,
-    and eval compares them with that base)."""
+def save_merged(
+    model: Any,
+    tokenizer: Any,
+    source: ResolvedModel,
+    folder: Path,
+    *,
+    max_shard_size: int | str | None = None,
+    legacy_format: bool = False,
+) -> None:
+    """Weights (safetensors, or `legacy_format` pytorch_model*.bin; in shards of at most
+    `max_shard_size` bytes, or transformers' default), tokenizer with its chat template, and
+    the run's config as it was trained (its model_name_or_path still the base: chat loads the
+    folder's own weights, and eval compares them with that base; no adapter: it is merged)."""
     dtype = stored_dtype(source)
-    model.to(dtype).save_pretrained(folder, safe_serialization=True)
+    shards = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+    model.to(dtype).save_pretrained(folder, **shards)
     model.to(torch.float32)
+    if legacy_format:
+        to_pytorch_bin(folder)
     tokenizer.save_pretrained(folder)
-    save_config(source.config, folder / CONFIG_NAME)
+    config = source.config
+    if config.model.adapter_name_or_path is not None:
+        config = replace(config, adapter_name_or_path=None)
+    save_config(config, folder / CONFIG_NAME)
     logger.info("saved the merged model (%s) to %s", str(dtype).removeprefix("torch."), folder)
+
+
+def to_pytorch_bin(folder: Path) -> None:
+    """Rewrite the safetensors weights of a saved folder as pytorch_model*.bin files (and
+    their index), the format older loaders read; transformers 5 saves safetensors only."""
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("model*.safetensors"))
+    names = {
+        file.name: "pytorch_model" + file.name.removeprefix("model").replace(".safetensors", ".bin")
+        for file in files
+    }
+    for file in files:
+        torch.save(load_file(file), folder / names[file.name])
+        file.unlink()
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        content = json.loads(index.read_text(encoding="utf-8"))
+        content["weight_map"] = {key: names[name] for key, name in content["weight_map"].items()}
+        (folder / "pytorch_model.bin.index.json").write_text(
+            json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+        index.unlink()
 
 
 def stored_dtype(model: ResolvedModel) -> torch.dtype:

@@ -57,19 +57,27 @@ def export_model(
     fmt: str | None = None,
     quant: str | None = None,
     overwrite: bool = False,
+    max_shard_size: int | str | None = None,
+    legacy_format: bool = False,
+    device: str = "cpu",
 ) -> ExportResult:
     """Merge the model's adapter into its weights and write `out` as a Hugging Face folder
-    (``fmt="hf"``) or a GGUF file (``fmt="gguf"``, ``quant`` f32, f16 or q8_0; default f16).
-    The format defaults to gguf when `out` ends in .gguf."""
+    (``fmt="hf"``: weight shards of at most `max_shard_size` bytes, safetensors or, with
+    `legacy_format`, .bin) or a GGUF file (``fmt="gguf"``, ``quant`` f32, f16 or q8_0; default
+    f16). The format defaults to gguf when `out` ends in .gguf. `device` "auto" merges on a
+    CUDA GPU when there is one."""
     out = Path(out)
     fmt = fmt or ("gguf" if out.suffix == ".gguf" else "hf")
-    _check_request(model, out, fmt, quant, overwrite)
+    _check_request(model, out, fmt, quant, overwrite, max_shard_size is not None or legacy_format)
     if fmt == "gguf":
         from transformers import AutoConfig
 
         args = model.load_args()
         check_supported(AutoConfig.from_pretrained(resolve_model_path(args)), load_tokenizer(args))
-    chat = merging.load_unmerged(model)
+    chat = merging.load_unmerged(model, device)
+    # The config's template (a YAML's template: chatml) travels in the tokenizer, as training
+    # saves it, so the export renders prompts as chat did.
+    chat.tokenizer.chat_template = chat.template.source
     prompts = probe_prompts(chat.template)
     reference = logits_at_every_position(chat.model, prompts)
     merged = merging.merge(chat.model)
@@ -77,7 +85,14 @@ def export_model(
     staging = Path(tempfile.mkdtemp(prefix=".tuneforge-export-", dir=out.parent))
     try:
         folder = staging / "model"
-        merging.save_merged(merged, chat.tokenizer, model, folder)
+        merging.save_merged(
+            merged,
+            chat.tokenizer,
+            model,
+            folder,
+            max_shard_size=max_shard_size,
+            legacy_format=legacy_format,
+        )
         exact = merging.stored_dtype(model) == torch.float32
         checks = _check_folder(folder, chat.template, prompts, reference, exact)
         if fmt == "hf":
@@ -94,9 +109,15 @@ def export_model(
 
 
 def _check_request(
-    model: ResolvedModel, out: Path, fmt: str, quant: str | None, overwrite: bool
+    model: ResolvedModel,
+    out: Path,
+    fmt: str,
+    quant: str | None,
+    overwrite: bool,
+    folder_options: bool = False,
 ) -> None:
-    """Every problem with the format, quantisation and destination, before anything loads."""
+    """Every problem with the format, quantisation, folder options (shards, legacy format)
+    and destination, before anything loads."""
     problems = []
     if fmt not in FORMATS:
         problems.append(f"--format {fmt}: allowed: {', '.join(FORMATS)}")
@@ -105,6 +126,11 @@ def _check_request(
     if fmt == "hf" and quant is not None:
         problems.append(
             "--quant applies to --format gguf; a Hugging Face folder keeps the base model's dtype"
+        )
+    if fmt == "gguf" and folder_options:
+        problems.append(
+            "export_size and export_legacy_format apply to a Hugging Face folder; a GGUF "
+            "export is one .gguf file; remove them or export a folder"
         )
     if fmt == "gguf" and out.suffix != ".gguf":
         problems.append(f"--out {out}: a GGUF export is one file; give a path ending in .gguf")

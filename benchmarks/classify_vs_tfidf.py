@@ -177,6 +177,7 @@ def run_point(
         "cutoff_len": cutoff,
         **LORA,
         "num_train_epochs": args.epochs,
+        "cls_pooling": args.pooling,
         "eval_strategy": "no",
         "save_strategy": "no",
         "logging_steps": 5,
@@ -249,6 +250,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--cutoff", type=int, default=None, help="default: p80 of the texts")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--pooling", choices=("last", "mean"), default="last", help="cls_pooling")
     parser.add_argument("--out", default="saves/bench-classify")
     args = parser.parse_args()
     args.rows = args.rows.split(",")
@@ -269,7 +271,10 @@ def main() -> int:
         for size in sizes:
             results[(lang, size)] = run_point(lang, size, nested_train(pool, size), test, args)
             print(table(results), flush=True)
-    print(f"\n{args.epochs:g} epoch(s), LoRA r16 alpha 32 on q/k/v/o, lr 1e-3, batch 16")
+    print(
+        f"\n{args.epochs:g} epoch(s), LoRA r16 alpha 32 on q/k/v/o, lr 1e-3, batch 16, "
+        f"cls_pooling {args.pooling}"
+    )
     print(table(results))
     return 0
 

@@ -23,6 +23,7 @@ PREDICT_DIR = "predict"  # do_predict after training
 TB_DIR = "runs"  # TensorBoard event files
 WANDB_DIR = "wandb"
 REF_ADAPTER_DIR = "ref"  # dpo/kto continuing an adapter: trl's frozen copy of it, the reference
+PISSA_INIT_DIR = "pissa_init"  # pissa_convert: the adapter as PiSSA started it, to convert from
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 # What transformers, peft and the tokenizer write when a run saves its result.
@@ -60,7 +61,7 @@ _RUN_FILES = _SAVED_FILES | {
     PLOT_NAME,
     REPORT_NAME,
 }
-_RUN_DIRS = frozenset({EVAL_DIR, PREDICT_DIR, TB_DIR, WANDB_DIR, REF_ADAPTER_DIR})
+_RUN_DIRS = frozenset({EVAL_DIR, PREDICT_DIR, TB_DIR, WANDB_DIR, REF_ADAPTER_DIR, PISSA_INIT_DIR})
 _SHARD = re.compile(r"^(model|pytorch_model)-\d+-of-\d+\.(safetensors|bin)$")
 
 

@@ -211,11 +211,11 @@ def test_full_trains_every_parameter(tiny_model_dir):
     assert _trainable(model) == sum(p.numel() for p in model.parameters())
 
 
-def test_an_adapter_is_only_continued_by_lora(tiny_model_dir, tmp_path):
+def test_an_adapter_is_only_continued_by_an_adapter_method(tiny_model_dir, tmp_path):
     message = _one_line_error(
         ConfigError, _apply, tiny_model_dir, adapter=str(tmp_path), finetuning_type="full"
     )
-    assert message.startswith("adapter_name_or_path needs finetuning_type=lora (it is full)")
+    assert message.startswith("adapter_name_or_path needs finetuning_type=lora or oft (it is full)")
 
 
 def _saved_adapter(folder, target) -> dict[str, torch.Tensor]:

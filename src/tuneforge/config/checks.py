@@ -62,12 +62,14 @@ def cross_problems(cfg: RunConfig, failed: Set[str] = frozenset()) -> list[Probl
             f"dataset is required for training (names from {data.dataset_dir}/dataset_info.json)",
         )
     adapter = cfg.model.adapter_name_or_path
-    if training and valid("adapter_name_or_path", "finetuning_type") and adapter and not lora:
-        add(
-            "adapter_name_or_path",
-            f"adapter_name_or_path continues a LoRA adapter and needs finetuning_type=lora "
-            f"(it is {finetune.finetuning_type})",
-        )
+    if training and valid("adapter_name_or_path", "finetuning_type") and adapter:
+        if not finetune.adapter:
+            add(
+                "adapter_name_or_path",
+                f"adapter_name_or_path continues an adapter and needs finetuning_type=lora or "
+                f"oft (it is {finetune.finetuning_type})",
+            )
+    problems += _pissa_problems(cfg, valid)
     dora = "use_dora" if finetune.use_dora else "use_rslora" if finetune.use_rslora else None
     if valid("finetuning_type", "use_dora", "use_rslora") and dora and not lora:
         add(
@@ -145,6 +147,39 @@ def _classifier_problems(cfg: RunConfig, valid: Callable[..., bool]) -> list[Pro
         for key in CLS_KEYS
         if valid(key) and getattr(cfg.finetune, key) is not None
     ]
+
+
+def _pissa_problems(cfg: RunConfig, valid: Callable[..., bool]) -> list[Problem]:
+    """PiSSA starts a new LoRA adapter by moving part of each weight into it."""
+    finetune = cfg.finetune
+    if not finetune.pissa_init or not valid("pissa_init"):
+        return []
+    problems = []
+    if valid("finetuning_type") and finetune.finetuning_type != "lora":
+        problems.append(
+            Problem(
+                "pissa_init",
+                f"pissa_init needs finetuning_type=lora (it is {finetune.finetuning_type})",
+            )
+        )
+    if valid("adapter_name_or_path") and cfg.model.adapter_name_or_path:
+        problems.append(
+            Problem(
+                "pissa_init",
+                "pissa_init starts a new adapter; remove adapter_name_or_path or pissa_init",
+            )
+        )
+    implicit_reference = finetune.stage in ("dpo", "kto") and not finetune.ref_model
+    reference_free = finetune.stage == "dpo" and finetune.pref_loss in REFERENCE_FREE
+    if valid("stage", "ref_model") and implicit_reference and not reference_free:
+        problems.append(
+            Problem(
+                "pissa_init",
+                f"pissa_init changes the frozen weights, so they are no longer the reference "
+                f"stage {finetune.stage} compares with; set ref_model to the base model",
+            )
+        )
+    return problems
 
 
 # The optimizers that train the weights themselves (a low-rank gradient, a block at a time).

@@ -48,9 +48,6 @@ UNSUPPORTED_KEYS: frozenset[str] = frozenset(
     {
         "use_unsloth",
         "use_unsloth_gc",
-        "pissa_init",
-        "pissa_iter",
-        "pissa_convert",
         "use_llama_pro",
         "reward_model",
         "reward_model_type",

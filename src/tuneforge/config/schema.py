@@ -187,9 +187,10 @@ class FinetuneArgs(_Section):
         "pairs; dpo: preference tuning on pairs (pref_loss picks DPO, IPO, ORPO, SimPO, ...); "
         "kto: preference tuning on answers marked good or bad.",
     )
-    finetuning_type: Literal["lora", "full", "freeze"] = Field(
+    finetuning_type: Literal["lora", "oft", "full", "freeze"] = Field(
         "lora",
-        description="lora: small adapters; full: every weight; freeze: the last layers only.",
+        description="lora: small adapters; oft: orthogonal fine-tuning (a learned rotation of "
+        "each weight, peft's OFT); full: every weight; freeze: the last layers only.",
     )
     lora_rank: int = Field(8, ge=1, description="LoRA rank r; 8-64 is typical.")
     lora_alpha: int | None = Field(
@@ -204,6 +205,31 @@ class FinetuneArgs(_Section):
     )
     use_rslora: bool = Field(False, description="Rank-stabilised LoRA scaling (alpha / sqrt(r)).")
     use_dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA).")
+    pissa_init: bool = Field(
+        False,
+        description="PiSSA: start LoRA from the principal singular vectors of each weight (the "
+        "rest stays frozen), which often learns faster than LoRA's zero start.",
+    )
+    pissa_iter: int = Field(
+        16, ge=-1, description="PiSSA: iterations of the fast SVD; -1 for an exact SVD (slow)."
+    )
+    pissa_convert: bool = Field(
+        False,
+        description="PiSSA: save the result as a plain LoRA adapter of the original model "
+        "(rank 2r), so any LoRA loader uses it; otherwise loaders redo the SVD.",
+    )
+    oft_rank: int = Field(
+        0, ge=0, description="oft: blocks per rotation (0: set by oft_block_size instead)."
+    )
+    oft_block_size: int = Field(
+        32, ge=0, description="oft: size of each rotation block (0: set by oft_rank instead)."
+    )
+    oft_target: list[str] = Field(
+        ["all"], description="oft: modules that get OFT: 'all' (every linear layer) or names."
+    )
+    module_dropout: float = Field(
+        0.0, ge=0, lt=1, description="oft: chance of skipping a block's rotation in a step."
+    )
     print_param_status: bool = Field(
         False,
         description="Log every parameter's name, shape, dtype, device and whether it trains.",
@@ -276,6 +302,7 @@ class FinetuneArgs(_Section):
 
     _lists = field_validator(
         "lora_target",
+        "oft_target",
         "additional_target",
         "freeze_trainable_modules",
         "freeze_extra_modules",
@@ -300,6 +327,11 @@ class FinetuneArgs(_Section):
     def preference(self) -> bool:
         """The stages that learn from preferences (pairs or marked answers)."""
         return self.stage in PREFERENCE_STAGES
+
+    @property
+    def adapter(self) -> bool:
+        """The methods that train a peft adapter beside the frozen model."""
+        return self.finetuning_type in ("lora", "oft")
 
     @property
     def resolved_lora_alpha(self) -> int:

@@ -1,4 +1,5 @@
-"""Which parameters train: LoRA (plain, rsLoRA, DoRA), freeze (the last or first layers), full.
+"""Which parameters train: LoRA (plain, rsLoRA, DoRA, PiSSA), OFT, freeze (the last or first
+layers), full.
 
 Every module name the user gives is checked against the model before anything changes, and a
 wrong one is reported with the names that exist: a typo in ``lora_target`` or
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -30,14 +31,14 @@ def apply_finetuning(
 ) -> PreTrainedModel | PeftModel:
     """Mark the parameters that train (wrapping the model in a PeftModel for LoRA)."""
     kind = finetune_args.finetuning_type
-    if model_args.adapter_name_or_path and kind != "lora":
+    if model_args.adapter_name_or_path and not finetune_args.adapter:
         raise ConfigError(
-            f"adapter_name_or_path needs finetuning_type=lora (it is {kind}); "
+            f"adapter_name_or_path needs finetuning_type=lora or oft (it is {kind}); "
             f"merge the adapter into the model first to train it in {kind} mode"
         )
     tuned: PreTrainedModel | PeftModel = model
-    if kind == "lora":
-        tuned = _lora(model, finetune_args, model_args)
+    if finetune_args.adapter:
+        tuned = _adapter(model, finetune_args, model_args)
     elif kind == "freeze":
         _freeze(model, finetune_args)
         for name in classifier_heads(model):  # a new head must learn whatever else is frozen
@@ -51,34 +52,60 @@ def apply_finetuning(
     return tuned
 
 
-def _lora(model: PreTrainedModel, args: FinetuneArgs, model_args: ModelArgs) -> PeftModel:
-    from peft import LoraConfig, TaskType, get_peft_model
+def _adapter(model: PreTrainedModel, args: FinetuneArgs, model_args: ModelArgs) -> PeftModel:
+    """A new LoRA or OFT adapter, or the saved one continued with its own settings."""
+    from peft import LoraConfig, OFTConfig, TaskType, get_peft_model
 
     if is_quantized(model):
         prepare_quantized_for_training(model)  # in place
     if model_args.adapter_name_or_path:
         logger.info(
-            "continuing the adapter in %s with its own saved LoRA settings",
+            "continuing the adapter in %s with its own saved settings",
             model_args.adapter_name_or_path,
         )
         return load_adapter(model, model_args.adapter_name_or_path, trainable=True)
     extra = _full_names(model, "additional_target", args.additional_target or [])
     tied = {id(model.get_input_embeddings()), id(model.get_output_embeddings())}
     heads = classifier_heads(model)  # trained in full beside the adapters, saved with them
-    config = LoraConfig(
-        task_type=TaskType.SEQ_CLS if heads else TaskType.CAUSAL_LM,
-        r=args.lora_rank,
-        lora_alpha=args.resolved_lora_alpha,
-        lora_dropout=args.lora_dropout,
-        target_modules=_lora_targets(model, args.lora_target),
-        use_rslora=args.use_rslora,
-        use_dora=args.use_dora,
-        modules_to_save=[*extra, *heads] or None,
-        # A trained copy of a tied embedding must stay tied to the output head.
-        ensure_weight_tying=bool(getattr(model.config, "tie_word_embeddings", False))
-        and any(id(model.get_submodule(name)) in tied for name in extra),
-    )
+    common: dict[str, Any] = {
+        "task_type": TaskType.SEQ_CLS if heads else TaskType.CAUSAL_LM,
+        "modules_to_save": [*extra, *heads] or None,
+    }
+    if args.finetuning_type == "oft":
+        config: LoraConfig | OFTConfig = OFTConfig(
+            r=args.oft_rank,
+            oft_block_size=args.oft_block_size,
+            module_dropout=args.module_dropout,
+            target_modules=_lora_targets(model, args.oft_target, key="oft_target"),
+            **common,
+        )
+    else:
+        config = LoraConfig(
+            r=args.lora_rank,
+            lora_alpha=args.resolved_lora_alpha,
+            lora_dropout=args.lora_dropout,
+            target_modules=_lora_targets(model, args.lora_target),
+            use_rslora=args.use_rslora,
+            use_dora=args.use_dora,
+            init_lora_weights=_lora_init(args),  # type: ignore[arg-type]
+            # A trained copy of a tied embedding must stay tied to the output head.
+            ensure_weight_tying=bool(getattr(model.config, "tie_word_embeddings", False))
+            and any(id(model.get_submodule(name)) in tied for name in extra),
+            **common,
+        )
     return get_peft_model(model, config)
+
+
+def _lora_init(args: FinetuneArgs) -> bool | str:
+    """peft's name for the start: B = 0 (LoRA's), or PiSSA's principal components."""
+    if not args.pissa_init:
+        return True
+    logger.info(
+        "LoRA starts from PiSSA: each weight's top %d singular directions (%s SVD)",
+        args.lora_rank,
+        "exact" if args.pissa_iter == -1 else f"fast, {args.pissa_iter} iterations",
+    )
+    return "pissa" if args.pissa_iter == -1 else f"pissa_niter_{args.pissa_iter}"
 
 
 def classifier_heads(model: torch.nn.Module) -> list[str]:
@@ -100,12 +127,14 @@ def _full_names(model: torch.nn.Module, key: str, names: list[str]) -> list[str]
     ]
 
 
-def _lora_targets(model: torch.nn.Module, names: list[str]) -> str | list[str]:
+def _lora_targets(
+    model: torch.nn.Module, names: list[str], key: str = "lora_target"
+) -> str | list[str]:
     """``all`` -> peft's every-linear-layer-but-the-output-head; names are checked."""
     if "all" in names:
         if len(names) > 1:
             raise ConfigError(
-                "lora_target: 'all' already covers every linear layer; "
+                f"{key}: 'all' already covers every linear layer; "
                 "give 'all' or module names, not both"
             )
         return "all-linear"
@@ -114,7 +143,7 @@ def _lora_targets(model: torch.nn.Module, names: list[str]) -> str | list[str]:
         for name, module in model.named_modules()
         if isinstance(module, (torch.nn.Linear, torch.nn.Embedding))
     )
-    _check_names("lora_target", names, _module_names(layers), also="all")
+    _check_names(key, names, _module_names(layers), also="all")
     return names
 
 

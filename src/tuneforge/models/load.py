@@ -328,6 +328,8 @@ def _shape_problem(
     parameters: dict[str, torch.nn.Parameter],
 ) -> str | None:
     """Why one saved adapter tensor cannot sit on this model, or None when it fits."""
+    if ".oft_" in name:  # OFT's rotations: their block layout is peft's to check
+        return None
     match = _LORA_KEY.match(name)
     if match is None:  # a module trained in full (modules_to_save): same name and shape
         if name not in parameters:

@@ -80,4 +80,4 @@ def holds_reference_copy(finetune: FinetuneArgs) -> bool:
     step = preference_step(finetune)
     if step is None or not step.reference_forward:
         return False
-    return finetune.ref_model is not None or finetune.finetuning_type != "lora"
+    return finetune.ref_model is not None or not finetune.adapter

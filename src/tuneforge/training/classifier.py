@@ -80,7 +80,7 @@ def train_classifier(cfg: RunConfig, observers: CallbackFactory = no_observers) 
     logger.info(
         "Learning rates: head %g, %s %g",
         head_lr,
-        "adapters" if cfg.finetune.finetuning_type == "lora" else "the rest",
+        "adapters" if cfg.finetune.adapter else "the rest",
         cfg.train.learning_rate,
     )
     trainer = build_trainer(

@@ -211,7 +211,7 @@ def _reference_model(cfg: RunConfig, precision: Precision) -> Any:
     """None when trl can use the policy itself with the adapter off (LoRA without
     ref_model), else a frozen model in the compute dtype."""
     finetune, model_args = cfg.finetune, cfg.model
-    if finetune.ref_model is None and finetune.finetuning_type == "lora":
+    if finetune.ref_model is None and finetune.adapter:
         return None
     if finetune.ref_model is not None:
         model_args = model_args.model_copy(

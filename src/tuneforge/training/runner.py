@@ -72,6 +72,8 @@ def train_and_save(cfg: RunConfig, trainer: Any, *, final_eval: bool) -> TrainRe
         checkpoint.clear_output_dir(cfg.train)
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / layout.CONFIG_NAME)
+        if cfg.finetune.pissa_init and cfg.finetune.pissa_convert:
+            _save_pissa_start(trainer.model, out / layout.PISSA_INIT_DIR)
 
     result = trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
     if trainer.interrupted:
@@ -91,6 +93,12 @@ def train_and_save(cfg: RunConfig, trainer: Any, *, final_eval: bool) -> TrainRe
             max_steps=trainer.state.max_steps,
         )
     trainer.save_model(str(out))
+    if cfg.finetune.pissa_init and cfg.finetune.pissa_convert and is_main_process():
+        # Rewritten as a plain LoRA adapter (rank 2r) of the original weights.
+        trainer.model.save_pretrained(
+            str(out), path_initial_model_for_weight_conversion=str(out / layout.PISSA_INIT_DIR)
+        )
+        logger.info("PiSSA adapter converted to plain LoRA of the original model (pissa_convert)")
     trainer.save_state()
     metrics = dict(result.metrics)
     if final_eval:
@@ -112,6 +120,20 @@ def train_and_save(cfg: RunConfig, trainer: Any, *, final_eval: bool) -> TrainRe
         step=trainer.state.global_step,
         max_steps=trainer.state.max_steps,
     )
+
+
+def _save_pissa_start(model: Any, folder: Path) -> None:
+    """The adapter as PiSSA started it, which peft's conversion subtracts at the end; kept
+    from the first start of a run, so a resumed run converts against the same start."""
+    if (folder / "adapter_model.safetensors").is_file():
+        return
+    config = model.peft_config["default"]
+    init = config.init_lora_weights
+    config.init_lora_weights = True  # saved as a plain LoRA start, as peft's recipe says
+    try:
+        model.save_pretrained(str(folder))
+    finally:
+        config.init_lora_weights = init
 
 
 def _check_steps_left(trainer: Any, resume: checkpoint.Resume) -> None:

@@ -103,3 +103,21 @@ def test_refused_export_features_say_what_to_use_instead(tmp_path):
         "not available in tuneforge"
     )
     assert "--quant q8_0" in found["export_quantization_bit"]
+
+
+def test_the_yamls_in_the_serving_docs_are_read_as_written(tmp_path):
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "serve.md").read_text(encoding="utf-8")
+    blocks = dict(re.findall(r"```yaml\n# (\w+)\.yaml\n(.*?)```", doc, flags=re.S))
+    assert set(blocks) == {"infer", "merge"}
+    infer = tmp_path / "infer.yaml"
+    infer.write_text(blocks["infer"], encoding="utf-8")
+    merge = tmp_path / "merge.yaml"
+    merge.write_text(blocks["merge"], encoding="utf-8")
+    served = read_infer_config(infer)
+    assert served.run is not None and served.run.model.adapter_name_or_path == "saves/run1"
+    exported = read_export_config(merge)
+    assert exported.args.export_dir == "exports/run1-merged"
+    assert exported.args.max_shard_bytes == 2 * 10**9

@@ -121,3 +121,15 @@ def test_the_yamls_in_the_serving_docs_are_read_as_written(tmp_path):
     exported = read_export_config(merge)
     assert exported.args.export_dir == "exports/run1-merged"
     assert exported.args.max_shard_bytes == 2 * 10**9
+
+
+def test_a_training_config_is_told_where_export_and_inference_keys_go():
+    from tuneforge.config.deploy_args import in_training_config
+
+    assert in_training_config("export_size") == (
+        "'export_size' belongs in an export YAML, read by `tuneforge export merge.yaml` after "
+        "training, not in a training config; remove it here (docs/serve.md)"
+    )
+    assert "`tuneforge chat` or `api`" in in_training_config("vllm_maxlen")
+    assert in_training_config("export_quantization_bit").startswith("'export_quantization_bit'")
+    assert in_training_config("learning_rate") is None

@@ -117,3 +117,16 @@ def belongs_elsewhere(keys: Sequence[str], kind: str) -> str:
     names = ", ".join(keys)
     are = "is a key" if len(keys) == 1 else "are keys"
     return f"{names} {are} of {kind} YAMLs: use the file with {COMMANDS[kind]}"
+
+
+def in_training_config(key: str) -> str | None:
+    """The line for an export or inference key found in a training config (for
+    `config.load`), or None for any other key."""
+    kind = yaml_kind(key)
+    if kind is None:
+        return None
+    command = "`tuneforge export merge.yaml`" if kind == "export" else COMMANDS[kind]
+    return (
+        f"'{key}' belongs in an {kind} YAML, read by {command} after training, not in a "
+        f"training config; remove it here (docs/serve.md)"
+    )

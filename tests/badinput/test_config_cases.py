@@ -44,7 +44,7 @@ BAD_KEYS = {
     "packing for dpo": ({"stage": "dpo", "packing": True}, ["packing does not apply to stage dpo"]),
     "unknown finetuning_type": (
         {"finetuning_type": "qlora"},
-        ["finetuning_type='qlora'", "allowed: lora, full or freeze"],
+        ["finetuning_type='qlora'", "allowed: lora, oft, full or freeze"],
     ),
     "unknown template": ({"template": "chatmll"}, ["template='chatmll'", "chatml"]),
     "quantization_bit 3": ({"quantization_bit": 3}, ["quantization_bit=3"]),

@@ -92,6 +92,9 @@ def cross_problems(cfg: RunConfig, failed: Set[str] = frozenset()) -> list[Probl
     problems += _preference_problems(cfg, valid)
     problems += _classifier_problems(cfg, valid)
     problems += _optimizer_problems(cfg, valid)
+    for key in ("use_dft_loss", "compute_accuracy"):
+        if valid("stage", key) and getattr(finetune, key) and finetune.stage not in ("sft", "pt"):
+            add(key, f"{key} applies to stages sft and pt (the stage is {finetune.stage})")
     if valid("stage", "label_names") and finetune.stage != "cls" and data.label_names:
         add("label_names", "label_names applies to stage cls only")
     if valid("do_predict", "stage") and train.do_predict and finetune.stage != "sft":

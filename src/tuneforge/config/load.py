@@ -65,7 +65,6 @@ UNSUPPORTED_KEYS: frozenset[str] = frozenset(
         "train_mm_proj_only",
         "shift_attn",
         "mixture_of_depths",
-        "compute_accuracy",
         "resize_vocab",
         "upcast_layernorm",
         "upcast_lmhead_output",

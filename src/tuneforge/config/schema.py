@@ -230,6 +230,16 @@ class FinetuneArgs(_Section):
     module_dropout: float = Field(
         0.0, ge=0, lt=1, description="oft: chance of skipping a block's rotation in a step."
     )
+    use_dft_loss: bool = Field(
+        False,
+        description="sft/pt: Dynamic Fine-Tuning loss, each token's cross-entropy weighted by "
+        "its own probability (held constant): less overfitting to rare tokens.",
+    )
+    compute_accuracy: bool = Field(
+        False,
+        description="sft/pt: report eval_accuracy, the share of target tokens the model "
+        "ranks first, at each validation.",
+    )
     print_param_status: bool = Field(
         False,
         description="Log every parameter's name, shape, dtype, device and whether it trains.",

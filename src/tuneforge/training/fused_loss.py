@@ -29,6 +29,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         labels: torch.Tensor,
         denominator: torch.Tensor,
         chunk_rows: int,
+        dft: bool,
     ) -> torch.Tensor:
         keep = (labels != IGNORE_INDEX).nonzero().squeeze(-1)
         rows, targets = hidden.index_select(0, keep), labels.index_select(0, keep)
@@ -43,12 +44,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
             logits = part @ head.T
             log_z = torch.logsumexp(logits, dim=-1)
             picked = logits.gather(1, target[:, None]).squeeze(1)
-            total += (log_z - picked).sum()
+            token_loss = log_z - picked
+            # DFT: each token's loss weighted by its own probability, held constant.
+            token_weight = torch.exp(-token_loss) if dft else None
+            total += (token_loss if token_weight is None else token_loss * token_weight).sum()
             if grad_rows is None and grad_weight is None:
                 continue
             # d(loss)/d(logits) = softmax - one_hot, computed in place over the chunk
             grad_logits = logits.sub_(log_z[:, None]).exp_()
             grad_logits[torch.arange(target.shape[0], device=target.device), target] -= 1
+            if token_weight is not None:
+                grad_logits.mul_(token_weight[:, None])
             if grad_rows is not None:
                 grad_rows[start : start + chunk_rows] = grad_logits @ head
             if grad_weight is not None:
@@ -70,7 +76,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_hidden = grad_hidden.to(ctx.hidden_dtype)
         if grad_weight is not None:
             grad_weight = (grad_weight * scale).to(weight_dtype)
-        return grad_hidden, grad_weight, None, None, None
+        return grad_hidden, grad_weight, None, None, None, None
 
 
 def linear_cross_entropy(
@@ -80,16 +86,18 @@ def linear_cross_entropy(
     denominator: torch.Tensor | int | None = None,
     *,
     chunk_rows: int = CHUNK_ROWS,
+    dft: bool = False,
 ) -> torch.Tensor:
     """``cross_entropy(hidden @ weight.T, labels, reduction="sum") / denominator`` without the
     logits: `hidden` is (positions, width), `weight` (vocabulary, width), `labels` (positions,)
     with -100 for positions that do not count. The denominator defaults to the number of
     counted positions (a mean); the trainer passes the tokens of the whole accumulated batch.
+    `dft` weights each token's loss by its probability, detached (Dynamic Fine-Tuning).
     """
     if denominator is None:
         denominator = (labels != IGNORE_INDEX).sum().clamp(min=1)
     scale = torch.as_tensor(denominator, dtype=torch.float32, device=hidden.device)
-    loss: torch.Tensor = _LinearCrossEntropy.apply(hidden, weight, labels, scale, chunk_rows)
+    loss: torch.Tensor = _LinearCrossEntropy.apply(hidden, weight, labels, scale, chunk_rows, dft)
     return loss
 
 
@@ -98,9 +106,12 @@ def causal_lm_loss(
     weight: torch.Tensor,
     labels: torch.Tensor,
     denominator: torch.Tensor | int | None = None,
+    *,
+    dft: bool = False,
 ) -> torch.Tensor:
     """The next-token loss of a batch of hidden states (batch, length, width) against labels
     (batch, length), shifted as transformers' causal LMs shift them."""
     width = hidden.shape[-1]
     shifted = labels[:, 1:].reshape(-1)
-    return linear_cross_entropy(hidden[:, :-1].reshape(-1, width), weight, shifted, denominator)
+    rows = hidden[:, :-1].reshape(-1, width)
+    return linear_cross_entropy(rows, weight, shifted, denominator, dft=dft)

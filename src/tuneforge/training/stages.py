@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from transformers import set_seed
 
@@ -24,9 +25,11 @@ from tuneforge.models import (
     load_tokenizer,
 )
 from tuneforge.training.classifier import train_classifier
+from tuneforge.training.dft import dft_loss
 from tuneforge.training.distributed import is_main_process, main_process_first
 from tuneforge.training.preference import train_preference
 from tuneforge.training.runner import TrainResult, no_observers, train_and_save, trainable_model
+from tuneforge.training.token_accuracy import most_likely_tokens, token_accuracy
 from tuneforge.training.trainer import CallbackFactory, build_trainer
 
 logger = logging.getLogger(__name__)
@@ -47,6 +50,12 @@ def train_causal_lm(cfg: RunConfig, observers: CallbackFactory = no_observers) -
     set_seed(cfg.train.seed)  # adapter initialisation must be as repeatable as the data order
     model = trainable_model(cfg, precision)
 
+    extras: dict[str, Any] = {}
+    if cfg.finetune.use_dft_loss:  # the fused loss weights the same way itself
+        logger.info("Loss: DFT, each token's cross-entropy weighted by its probability")
+        extras["compute_loss_func"] = dft_loss
+    if cfg.finetune.compute_accuracy:
+        extras["preprocess_logits_for_metrics"] = most_likely_tokens
     trainer = build_trainer(
         cfg,
         model,
@@ -56,6 +65,8 @@ def train_causal_lm(cfg: RunConfig, observers: CallbackFactory = no_observers) -
         build_collator(tokenizer, packing=cfg.packing),
         precision,
         observers,
+        compute_metrics=token_accuracy if cfg.finetune.compute_accuracy else None,
+        **extras,
     )
     result = train_and_save(cfg, trainer, final_eval=data.eval is not None and cfg.train.do_eval)
     if cfg.train.do_predict and is_main_process():

@@ -63,11 +63,13 @@ class TuneforgeMixin(_TrainerBase):
         save_total_limit: int | None,
         interrupt: InterruptCallback | None = None,
         fused_loss: bool = False,
+        dft: bool = False,
         optimizer_args: OptimArgs | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.optimizer_args = optimizer_args
+        self.dft = dft
         # A wrapped model (DDP, FSDP, DeepSpeed) must run its own forward to sync gradients.
         wrapped = self.args.world_size > 1 or bool(self.args.deepspeed or self.args.fsdp)
         self.fused_loss = (
@@ -140,7 +142,7 @@ class TuneforgeMixin(_TrainerBase):
         features = {k: v for k, v in inputs.items() if k != "labels"}
         hidden = causal.get_decoder()(**features, use_cache=False).last_hidden_state
         weight = causal.get_output_embeddings().weight
-        loss = causal_lm_loss(hidden, weight, labels, num_items_in_batch)
+        loss = causal_lm_loss(hidden, weight, labels, num_items_in_batch, dft=self.dft)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss scales it
         return loss
@@ -358,6 +360,7 @@ def build_trainer(
         fused_loss=cfg.train.fused_loss
         and not cfg.train.enable_liger_kernel
         and kind is TuneforgeTrainer,
+        dft=cfg.finetune.use_dft_loss,
         optimizer_args=cfg.optimizer,
         **trainer_kwargs,
     )

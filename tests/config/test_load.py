@@ -117,7 +117,7 @@ def test_wrong_type_names_the_key():
 
 def test_unsupported_llama_factory_feature_is_named():
     (line,) = problems({"dataset": "x", "use_unsloth": True})
-    assert "'use_unsloth' (a LLaMA-Factory feature) is not supported by tuneforge yet" in line
+    assert "'use_unsloth' (a LLaMA-Factory key) is not available in tuneforge: Unsloth" in line
 
 
 def test_stages_other_tools_name_say_what_to_write_instead():
@@ -235,7 +235,7 @@ def test_override_with_unbalanced_brackets_names_the_override():
 
 
 def test_null_override_unsets_the_key_so_the_default_applies(tmp_path):
-    path = write(tmp_path, "dataset: x\nval_size: 0.1\nquantization_bit: 4\nmax_length: 64\n")
+    path = write(tmp_path, "dataset: x\nval_size: 0.1\nquantization_bit: 4\ncutoff_len: 64\n")
     cfg = load_config(path, ["val_size=null", "quantization_bit=", "cutoff_len=~"])
     assert cfg.data.val_size == 0.0
     assert cfg.model.quantization_bit is None

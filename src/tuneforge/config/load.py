@@ -18,6 +18,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tuneforge.config.checks import cross_problems
+from tuneforge.config.deploy_args import in_training_config
+from tuneforge.config.llamafactory_keys import RENAMED_KEYS, REPLACED_KEYS, UNSUPPORTED_KEYS
 from tuneforge.config.schema import SECTIONS, RunConfig, field_owner
 from tuneforge.config.yamlerror import yaml_error
 from tuneforge.errors import ConfigError, Problem
@@ -26,65 +28,13 @@ from tuneforge.userfiles import kind_of, read_utf8
 
 logger = logging.getLogger(__name__)
 
-# Old LLaMA-Factory / transformers names -> current names.
-RENAMED_KEYS: Mapping[str, str] = {
-    "checkpoint_dir": "adapter_name_or_path",
-    "num_layer_trainable": "freeze_trainable_layers",
-    "name_module_trainable": "freeze_trainable_modules",
-    "evaluation_strategy": "eval_strategy",
-    "prompt_template": "template",
-    "max_length": "cutoff_len",
-}
-
-# LLaMA-Factory keys whose meaning changed shape; each needs a sentence, not a rename.
-REPLACED_KEYS: Mapping[str, str] = {
-    "max_source_length": "replaced by cutoff_len (prompt and response together)",
-    "max_target_length": "replaced by cutoff_len (prompt and response together)",
-    "predict_with_generate": "do_predict always generates; remove the key",
-}
-
-# LLaMA-Factory keys for features tuneforge does not have (yet).
-UNSUPPORTED_KEYS: frozenset[str] = frozenset(
-    {
-        "use_unsloth",
-        "use_unsloth_gc",
-        "use_llama_pro",
-        "reward_model",
-        "reward_model_type",
-        "streaming",
-        "tokenized_path",
-        "mix_strategy",
-        "interleave_probs",
-        "buffer_size",
-        "image_max_pixels",
-        "image_min_pixels",
-        "video_max_pixels",
-        "video_fps",
-        "freeze_vision_tower",
-        "freeze_multi_modal_projector",
-        "train_mm_proj_only",
-        "shift_attn",
-        "mixture_of_depths",
-        "resize_vocab",
-        "upcast_layernorm",
-        "upcast_lmhead_output",
-        "moe_aux_loss_coef",
-        "export_dir",
-        "export_size",
-        "export_quantization_bit",
-        "infer_backend",
-        "vllm_maxlen",
-        "create_new_adapter",
-        "lora_bf16_mode",
-        "pure_bf16",
-        "use_reentrant_gc",
-    }
-)
-
 # What a ``key=null`` override leaves: the key unset, whatever the YAML file said.
 UNSET: Any = object()
 
 SectionT = TypeVar("SectionT", bound=BaseModel)
+
+
+__all__ = ["RENAMED_KEYS", "REPLACED_KEYS", "UNSUPPORTED_KEYS", "load_config"]
 
 
 def load_config(
@@ -207,12 +157,14 @@ def _validate(raw: dict[str, Any], origin: str) -> RunConfig:
             sections[owner[key]][key] = value
         elif key in REPLACED_KEYS:
             problems.append(Problem(key, f"'{key}' is no longer used: {REPLACED_KEYS[key]}"))
+        elif line := in_training_config(key):
+            problems.append(Problem(key, line))
         elif key in UNSUPPORTED_KEYS:
             problems.append(
                 Problem(
                     key,
-                    f"'{key}' (a LLaMA-Factory feature) is not supported by tuneforge yet; "
-                    f"remove the key",
+                    f"'{key}' (a LLaMA-Factory key) is not available in tuneforge: "
+                    f"{UNSUPPORTED_KEYS[key]}; remove the key",
                 )
             )
         else:

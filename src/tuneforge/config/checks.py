@@ -92,6 +92,16 @@ def cross_problems(cfg: RunConfig, failed: Set[str] = frozenset()) -> list[Probl
     problems += _preference_problems(cfg, valid)
     problems += _classifier_problems(cfg, valid)
     problems += _optimizer_problems(cfg, valid)
+    problems += _mixing_problems(cfg, valid)
+    if (
+        valid("tokenized_path", "stage")
+        and data.tokenized_path
+        and finetune.stage not in ("sft", "pt")
+    ):
+        add(
+            "tokenized_path",
+            f"tokenized_path applies to stages sft and pt (the stage is {finetune.stage})",
+        )
     for key in ("use_dft_loss", "compute_accuracy"):
         if valid("stage", key) and getattr(finetune, key) and finetune.stage not in ("sft", "pt"):
             add(key, f"{key} applies to stages sft and pt (the stage is {finetune.stage})")
@@ -240,3 +250,27 @@ def _optimizer_problems(cfg: RunConfig, valid: Callable[..., bool]) -> list[Prob
             )
         )
     return problems
+
+
+def _mixing_problems(cfg: RunConfig, valid: Callable[..., bool]) -> list[Problem]:
+    """interleave_probs gives one chance per training dataset, for an interleave strategy."""
+    data = cfg.data
+    if data.interleave_probs is None or not valid("interleave_probs", "mix_strategy", "dataset"):
+        return []
+    if data.mix_strategy == "concat":
+        return [
+            Problem(
+                "interleave_probs",
+                "interleave_probs needs mix_strategy interleave_under or interleave_over",
+            )
+        ]
+    count = len(data.dataset or [])
+    if len(data.interleave_probs) != count:
+        return [
+            Problem(
+                "interleave_probs",
+                f"interleave_probs has {len(data.interleave_probs)} chances for {count} "
+                f"dataset(s); give one per dataset, in the order of dataset",
+            )
+        ]
+    return []

@@ -156,11 +156,38 @@ class DataArgs(_Section):
     train_on_prompt: bool = Field(False, description="Also compute the loss on prompt tokens.")
     mask_history: bool = Field(False, description="Train only on the last assistant turn.")
     overwrite_cache: bool = Field(False, description="Re-tokenise instead of using the cache.")
+    mix_strategy: Literal["concat", "interleave_under", "interleave_over"] = Field(
+        "concat",
+        description="Several datasets: concat (one after another, then shuffled), or "
+        "interleave rows by interleave_probs until the first runs out (interleave_under) "
+        "or until the last does, repeating the others (interleave_over).",
+    )
+    interleave_probs: list[float] | None = Field(
+        None,
+        description="interleave_*: the chance of drawing each dataset, in dataset order "
+        "(default: equal).",
+    )
+    tokenized_path: str | None = Field(
+        None,
+        description="sft/pt: save the tokenised data in this folder once and reuse it while "
+        "the data files and settings are unchanged (a changed one is refused with the reason).",
+    )
     preprocessing_num_workers: int | None = Field(
         None, gt=0, description="Processes used to tokenise the data."
     )
 
-    _lists = field_validator("dataset", "eval_dataset", "label_names", mode="before")(_split_commas)
+    _lists = field_validator(
+        "dataset", "eval_dataset", "label_names", "interleave_probs", mode="before"
+    )(_split_commas)
+
+    @field_validator("interleave_probs")
+    @classmethod
+    def _probabilities(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (min(value) < 0 or abs(sum(value) - 1) > 1e-6):
+            raise ValueError(
+                f"chances of 0 or more that add up to 1 (these add up to {sum(value):g})"
+            )
+        return value
 
     @field_validator("template")
     @classmethod

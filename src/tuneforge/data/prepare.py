@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -16,7 +17,7 @@ import numpy as np
 
 from tuneforge.config.schema import RunConfig
 from tuneforge.config.val_size import validation_count
-from tuneforge.data import files, formats, labelled, preference, registry
+from tuneforge.data import files, formats, labelled, preference, registry, tokenized
 from tuneforge.data.encode import EncodeReport, encode_conversations, encode_texts
 from tuneforge.data.encode_pairs import PairReport, encode_preferences, joined
 from tuneforge.data.packing import pack
@@ -59,15 +60,24 @@ def prepare_datasets(cfg: RunConfig, tokenizer: Any) -> PreparedData:
         if warning:
             logger.warning("%s", warning)
 
-    splits = read_splits(cfg, template)
-    samples, described, evaluation = splits.samples, splits.described, splits.eval
-    train, report = _encode(splits.train, cfg, tokenizer, template)
-    if evaluation is not None:
-        evaluation, _ = _encode(evaluation, cfg, tokenizer, template)
-    if cfg.packing:
-        train = pack(train, data.cutoff_len)
+    def make() -> tuple[datasets.Dataset, datasets.Dataset | None, DataStats]:
+        splits = read_splits(cfg, template)
+        evaluation = splits.eval
+        train, report = _encode(splits.train, cfg, tokenizer, template)
+        if evaluation is not None:
+            evaluation, _ = _encode(evaluation, cfg, tokenizer, template)
+        if cfg.packing:
+            train = pack(train, data.cutoff_len)
+        stats = _stats(cfg, splits.samples, splits.described, report, len(train), evaluation)
+        return train, evaluation, stats
 
-    stats = _stats(cfg, samples, described, report, len(train), evaluation)
+    if data.tokenized_path:
+        made_from = tokenized.stamp(cfg, tokenizer, template.source if template else None)
+        train, evaluation, stats = tokenized.cached(
+            Path(data.tokenized_path), made_from, rebuild=data.overwrite_cache, make=make
+        )
+    else:
+        train, evaluation, stats = make()
     logger.info("Data: %s", stats.summary())
     return PreparedData(train=train, eval=evaluation, stats=stats, template=template)
 
@@ -184,7 +194,7 @@ def read_splits(cfg: RunConfig, template: Template | None, *, answered: bool = T
         rows, described[name] = read_dataset(specs[name], cfg, template, answered=answered)
         samples[name] = len(rows)
         train_parts.append(rows)
-    train = datasets.concatenate_datasets(train_parts)
+    train = _mix(train_parts, data.mix_strategy, data.interleave_probs, cfg.train.seed)
     if eval_names:
         evaluation = datasets.concatenate_datasets(
             [
@@ -195,6 +205,27 @@ def read_splits(cfg: RunConfig, template: Template | None, *, answered: bool = T
     else:
         train, evaluation = _split(train, data.val_size, cfg.train.seed, not data.overwrite_cache)
     return RawSplits(train, evaluation, samples, described)
+
+
+def _mix(
+    parts: list[datasets.Dataset], strategy: str, chances: list[float] | None, seed: int
+) -> datasets.Dataset:
+    """``mix_strategy``: the datasets one after another, or their rows drawn by chance until
+    the first one runs out (under) or the last one does (over, repeating the others)."""
+    if strategy == "concat" or len(parts) == 1:
+        return datasets.concatenate_datasets(parts)
+    stopping = "first_exhausted" if strategy == "interleave_under" else "all_exhausted"
+    mixed = datasets.interleave_datasets(
+        parts, probabilities=chances, seed=seed, stopping_strategy=stopping
+    )
+    logger.info(
+        "Mixing %d datasets (%s, chances %s): %s rows",
+        len(parts),
+        strategy,
+        ", ".join(f"{p:g}" for p in chances) if chances else "equal",
+        f"{len(mixed):,}",
+    )
+    return mixed
 
 
 def read_test_rows(cfg: RunConfig) -> datasets.Dataset:

@@ -281,6 +281,22 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _expand(args: argparse.Namespace) -> int:
+    from tuneforge.models.expand import expand_blocks
+
+    result = expand_blocks(args.model, args.out, args.num_expand)
+    print(
+        f"Expanded model ({result.layers_before} -> {result.layers_after} layers, new: "
+        f"{', '.join(map(str, result.inserted))}) in {result.output_dir}"
+    )
+    print(
+        f"Train only the new layers with: model_name_or_path: {result.output_dir}, "
+        f"finetuning_type: freeze (or lora), use_llama_pro: true, "
+        f"freeze_trainable_layers: {result.num_expand}"
+    )
+    return 0
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -465,6 +481,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     export.set_defaults(func=_export)
+
+    expand = sub.add_parser(
+        "expand",
+        help="LLaMA Pro: insert zero-output copies of decoder layers (same outputs as "
+        "before) to train with use_llama_pro",
+    )
+    expand.add_argument("--model", required=True, help="model folder, alias or hub id")
+    expand.add_argument(
+        "--num-expand",
+        type=_positive,
+        required=True,
+        help="layers to insert, one after every (layers / N)-th; must divide the layer count",
+    )
+    expand.add_argument("--out", required=True, help="new (or empty) folder to save it in")
+    expand.set_defaults(func=_expand)
 
     evaluate = sub.add_parser(
         "eval",

@@ -63,7 +63,6 @@ IN_PROGRESS = frozenset(
     {
         "upcast_layernorm",
         "resize_vocab",
-        "use_llama_pro",
         "create_new_adapter",
         "streaming",
         "tokenized_path",

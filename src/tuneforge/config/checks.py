@@ -70,6 +70,7 @@ def cross_problems(cfg: RunConfig, failed: Set[str] = frozenset()) -> list[Probl
                 f"oft (it is {finetune.finetuning_type})",
             )
     problems += _pissa_problems(cfg, valid)
+    problems += _llama_pro_problems(cfg, valid)
     dora = "use_dora" if finetune.use_dora else "use_rslora" if finetune.use_rslora else None
     if valid("finetuning_type", "use_dora", "use_rslora") and dora and not lora:
         add(
@@ -114,6 +115,35 @@ def cross_problems(cfg: RunConfig, failed: Set[str] = frozenset()) -> list[Probl
             "accuracy/F1 by itself",
         )
     return problems + scale_problems(cfg, valid)
+
+
+def _llama_pro_problems(cfg: RunConfig, valid: Callable[..., bool]) -> list[Problem]:
+    """use_llama_pro trains the layers `tuneforge expand` inserted, by freeze or LoRA; how
+    many there are is freeze_trainable_layers (that it divides the layer count is checked
+    with the model, in `models.adapters`)."""
+    finetune = cfg.finetune
+    if not (valid("use_llama_pro") and finetune.use_llama_pro):
+        return []
+    problems = []
+    kind = finetune.finetuning_type
+    if valid("finetuning_type") and kind not in ("freeze", "lora"):
+        problems.append(
+            Problem(
+                "use_llama_pro",
+                f"use_llama_pro trains the expanded layers and needs finetuning_type freeze or "
+                f"lora (it is {kind})",
+            )
+        )
+    layers = finetune.freeze_trainable_layers
+    if valid("freeze_trainable_layers") and layers < 1:
+        problems.append(
+            Problem(
+                "freeze_trainable_layers",
+                f"freeze_trainable_layers={layers}: with use_llama_pro it is the number of "
+                f"expanded layers (tuneforge expand --num-expand), 1 or more",
+            )
+        )
+    return problems
 
 
 def _preference_problems(cfg: RunConfig, valid: Callable[..., bool]) -> list[Problem]:

@@ -280,6 +280,11 @@ class FinetuneArgs(_Section):
     freeze_extra_modules: list[str] | None = Field(
         None, description="freeze: modules outside the layers to train too (e.g. embed_tokens)."
     )
+    use_llama_pro: bool = Field(
+        False,
+        description="LLaMA Pro: train only the layers `tuneforge expand` inserted (freeze, or "
+        "LoRA on them); freeze_trainable_layers is their number (--num-expand).",
+    )
 
     pref_beta: float = Field(
         0.1,

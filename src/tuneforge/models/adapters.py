@@ -1,5 +1,5 @@
 """Which parameters train: LoRA (plain, rsLoRA, DoRA, PiSSA), OFT, freeze (the last or first
-layers), full.
+layers, or LLaMA Pro's expanded ones), full.
 
 Every module name the user gives is checked against the model before anything changes, and a
 wrong one is reported with the names that exist: a typo in ``lora_target`` or
@@ -80,14 +80,18 @@ def _adapter(model: PreTrainedModel, args: FinetuneArgs, model_args: ModelArgs) 
             **common,
         )
     else:
+        targets = _lora_targets(model, args.lora_target)
+        if args.use_llama_pro and targets == "all-linear":  # peft picks layers from a list only
+            targets = decoder_linear_names(model)
         config = LoraConfig(
             r=args.lora_rank,
             lora_alpha=args.resolved_lora_alpha,
             lora_dropout=args.lora_dropout,
-            target_modules=_lora_targets(model, args.lora_target),
+            target_modules=targets,
             use_rslora=args.use_rslora,
             use_dora=args.use_dora,
             init_lora_weights=_lora_init(args),  # type: ignore[arg-type]
+            **_llama_pro_lora(model, args),
             # A trained copy of a tied embedding must stay tied to the output head.
             ensure_weight_tying=bool(getattr(model.config, "tie_word_embeddings", False))
             and any(id(model.get_submodule(name)) in tied for name in extra),
@@ -106,6 +110,30 @@ def _lora_init(args: FinetuneArgs) -> bool | str:
         "exact" if args.pissa_iter == -1 else f"fast, {args.pissa_iter} iterations",
     )
     return "pissa" if args.pissa_iter == -1 else f"pissa_niter_{args.pissa_iter}"
+
+
+def _llama_pro_lora(model: torch.nn.Module, args: FinetuneArgs) -> dict[str, Any]:
+    """use_llama_pro: LoRA on the expanded layers only (peft matches the layer index)."""
+    if not args.use_llama_pro:
+        return {}
+    stack_name, stack = decoder_layers(model, "use_llama_pro", "turn use_llama_pro off")
+    return {
+        "layers_to_transform": llama_pro_layers(len(stack), args.freeze_trainable_layers),
+        "layers_pattern": stack_name.rpartition(".")[2],
+    }
+
+
+def llama_pro_layers(count: int, expanded: int) -> list[int]:
+    """The layers `tuneforge expand` inserted when `expanded` of the `count` are its copies:
+    the last of each group of count / expanded (0-based: stride - 1, 2 x stride - 1, ...)."""
+    if expanded < 1 or count % expanded:
+        raise ConfigError(
+            f"use_llama_pro: freeze_trainable_layers={expanded} must be the number of expanded "
+            f"layers and divide the model's {count} decoder layers; set it to the "
+            f"--num-expand the model was expanded with (tuneforge expand)"
+        )
+    stride = count // expanded
+    return list(range(stride - 1, count, stride))
 
 
 def classifier_heads(model: torch.nn.Module) -> list[str]:
@@ -148,15 +176,20 @@ def _lora_targets(
 
 
 def _freeze(model: torch.nn.Module, args: FinetuneArgs) -> None:
-    """Train the chosen modules of the last n (or first -n) decoder layers, plus extras."""
+    """Train the chosen modules of the last n (or first -n, or with use_llama_pro the n
+    expanded) decoder layers, plus extras."""
     stack_name, stack = decoder_layers(model)
     count, n = len(stack), args.freeze_trainable_layers
-    if abs(n) > count:
+    if args.use_llama_pro:
+        chosen: Iterable[int] = llama_pro_layers(count, n)
+        logger.info("use_llama_pro: training the expanded layers %s", ", ".join(map(str, chosen)))
+    elif abs(n) > count:
         raise ConfigError(
             f"freeze_trainable_layers={n}: the model has {count} decoder layers; "
             f"use 1..{count} (the last n) or -1..-{count} (the first n)"
         )
-    chosen = range(count - n, count) if n > 0 else range(-n)
+    else:
+        chosen = range(count - n, count) if n > 0 else range(-n)
     inside = args.freeze_trainable_modules
     if inside != ["all"]:
         _check_names(
@@ -182,16 +215,17 @@ def _freeze(model: torch.nn.Module, args: FinetuneArgs) -> None:
             module.requires_grad_(True)
 
 
-def decoder_layers(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
+def decoder_layers(
+    model: torch.nn.Module,
+    key: str = "finetuning_type=freeze",
+    remedy: str = "use finetuning_type=lora or full",
+) -> tuple[str, torch.nn.ModuleList]:
     """The ModuleList holding the decoder layers: the one as long as the config's layer count."""
     count = getattr(model.config, "num_hidden_layers", None)
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == count:
             return name, module
-    raise ConfigError(
-        f"finetuning_type=freeze: cannot find the decoder layers of "
-        f"{type(model).__name__}; use finetuning_type=lora or full"
-    )
+    raise ConfigError(f"{key}: cannot find the decoder layers of {type(model).__name__}; {remedy}")
 
 
 def decoder_linear_names(

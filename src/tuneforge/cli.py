@@ -36,10 +36,17 @@ LINE_BREAKS = str.maketrans(
 
 def _train(args: argparse.Namespace) -> int:
     from tuneforge import load_config, train
-    from tuneforge.training.distributed import launch_training
+    from tuneforge.training.launch import launch_training, resolve_launch
 
+    launch = resolve_launch(
+        nproc=args.nproc,
+        nnodes=args.nnodes,
+        node_rank=args.node_rank,
+        master_addr=args.master_addr,
+        master_port=args.master_port,
+    )
     cfg = load_config(args.config, args.overrides)
-    if args.nproc is not None and args.nproc != 1:
+    if launch.torchrun:
         argv = [
             *(["--quiet"] if args.quiet else []),
             "train",
@@ -47,7 +54,7 @@ def _train(args: argparse.Namespace) -> int:
             *args.overrides,
             *(["--force"] if args.force else []),
         ]
-        return launch_training(cfg, args.nproc, argv)
+        return launch_training(cfg, launch, argv)
     result = train(cfg, force=args.force)
     if not result.completed:
         if is_main_process():
@@ -338,8 +345,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--nproc",
         type=int,
-        help="data-parallel processes on this machine "
-        "(one per GPU, or CPU cores); or start tuneforge with torchrun",
+        help="data-parallel processes on this machine (one per GPU, or CPU cores; "
+        "env NPROC_PER_NODE); or start tuneforge with torchrun",
+    )
+    # Several machines: strings, so that every bad value is reported at once with the others.
+    train.add_argument(
+        "--nnodes", help="machines of a multi-machine run, each running this command (env NNODES)"
+    )
+    train.add_argument("--node-rank", help="this machine's number, 0 to nnodes-1 (env NODE_RANK)")
+    train.add_argument(
+        "--master-addr", help="IP address or host name of machine 0 (env MASTER_ADDR)"
+    )
+    train.add_argument(
+        "--master-port", help="free port on machine 0, default 29500 (env MASTER_PORT)"
     )
     train.add_argument(
         "--force",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from tuneforge.infer.resolve import ResolvedModel
     from tuneforge.planning.report import Plan
     from tuneforge.planning.sweep import SweepResult
+    from tuneforge.training.launch import Launch
     from tuneforge.training.stages import TrainResult
 
 ConfigLike = RunConfig | str | Path | Mapping[str, Any]
@@ -46,22 +47,42 @@ def _config(config: ConfigLike, overrides: Sequence[str] = ()) -> RunConfig:
     return config if isinstance(config, RunConfig) else load_config(config, overrides)
 
 
-def train(config: ConfigLike, *, force: bool = False, nproc: int | None = None) -> TrainResult:
+def train(
+    config: ConfigLike,
+    *,
+    force: bool = False,
+    nproc: int | None = None,
+    nnodes: int | None = None,
+    node_rank: int | None = None,
+    master_addr: str | None = None,
+    master_port: int | None = None,
+) -> TrainResult:
     """Fine-tune as the config says; returns where the result is, its metrics and whether it
     completed (an interrupted run says which checkpoint continues it).
 
     The output folder is checked and the memory estimated before any weights load: a run
     that would not fit is refused unless `force`. `nproc` > 1 runs that many data-parallel
-    processes on this machine (torchrun)."""
+    processes on this machine (torchrun); `nnodes` > 1 runs on that many machines, each
+    calling this with its own `node_rank` and machine 0's `master_addr`. Arguments not
+    given are read from LLaMA-Factory's variables (NPROC_PER_NODE, NNODES, NODE_RANK,
+    MASTER_ADDR, MASTER_PORT, FORCE_TORCHRUN), as ``tuneforge train`` does."""
     from tuneforge.monitor.callbacks import training_observers
     from tuneforge.planning.budget import log_classifier_budget
     from tuneforge.planning.report import check_memory
     from tuneforge.training import checkpoint
+    from tuneforge.training.launch import resolve_launch
     from tuneforge.training.stages import run_stage
 
+    launch = resolve_launch(
+        nproc=nproc,
+        nnodes=nnodes,
+        node_rank=node_rank,
+        master_addr=master_addr,
+        master_port=master_port,
+    )
     cfg = _config(config)
-    if nproc is not None and nproc != 1:
-        return _train_processes(cfg, nproc, force=force)
+    if launch.torchrun:
+        return _train_processes(cfg, launch, force=force)
     check_environment(cfg)  # before anything is loaded or written
     checkpoint.check_output_dir(cfg.train, cfg.data)
     check_memory(cfg, force=force)
@@ -70,17 +91,18 @@ def train(config: ConfigLike, *, force: bool = False, nproc: int | None = None) 
     return run_stage(cfg, training_observers)
 
 
-def _train_processes(cfg: RunConfig, nproc: int, *, force: bool) -> TrainResult:
-    """Run the resolved config in `nproc` processes and read back what rank 0 saved."""
+def _train_processes(cfg: RunConfig, launch: Launch, *, force: bool) -> TrainResult:
+    """Run the resolved config in the launch's processes and read back what rank 0 saved
+    (on machine 0; another machine returns no metrics unless the folder is shared)."""
     from tuneforge.config.load import save_config
-    from tuneforge.training.distributed import launch_training
+    from tuneforge.training.launch import launch_training
     from tuneforge.training.stages import TrainResult
 
     folder = Path(tempfile.mkdtemp(prefix="tuneforge-launch-"))
     try:
         path = folder / "config.yaml"
         save_config(cfg, path)
-        code = launch_training(cfg, nproc, ["train", str(path), *(["--force"] if force else [])])
+        code = launch_training(cfg, launch, ["train", str(path), *(["--force"] if force else [])])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     out = Path(cfg.train.output_dir)
@@ -91,7 +113,10 @@ def _train_processes(cfg: RunConfig, nproc: int, *, force: bool) -> TrainResult:
         )
     if code != 0:
         raise ProcessesFailed(code)
-    metrics = json.loads((out / RESULTS_NAME).read_text(encoding="utf-8"))
+    results = out / RESULTS_NAME
+    if launch.node_rank != 0 and not results.exists():
+        return TrainResult(output_dir=out)
+    metrics = json.loads(results.read_text(encoding="utf-8"))
     return TrainResult(output_dir=out, metrics=metrics)
 
 

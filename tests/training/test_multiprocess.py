@@ -15,7 +15,8 @@ import tuneforge
 from tuneforge import cli
 from tuneforge.config import TrainArgs
 from tuneforge.errors import ConfigError, DataError, OutputError
-from tuneforge.training.distributed import batch_advice, check_nproc, device_slots
+from tuneforge.training.distributed import batch_advice, device_slots
+from tuneforge.training.launch import resolve_launch
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 LOSS_RTOL = 1e-5
@@ -130,7 +131,7 @@ def test_nproc_beyond_the_machine_is_one_line(base_config, tmp_path, capsys):
         f"use --nproc {slots} or fewer"
     )
     with pytest.raises(ConfigError, match="--nproc 0: give a number of processes of 1 or more"):
-        check_nproc(0)
+        resolve_launch(nproc=0, environ={})
 
 
 def test_nproc_inside_a_launcher_is_refused(monkeypatch):
@@ -138,7 +139,7 @@ def test_nproc_inside_a_launcher_is_refused(monkeypatch):
     with pytest.raises(
         ConfigError, match="already started by a launcher with 2 processes; drop --nproc"
     ):
-        check_nproc(2)
+        resolve_launch(nproc=2)
 
 
 def test_batch_advice_counts_the_processes():

@@ -1,28 +1,22 @@
-"""Several training processes (data parallel): launching them, and what only rank 0 does.
+"""Several training processes (data parallel): inside them, and what only rank 0 does.
 
-``tuneforge train my.yaml --nproc N`` validates the config once, then starts N copies of the
-same command through torch's launcher (``torchrun``), which sets RANK / WORLD_SIZE /
-LOCAL_RANK; a run started by ``torchrun`` or ``accelerate launch`` directly is the same. The
-Trainer (through accelerate) then joins the processes with gloo on CPUs and NCCL on GPUs,
-shards every batch and averages the gradients. Rank 0 alone prints, logs and writes files.
+`tuneforge.training.launch` starts the processes (``--nproc N``, several machines) through
+torch's launcher (``torchrun``), which sets RANK / WORLD_SIZE / LOCAL_RANK; a run started by
+``torchrun`` or ``accelerate launch`` directly is the same. The Trainer (through accelerate)
+then joins the processes with gloo on CPUs and NCCL on GPUs, shards every batch and averages
+the gradients. Rank 0 alone prints, logs and writes files.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
-from tuneforge.config.environment import check_environment
-from tuneforge.config.schema import RunConfig, TrainArgs
-from tuneforge.errors import ConfigError, UserError
-from tuneforge.training.checkpoint import check_output_dir
-
-logger = logging.getLogger(__name__)
+from tuneforge.config.schema import TrainArgs
+from tuneforge.errors import UserError
 
 
 def world_size() -> int:
@@ -59,60 +53,6 @@ def device_slots() -> tuple[int, str]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     count = cores or 1
     return count, f"{count} usable CPU core{'s' if count != 1 else ''} and no GPU"
-
-
-def check_nproc(nproc: int) -> None:
-    """Refuse a process count the machine cannot run, or a second launcher around a launcher."""
-    if nproc < 1:
-        raise ConfigError(f"--nproc {nproc}: give a number of processes of 1 or more")
-    if nproc > 1 and world_size() > 1:
-        raise ConfigError(
-            f"--nproc {nproc}: this command was already started by a launcher "
-            f"with {world_size()} processes; drop --nproc"
-        )
-    slots, described = device_slots()
-    if nproc > slots:
-        raise ConfigError(
-            f"--nproc {nproc}: this machine has {described}; use --nproc {slots} or fewer"
-        )
-
-
-def launch_training(cfg: RunConfig, nproc: int, argv: Sequence[str]) -> int:
-    """Run ``tuneforge <argv>`` (a train command) in `nproc` processes; their exit status.
-
-    What can be refused is refused here, once, before N processes load a model each. On a
-    CPU each process gets an equal share of the cores as its thread count, so N processes
-    do not each start one thread per core and fight over them. When a process fails, its
-    own one-line error is what the user sees, not the launcher's report about it.
-    """
-    import torch
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import parse_args, run
-
-    check_nproc(nproc)
-    check_environment(cfg)
-    check_output_dir(cfg.train)
-    gpu = torch.cuda.is_available()
-    if not gpu and "OMP_NUM_THREADS" not in os.environ:  # passed down to the processes
-        os.environ["OMP_NUM_THREADS"] = str(max(1, device_slots()[0] // nproc))
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
-    logger.info(
-        "Starting %d training processes (%s)", nproc, "NCCL on GPUs" if gpu else "gloo on CPU cores"
-    )
-    try:
-        run(parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "tuneforge.cli", *argv]))
-    except ChildFailedError as exc:
-        return _exit_code(exc)
-    return 0
-
-
-def _exit_code(exc: Any) -> int:
-    """The exit code of the first process that exited by itself: processes the launcher
-    killed once another had failed (a negative code, a signal) may be recorded first. Those
-    stopped by `OtherProcessFailed` exit with the failing process's code."""
-    failures = sorted(exc.failures.values(), key=lambda failure: failure.timestamp)
-    own = [f for f in failures if f.exitcode > 0]
-    return own[0].exitcode if own else 1
 
 
 class OtherProcessFailed(UserError):

@@ -88,6 +88,19 @@ class ModelArgs(_Section):
     model_revision: str = Field("main", description="Hub revision (branch, tag or commit).")
     trust_remote_code: bool = Field(False, description="Allow model code from the model folder.")
     use_fast_tokenizer: bool = Field(True, description="Use the Rust tokenizer when available.")
+    add_tokens: list[str] | None = Field(
+        None, description="Words added to the tokenizer as new (non-special) tokens."
+    )
+    add_special_tokens: list[str] | None = Field(
+        None,
+        description="Special tokens added to the tokenizer (kept whole, e.g. <tool_call>); "
+        "their embeddings are new rows that train.",
+    )
+    resize_vocab: bool = Field(
+        False,
+        description="Grow the embeddings to the tokenizer's size; on by itself when tokens are "
+        "added (new rows start at the mean embedding and train, in full beside LoRA).",
+    )
     flash_attn: Literal["auto", "disabled", "sdpa", "fa2"] = Field(
         "auto", description="Attention kernel: auto picks sdpa; disabled = eager; fa2 needs CUDA."
     )
@@ -116,6 +129,13 @@ class ModelArgs(_Section):
     rope_factor: float | None = Field(
         None, ge=1, description="RoPE scaling factor; empty = ceil(cutoff_len / model context)."
     )
+
+    _lists = field_validator("add_tokens", "add_special_tokens", mode="before")(_split_commas)
+
+    @property
+    def adds_tokens(self) -> bool:
+        """The tokenizer grows: the embeddings must grow with it."""
+        return bool(self.add_tokens or self.add_special_tokens)
 
 
 class DataArgs(_Section):

@@ -16,7 +16,7 @@ import torch
 
 from tuneforge.config.schema import FinetuneArgs, ModelArgs
 from tuneforge.errors import ConfigError
-from tuneforge.models.load import HEADS, is_classifier, load_adapter
+from tuneforge.models.load import HEADS, is_classifier, load_adapter, load_tokenizer
 from tuneforge.models.quantization import is_quantized, prepare_quantized_for_training
 
 if TYPE_CHECKING:
@@ -65,6 +65,9 @@ def _adapter(model: PreTrainedModel, args: FinetuneArgs, model_args: ModelArgs) 
         )
         return load_adapter(model, model_args.adapter_name_or_path, trainable=True)
     extra = _full_names(model, "additional_target", args.additional_target or [])
+    new_rows = _new_token_rows(model, model_args) if not args.additional_target else {}
+    if new_rows and args.finetuning_type == "oft":  # OFT has no row-wise token training
+        extra, new_rows = _embedding_names(model), {}
     tied = {id(model.get_input_embeddings()), id(model.get_output_embeddings())}
     heads = classifier_heads(model)  # trained in full beside the adapters, saved with them
     common: dict[str, Any] = {
@@ -91,6 +94,7 @@ def _adapter(model: PreTrainedModel, args: FinetuneArgs, model_args: ModelArgs) 
             use_rslora=args.use_rslora,
             use_dora=args.use_dora,
             init_lora_weights=_lora_init(args),  # type: ignore[arg-type]
+            trainable_token_indices=new_rows or None,
             **_llama_pro_lora(model, args),
             # A trained copy of a tied embedding must stay tied to the output head.
             ensure_weight_tying=bool(getattr(model.config, "tie_word_embeddings", False))
@@ -98,6 +102,30 @@ def _adapter(model: PreTrainedModel, args: FinetuneArgs, model_args: ModelArgs) 
             **common,
         )
     return get_peft_model(model, config)
+
+
+def _new_token_rows(model: torch.nn.Module, model_args: ModelArgs) -> dict[str, list[int]]:
+    """The embedding rows of the tokens add_tokens / add_special_tokens added, which peft
+    trains row by row (its trainable tokens) beside LoRA: nothing else of the embeddings."""
+    if not model_args.adds_tokens:
+        return {}
+    tokenizer = load_tokenizer(model_args)
+    tokens = [*(model_args.add_tokens or []), *(model_args.add_special_tokens or [])]
+    ids: list[int] = tokenizer.convert_tokens_to_ids(tokens)  # type: ignore[assignment]
+    name = _embedding_names(model)[0].rpartition(".")[2]
+    logger.info("New tokens: their %d embedding rows train beside the adapter", len(ids))
+    return {name: sorted(set(ids))}
+
+
+def _embedding_names(model: torch.nn.Module) -> list[str]:
+    """The full names of the input embeddings and (when not tied to them) the output head."""
+    modules = {id(module): name for name, module in model.named_modules()}
+    embeddings: Any = model.get_input_embeddings()  # type: ignore[operator]
+    head: Any = model.get_output_embeddings()  # type: ignore[operator]
+    parts = [embeddings]
+    if head is not None and head.weight is not embeddings.weight:
+        parts.append(head)
+    return [modules[id(part)] for part in parts if id(part) in modules]
 
 
 def _lora_init(args: FinetuneArgs) -> bool | str:

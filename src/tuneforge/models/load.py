@@ -92,6 +92,13 @@ def load_tokenizer(model_args: ModelArgs) -> PreTrainedTokenizerBase:
         logger.info(
             "%s: the tokenizer has no padding token; padding with %s", folder, tokenizer.eos_token
         )
+    added = tokenizer.add_tokens(list(model_args.add_tokens or []))
+    added += tokenizer.add_special_tokens(
+        {"additional_special_tokens": list(model_args.add_special_tokens or [])},
+        replace_extra_special_tokens=False,
+    )
+    if added:
+        logger.info("Tokenizer: %d new token(s) added (add_tokens / add_special_tokens)", added)
     return tokenizer
 
 
@@ -202,10 +209,40 @@ def load_model(
         )
     if labels and pooling == "mean":
         use_mean_pooling(model)
+    _fit_vocabulary(model, model_args)
     model.config.use_cache = not for_training
     if not for_training:
         model.eval()
     return model
+
+
+# New embedding rows come in multiples of this: matrix shapes that kernels handle well.
+VOCAB_MULTIPLE = 64
+
+
+def _fit_vocabulary(model: PreTrainedModel, model_args: ModelArgs) -> None:
+    """Grow the embeddings to the tokenizer's size (resize_vocab, or tokens added now or by
+    the adapter's training run, whose tokenizer is saved with it); new rows start at the
+    mean of the others (transformers' mean_resizing)."""
+    adapter = Path(model_args.adapter_name_or_path or "").expanduser()
+    adapter_tokenizer = (
+        bool(model_args.adapter_name_or_path) and (adapter / "tokenizer_config.json").is_file()
+    )
+    if not (model_args.resize_vocab or model_args.adds_tokens or adapter_tokenizer):
+        return
+    size = len(load_tokenizer(model_args))
+    rows = int(model.get_input_embeddings().weight.shape[0])  # type: ignore[index]
+    if size <= rows:
+        return
+    grown = model.resize_token_embeddings(
+        size, pad_to_multiple_of=VOCAB_MULTIPLE, mean_resizing=True
+    )
+    logger.info(
+        "Embeddings grown from %d to %d rows for the tokenizer's %d tokens (resize_vocab)",
+        rows,
+        grown.num_embeddings,
+        size,
+    )
 
 
 def _classifier_head(labels: Sequence[str], pad_token_id: int | None) -> dict[str, object]:
@@ -328,7 +365,7 @@ def _shape_problem(
     parameters: dict[str, torch.nn.Parameter],
 ) -> str | None:
     """Why one saved adapter tensor cannot sit on this model, or None when it fits."""
-    if ".oft_" in name:  # OFT's rotations: their block layout is peft's to check
+    if ".oft_" in name or ".token_adapter." in name:  # OFT's rotations, peft's token rows
         return None
     match = _LORA_KEY.match(name)
     if match is None:  # a module trained in full (modules_to_save): same name and shape

@@ -55,7 +55,10 @@ BAD_KEYS = {
         {"max_source_length": 512},
         ["'max_source_length' is no longer used", "cutoff_len"],
     ),
-    "unsupported feature": ({"use_unsloth": True}, ["'use_unsloth'", "not supported"]),
+    "unsupported feature": (
+        {"use_unsloth": True},
+        ["'use_unsloth'", "is not available in tuneforge: Unsloth"],
+    ),
     "eval_strategy without validation": (
         {"eval_strategy": "steps"},
         ["eval_strategy=steps needs validation data"],

@@ -30,6 +30,7 @@ from tuneforge.config.deploy_args import (
     yaml_kind,
 )
 from tuneforge.config.load import (
+    FIXED_KEYS,
     RENAMED_KEYS,
     REPLACED_KEYS,
     UNSUPPORTED_KEYS,
@@ -46,7 +47,7 @@ KEY_LIST = re.compile(r"^`[a-z0-9_]+`(, `[a-z0-9_]+`)*,?$")
 RENAMED = re.compile(r"^renamed to `(?P<target>[a-z0-9_]+)`(?P<negated> \(negated\))?$")
 # The statuses besides "renamed to `x`"; an export or inference YAML status names the kind
 # of file (`deploy_args.yaml_kind`) that reads the key.
-STATUSES = ("supported", "refused", "export YAML", "inference YAML")
+STATUSES = ("supported", "accepted", "refused", "export YAML", "inference YAML")
 DEPLOY_STATUS = {"export YAML": "export", "inference YAML": "inference"}
 # Notes of export/inference rows whose key that YAML refuses too start with this.
 REFUSED_THERE = "refused there"
@@ -56,24 +57,6 @@ BASE = {"dataset": "demo"}
 SAMPLES: tuple[object, ...] = (7, True, "chatml", "no")
 # Values tried, in order, until one is valid for an export or inference field.
 DEPLOY_SAMPLES: tuple[object, ...] = (True, 2, 0.5, "auto", "vllm", "out")
-# Keys another change is building in schema.py right now: their rows are left as they were
-# and are checked by `test_rows_of_keys_being_built` alone, which names what each row must
-# say once that change lands. Take a key out of here when its row matches the code.
-IN_PROGRESS = frozenset(
-    {
-        "upcast_layernorm",
-        "resize_vocab",
-        "create_new_adapter",
-        "streaming",
-        "tokenized_path",
-        "mix_strategy",
-        "interleave_probs",
-        "buffer_size",
-        # Added to schema.py by the same change (with resize_vocab) while this test was written.
-        "add_tokens",
-        "add_special_tokens",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -106,8 +89,8 @@ OWNER = field_owner()
 REASONS: dict[str, str] = {**UNSUPPORTED_KEYS, **REPLACED_KEYS}
 
 
-def _rows(status: str, *, in_progress: bool = False) -> list[Row]:
-    return [row for row in ROWS if row.status == status and (row.key in IN_PROGRESS) == in_progress]
+def _rows(status: str) -> list[Row]:
+    return [row for row in ROWS if row.status == status]
 
 
 def _problems(raw: dict[str, object]) -> dict[str | None, str]:
@@ -247,9 +230,7 @@ def test_every_row_has_a_known_status() -> None:
     odd = [
         f"{row.key}: {row.status}"
         for row in ROWS
-        if row.status not in STATUSES
-        and not RENAMED.match(row.status)
-        and row.key not in IN_PROGRESS
+        if row.status not in STATUSES and not RENAMED.match(row.status)
     ]
     assert not odd, (
         f"statuses other than {', '.join(STATUSES)} or renamed to `x` (an unknown key gets "
@@ -265,7 +246,7 @@ def test_supported_keys_are_schema_fields() -> None:
 def test_every_schema_field_is_on_the_page() -> None:
     """A new field must be placed: a LLaMA-Factory row, the transformers list or tuneforge's own."""
     on_page = {row.key for row in ROWS if row.status == "supported"} | set(LISTED)
-    absent = sorted(set(OWNER) - on_page - IN_PROGRESS)
+    absent = sorted(set(OWNER) - on_page)
     assert not absent, f"schema fields the page does not list as accepted: {', '.join(absent)}"
     not_fields = sorted(set(LISTED) - set(OWNER))
     assert not not_fields, f"listed as accepted, but not schema fields: {', '.join(not_fields)}"
@@ -283,9 +264,27 @@ def test_every_key_the_loader_names_is_a_refused_row() -> None:
         if name != "RENAMED_KEYS":
             wrong += [
                 f"{key} ({name}): the row says {rows[key]!r}, not refused"
-                for key in sorted(set(keys) & set(rows) - IN_PROGRESS)
+                for key in sorted(set(keys) & set(rows))
                 if rows[key] != "refused"
             ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_accepted_keys_say_what_tuneforge_always_does() -> None:
+    """An `accepted` key is one of FIXED_KEYS: its LLaMA-Factory values pass, any other is
+    refused with the reason the row gives."""
+    rows = {row.key: row for row in ROWS if row.status == "accepted"}
+    wrong = [f"{key}: in FIXED_KEYS, the row says otherwise" for key in set(FIXED_KEYS) - set(rows)]
+    for key, row in rows.items():
+        if key not in FIXED_KEYS:
+            wrong.append(f"{key}: accepted on the page, not in FIXED_KEYS")
+            continue
+        allowed, reason = FIXED_KEYS[key]
+        if reason not in _plain(row.note):
+            wrong.append(f"{key}: the note should give the reason {reason!r}")
+        wrong += [f"{key}={value!r} is refused" for value in allowed if _problems({key: value})]
+        if False not in allowed and key not in _problems({key: False}):
+            wrong.append(f"{key}=False is accepted, but FIXED_KEYS allows only {allowed}")
     assert not wrong, "\n".join(wrong)
 
 
@@ -314,23 +313,6 @@ def test_every_export_and_inference_key_has_its_row() -> None:
         if rows.get(key) != f"{yaml_kind(key)} YAML"
     ]
     assert not wrong, "\n".join(wrong)
-
-
-def test_rows_of_keys_being_built() -> None:
-    """The keys of IN_PROGRESS, held to the same checks as every other row (and, when one is
-    a schema field, to being marked supported); a failure lists the rows to update."""
-    rows = [row for row in ROWS if row.key in IN_PROGRESS]
-    wrong = sorted(IN_PROGRESS - {row.key for row in rows})
-    wrong = [f"{key}: no row" for key in wrong]
-    for row in rows:
-        if RENAMED.match(row.status):
-            continue  # test_renamed_keys_set_the_key_named checks these
-        wrong += _row_problems(row)
-    assert not wrong, (
-        "rows of keys being built in schema.py (IN_PROGRESS in this test) that do not say "
-        "what the code does now; update each row, then take the key out of IN_PROGRESS:\n"
-        + "\n".join(wrong)
-    )
 
 
 def _sample(target: str) -> object:

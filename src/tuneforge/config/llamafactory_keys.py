@@ -48,9 +48,17 @@ _BENCH = "the MMLU, C-Eval and CMMLU benchmarks are not built; tuneforge eval sc
 
 # LLaMA-Factory keys for features tuneforge does not have: key -> why, in a few words.
 UNSUPPORTED_KEYS: Mapping[str, str] = {
-    "use_unsloth": "Unsloth's patched kernels are CUDA-only and not built in; tuneforge's fused loss and packing are its own speed-ups",
-    "use_unsloth_gc": "Unsloth's offloaded gradient checkpointing is CUDA-only; use gradient_checkpointing",
-    "reward_model": "PPO is not available (trl no longer ships it), so there is no reward model to pass; use stage dpo or kto",
+    "streaming": "streaming datasets are not built yet; tokenized_path saves the tokenised "
+    "data once for reuse",
+    "buffer_size": "belongs to streaming, which is not built yet",
+    "create_new_adapter": "stacking a new adapter on a merged one is not built yet; merge "
+    "with tuneforge export, then train a new adapter on the merged model",
+    "use_unsloth": "Unsloth's patched kernels are CUDA-only and not built in; tuneforge's fused "
+    "loss and packing are its own speed-ups",
+    "use_unsloth_gc": "Unsloth's offloaded gradient checkpointing is CUDA-only; use "
+    "gradient_checkpointing",
+    "reward_model": "PPO is not available (trl no longer ships it), so there is no reward model "
+    "to pass; use stage dpo or kto",
     "reward_model_type": "PPO is not available (trl no longer ships it); use stage dpo or kto",
     "image_max_pixels": "multimodal (vision) models are not supported",
     "image_min_pixels": "multimodal (vision) models are not supported",
@@ -59,22 +67,24 @@ UNSUPPORTED_KEYS: Mapping[str, str] = {
     "freeze_vision_tower": "multimodal (vision) models are not supported",
     "freeze_multi_modal_projector": "multimodal (vision) models are not supported",
     "train_mm_proj_only": "multimodal (vision) models are not supported",
-    "shift_attn": "LongLoRA's shifted sparse attention is not built; use rope_scaling for longer contexts",
+    "shift_attn": "LongLoRA's shifted sparse attention is not built; use rope_scaling for longer "
+    "contexts",
     "mixture_of_depths": "mixture-of-depths conversion is not built",
     "upcast_lmhead_output": "tuneforge's fused loss computes the head's output in float32 already",
     "moe_aux_loss_coef": "the MoE router's auxiliary loss weight is not passed through yet",
-    "lora_bf16_mode": "tuneforge keeps trained weights in float32 and computes in bf16 under autocast",
-    "pure_bf16": "tuneforge keeps trained weights in float32 and computes in bf16 under autocast (bf16: true)",
-    "use_reentrant_gc": "tuneforge uses non-reentrant gradient checkpointing, which works with frozen inputs",
+    "lora_bf16_mode": "tuneforge keeps trained weights in float32 and computes in bf16 under "
+    "autocast",
+    "pure_bf16": "tuneforge keeps trained weights in float32 and computes in bf16 under autocast "
+    "(bf16: true)",
+    "use_reentrant_gc": "tuneforge uses non-reentrant gradient checkpointing, which works with "
+    "frozen inputs",
     # BaseModelArguments
     "adapter_folder": "loading a folder of adapters is not built; give one in adapter_name_or_path",
     "split_special_tokens": "special tokens are never split into text pieces",
     "new_special_tokens_config": "token descriptions to start new embeddings from are not built",
     "init_special_tokens": "choosing how new token embeddings start is not built",
-    "low_cpu_mem_usage": "tuneforge chooses how weights are loaded",
     "train_from_scratch": "training from random initial weights is not built",
     "offload_folder": "offloading weights to disk is not built",
-    "use_kv_cache": "generation always uses the KV cache",
     "use_v1_kernels": "LLaMA-Factory's v1 kernels are not built",
     "hf_hub_token": "there is no token key; huggingface_hub reads HF_TOKEN from the environment",
     "ms_hub_token": "the ModelScope hub is not supported",
@@ -106,7 +116,6 @@ UNSUPPORTED_KEYS: Mapping[str, str] = {
     "media_dir": "multimodal (image, video and audio) data is not supported",
     "preprocessing_batch_size": "tokenisation uses datasets' default batch of 1000 rows",
     "eval_num_beams": _BEAMS,
-    "ignore_pad_token_for_loss": "padding never counts in the loss",
     "eval_on_each_dataset": "scoring each validation dataset apart is not built",
     "tool_format": "tools are written in the template's own format; other formats are not built",
     "enable_thinking": "reasoning (thinking) switches of chat templates are not built",
@@ -154,11 +163,24 @@ UNSUPPORTED_KEYS: Mapping[str, str] = {
     "(do_sample, temperature, top_p, max_new_tokens, ...)",
     "num_beams": _BEAMS,
     "length_penalty": _BEAMS,
-    "skip_special_tokens": "special tokens are always removed from answers",
     # EvaluationArguments
     "task": _BENCH,
     "task_dir": _BENCH,
     "lang": _BENCH,
     "n_shot": _BENCH,
     "download_mode": _BENCH,
+}
+
+
+# LLaMA-Factory keys for what tuneforge always does: accepted at the values that ask for it
+# (so the configs run unchanged), refused with the reason at a value that asks otherwise.
+FIXED_KEYS: Mapping[str, tuple[tuple[object, ...], str]] = {
+    "upcast_layernorm": (
+        (True, False),
+        "trained weights, layer norms among them, are float32 in tuneforge already",
+    ),
+    "low_cpu_mem_usage": ((True, False), "tuneforge chooses how weights are loaded"),
+    "use_kv_cache": ((True,), "generation always uses the KV cache"),
+    "ignore_pad_token_for_loss": ((True,), "padding never counts in the loss"),
+    "skip_special_tokens": ((True,), "special tokens are always removed from answers"),
 }

@@ -19,7 +19,12 @@ from pydantic import BaseModel, ValidationError
 
 from tuneforge.config.checks import cross_problems
 from tuneforge.config.deploy_args import in_training_config
-from tuneforge.config.llamafactory_keys import RENAMED_KEYS, REPLACED_KEYS, UNSUPPORTED_KEYS
+from tuneforge.config.llamafactory_keys import (
+    FIXED_KEYS,
+    RENAMED_KEYS,
+    REPLACED_KEYS,
+    UNSUPPORTED_KEYS,
+)
 from tuneforge.config.schema import SECTIONS, RunConfig, field_owner
 from tuneforge.config.yamlerror import yaml_error
 from tuneforge.errors import ConfigError, Problem
@@ -34,7 +39,7 @@ UNSET: Any = object()
 SectionT = TypeVar("SectionT", bound=BaseModel)
 
 
-__all__ = ["RENAMED_KEYS", "REPLACED_KEYS", "UNSUPPORTED_KEYS", "load_config"]
+__all__ = ["FIXED_KEYS", "RENAMED_KEYS", "REPLACED_KEYS", "UNSUPPORTED_KEYS", "load_config"]
 
 
 def load_config(
@@ -155,6 +160,13 @@ def _validate(raw: dict[str, Any], origin: str) -> RunConfig:
             sections[owner[key]].pop(key, None)
         elif key in owner:
             sections[owner[key]][key] = value
+        elif key in FIXED_KEYS:
+            allowed, reason = FIXED_KEYS[key]
+            if value is not UNSET and value not in allowed:
+                shown = " or ".join(str(v).lower() for v in allowed)
+                problems.append(Problem(key, f"{key}={value!r}: only {shown}: {reason}"))
+            else:
+                logger.info("%s: %s: %s; nothing to change", origin, key, reason)
         elif key in REPLACED_KEYS:
             problems.append(Problem(key, f"'{key}' is no longer used: {REPLACED_KEYS[key]}"))
         elif line := in_training_config(key):

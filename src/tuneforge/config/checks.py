@@ -70,6 +70,24 @@ def cross_problems(cfg: RunConfig, failed: Set[str] = frozenset()) -> list[Probl
                 f"oft (it is {finetune.finetuning_type})",
             )
     problems += _pissa_problems(cfg, valid)
+    if valid("create_new_adapter", "adapter_name_or_path") and finetune.create_new_adapter:
+        if not adapter:
+            add(
+                "create_new_adapter",
+                "create_new_adapter needs adapter_name_or_path (the adapter to merge first)",
+            )
+        elif cfg.model.quantization_bit:
+            add(
+                "create_new_adapter",
+                "create_new_adapter merges the adapter into the weights, which 4/8-bit "
+                "weights cannot take; remove quantization_bit",
+            )
+        elif finetune.preference:
+            add(
+                "create_new_adapter",
+                f"stage {finetune.stage} continues the adapter and keeps it as the reference; "
+                f"remove create_new_adapter",
+            )
     problems += _llama_pro_problems(cfg, valid)
     dora = "use_dora" if finetune.use_dora else "use_rslora" if finetune.use_rslora else None
     if valid("finetuning_type", "use_dora", "use_rslora") and dora and not lora:

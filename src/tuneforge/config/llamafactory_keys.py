@@ -51,8 +51,6 @@ UNSUPPORTED_KEYS: Mapping[str, str] = {
     "streaming": "streaming datasets are not built yet; tokenized_path saves the tokenised "
     "data once for reuse",
     "buffer_size": "belongs to streaming, which is not built yet",
-    "create_new_adapter": "stacking a new adapter on a merged one is not built yet; merge "
-    "with tuneforge export, then train a new adapter on the merged model",
     "use_unsloth": "Unsloth's patched kernels are CUDA-only and not built in; tuneforge's fused "
     "loss and packing are its own speed-ups",
     "use_unsloth_gc": "Unsloth's offloaded gradient checkpointing is CUDA-only; use "

@@ -265,6 +265,11 @@ class FinetuneArgs(_Section):
         description="PiSSA: save the result as a plain LoRA adapter of the original model "
         "(rank 2r), so any LoRA loader uses it; otherwise loaders redo the SVD.",
     )
+    create_new_adapter: bool = Field(
+        False,
+        description="With adapter_name_or_path: merge that adapter into the model and train a "
+        "new one on top (eval, chat and export apply both, the saved one first).",
+    )
     oft_rank: int = Field(
         0, ge=0, description="oft: blocks per rotation (0: set by oft_block_size instead)."
     )

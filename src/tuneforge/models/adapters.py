@@ -16,7 +16,13 @@ import torch
 
 from tuneforge.config.schema import FinetuneArgs, ModelArgs
 from tuneforge.errors import ConfigError
-from tuneforge.models.load import HEADS, is_classifier, load_adapter, load_tokenizer
+from tuneforge.models.load import (
+    HEADS,
+    is_classifier,
+    load_adapter,
+    load_tokenizer,
+    merged_adapter,
+)
 from tuneforge.models.quantization import is_quantized, prepare_quantized_for_training
 
 if TYPE_CHECKING:
@@ -58,7 +64,9 @@ def _adapter(model: PreTrainedModel, args: FinetuneArgs, model_args: ModelArgs) 
 
     if is_quantized(model):
         prepare_quantized_for_training(model)  # in place
-    if model_args.adapter_name_or_path:
+    if model_args.adapter_name_or_path and args.create_new_adapter:
+        model = merged_adapter(model, model_args.adapter_name_or_path)
+    elif model_args.adapter_name_or_path:
         logger.info(
             "continuing the adapter in %s with its own saved settings",
             model_args.adapter_name_or_path,

@@ -19,10 +19,12 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import torch
+import yaml
 from safetensors import SafetensorError
 
 from tuneforge.config.schema import ModelArgs
 from tuneforge.errors import ConfigError, ModelError
+from tuneforge.layout import CONFIG_NAME
 from tuneforge.messages import first_line
 from tuneforge.models.aliases import resolve_model_path
 from tuneforge.models.pooling import Pooling, use_mean_pooling
@@ -316,6 +318,9 @@ def load_adapter(model: PreTrainedModel, adapter_path: str, *, trainable: bool) 
         logger.warning(
             "adapter %s was trained on %s; applying it to %s", folder, saved_base, current_base
         )
+    below = _stacked_on(folder)
+    if below is not None:
+        model = merged_adapter(model, below)
     _check_adapter_shapes(folder, model)
     try:
         return PeftModel.from_pretrained(model, folder, is_trainable=trainable)
@@ -323,6 +328,25 @@ def load_adapter(model: PreTrainedModel, adapter_path: str, *, trainable: bool) 
         raise ModelError(
             f"adapter_name_or_path '{adapter_path}': cannot be loaded: {_first_line(exc)}"
         ) from None
+
+
+def merged_adapter(model: PreTrainedModel, adapter_path: str) -> PreTrainedModel:
+    """`model` with the adapter merged into its weights: what create_new_adapter trains a new
+    adapter on, and what that adapter is applied to afterwards."""
+    logger.info("merging the adapter in %s into the weights (create_new_adapter)", adapter_path)
+    merged: PreTrainedModel = load_adapter(model, adapter_path, trainable=False).merge_and_unload()
+    return merged
+
+
+def _stacked_on(folder: Path) -> str | None:
+    """The adapter a create_new_adapter run merged before training the one in `folder`
+    (from the run's saved config), or None for an adapter trained on the base model."""
+    saved = folder / CONFIG_NAME
+    if not saved.is_file():
+        return None
+    settings = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+    below = settings.get("adapter_name_or_path")
+    return str(below) if settings.get("create_new_adapter") and below else None
 
 
 def _read_adapter_config(folder: Path) -> dict:

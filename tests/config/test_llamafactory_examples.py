@@ -9,9 +9,7 @@ dataset_dir at small data written under the example's own dataset names, and set
 and max_steps: 2.
 
 Each training example reads, or is refused by design (multimodal models: listed with the key
-and reason of each line), or is a strict xfail naming the line that stops it. pure_bf16 and
-predict_with_generate are refused on purpose (llamafactory_keys), but issue 15 names the
-galore, apollo and nlg_eval examples that set them, so here they count as gaps. A handful of
+and reason of each line), or is a strict xfail naming the line that stops it. A handful of
 examples that each take another code path train two steps on the tiny model.
 """
 
@@ -40,9 +38,11 @@ SET_HERE = {"model_name_or_path", "dataset_dir", "output_dir", "max_steps"}
 # Training examples that read as they are.
 READS = [
     "extras/adam_mini/qwen2_full_sft.yaml",
+    "extras/apollo/llama3_full_sft.yaml",
     "extras/badam/llama3_full_sft.yaml",
     "extras/badam/llama3_full_sft_ds3.yaml",
     "extras/dft/qwen2_full_sft.yaml",
+    "extras/galore/llama3_full_sft.yaml",
     "extras/llama_pro/llama3_freeze_sft.yaml",
     "extras/loraplus/llama3_lora_sft.yaml",
     "extras/muon/qwen2_full_sft.yaml",
@@ -66,19 +66,10 @@ REFUSED = {
 }
 
 # Not run unchanged because of a tuneforge gap: the lines that stop them.
-PURE_BF16 = (
-    "'pure_bf16' (a LLaMA-Factory key) is not available in tuneforge: tuneforge keeps trained "
-    "weights in float32 and computes in bf16 under autocast (bf16: true); remove the key"
-)
 GAPS = {
-    "extras/galore/llama3_full_sft.yaml": f"{PURE_BF16} | warmup_steps=0.1: Input should be a "
-    "valid integer, got a number with a fractional part (transformers reads a float under 1 as "
-    "a share of the steps)",
-    "extras/apollo/llama3_full_sft.yaml": PURE_BF16,
-    "extras/nlg_eval/llama3_lora_predict.yaml": "'predict_with_generate' is no longer used: "
-    "do_predict always generates; remove the key | dataset is required for training (a "
+    "extras/nlg_eval/llama3_lora_predict.yaml": "dataset is required for training (a "
     "do_predict-only config is read as training: do_train defaults to true, LLaMA-Factory's "
-    "to false)",
+    "to false; `tuneforge eval` reads it with do_train false)",
 }
 
 EXPORTS = ["merge_lora/llama3_lora_sft.yaml", "merge_lora/qwen3_lora_sft.yaml"]
@@ -91,6 +82,8 @@ TRAINED = {
     "extras/pissa/llama3_lora_sft.yaml": "PiSSA adapter converted to plain LoRA",
     "extras/badam/llama3_full_sft.yaml": "Optimizer: BAdam, one decoder layer at a time",
     "extras/muon/qwen2_full_sft.yaml": "Optimizer: Muon on",
+    "extras/galore/llama3_full_sft.yaml": "galore_adamw_layerwise on",
+    "extras/apollo/llama3_full_sft.yaml": "apollo_adamw_layerwise on",
     "extras/dft/qwen2_full_sft.yaml": "full fine-tuning",
     "extras/oft/llama3_oft_sft.yaml": "oft fine-tuning",
     "extras/llama_pro/llama3_freeze_sft.yaml": "use_llama_pro: training the expanded layers "
@@ -281,21 +274,6 @@ def test_deepspeed_example_path_names_a_shipped_file(
     assert not missing, missing
 
 
-@pytest.mark.xfail(strict=True, raises=ConfigError, reason=PURE_BF16 + " (given pure_bf16=null)")
-def test_a_null_override_removes_a_refused_key(tiny_model_dir, example_data, tmp_path):
-    """load_config: ``key=null`` leaves the key unset whatever the YAML said."""
-    name = "extras/apollo/llama3_full_sft.yaml"
-    load_config(
-        FIXTURES / name, [*overrides(tiny_model_dir, example_data, tmp_path), "pure_bf16=null"]
-    )
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=ConfigError,
-    reason="galore_target: no module named 'mlp', 'self_attn' in this model; valid: all, "
-    "down_proj, ... (LLaMA-Factory matches galore_target inside module names)",
-)
 def test_galore_target_names_the_modules_holding_the_linear_layers(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
@@ -357,33 +335,3 @@ def test_example_trains_two_steps(name, request, example_data, tmp_path, caplog)
     if raw["finetuning_type"] in ("lora", "oft"):
         saved = json.loads((result.output_dir / "adapter_config.json").read_text("utf-8"))
         assert saved["peft_type"] == raw["finetuning_type"].upper()
-
-
-# What each low-rank example needs changed to train today: the gaps GAPS names, and
-# galore_target given as the linear layers inside mlp and self_attn ("all" on a Llama).
-WORKED_AROUND = {
-    "extras/galore/llama3_full_sft.yaml": (
-        {"pure_bf16", "warmup_steps"},
-        {"warmup_ratio": 0.1, "galore_target": "all"},
-        "galore_adamw_layerwise on",
-    ),
-    "extras/apollo/llama3_full_sft.yaml": ({"pure_bf16"}, {}, "apollo_adamw_layerwise on"),
-}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(WORKED_AROUND))
-def test_low_rank_example_trains_once_its_gaps_are_worked_around(
-    name, tiny_model_dir, example_data, tmp_path, caplog
-):
-    pytest.importorskip(NEEDS[name])
-    dropped, changed, line = WORKED_AROUND[name]
-    raw = {key: value for key, value in written(name).items() if key not in dropped}
-    raw |= changed | {
-        "model_name_or_path": str(tiny_model_dir),
-        "dataset_dir": str(example_data),
-        "output_dir": str(tmp_path / "out"),
-        "max_steps": 2,
-    }
-    train_two_steps(raw, caplog)
-    assert line in caplog.text

@@ -328,3 +328,17 @@ def test_llama_factory_kto_config_is_told_the_batch_that_works(tmp_path):
     text = LF_PREFERENCE.format(stage="kto").replace("pref_loss: sigmoid", "")
     (line,) = problems(write(tmp_path, text))
     assert "per_device_train_batch_size: 2, gradient_accumulation_steps: 4" in line
+
+
+def test_null_override_takes_out_a_refused_key_the_file_has(tmp_path):
+    path = write(tmp_path, "dataset: x\nuse_unsloth: true\n")
+    assert problems(path) and load_config(path, ["use_unsloth=null"]).data.dataset == ["x"]
+
+
+def test_llama_factory_float_warmup_steps_is_a_share():
+    assert load_config({"dataset": "x", "warmup_steps": 0.1}).train.warmup_steps == 0.1
+
+
+def test_pure_bf16_reads_as_bf16():
+    assert load_config({"dataset": "x", "pure_bf16": True}).train.bf16 is True
+    assert load_config({"dataset": "x", "pure_bf16": False}).train.bf16 is None

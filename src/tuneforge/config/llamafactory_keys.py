@@ -23,7 +23,6 @@ RENAMED_KEYS: Mapping[str, str] = {
 REPLACED_KEYS: Mapping[str, str] = {
     "max_source_length": "replaced by cutoff_len (prompt and response together)",
     "max_target_length": "replaced by cutoff_len (prompt and response together)",
-    "predict_with_generate": "do_predict always generates; remove the key",
     "max_length": "LLaMA-Factory's limit on prompt plus generated tokens; tuneforge bounds "
     "answers with max_new_tokens and training samples with cutoff_len",
     # transformers' Seq2SeqTrainingArguments, and LLaMA-Factory's evaluation keys.
@@ -72,8 +71,6 @@ UNSUPPORTED_KEYS: Mapping[str, str] = {
     "moe_aux_loss_coef": "the MoE router's auxiliary loss weight is not passed through yet",
     "lora_bf16_mode": "tuneforge keeps trained weights in float32 and computes in bf16 under "
     "autocast",
-    "pure_bf16": "tuneforge keeps trained weights in float32 and computes in bf16 under autocast "
-    "(bf16: true)",
     "use_reentrant_gc": "tuneforge uses non-reentrant gradient checkpointing, which works with "
     "frozen inputs",
     # BaseModelArguments
@@ -181,4 +178,5 @@ FIXED_KEYS: Mapping[str, tuple[tuple[object, ...], str]] = {
     "use_kv_cache": ((True,), "generation always uses the KV cache"),
     "ignore_pad_token_for_loss": ((True,), "padding never counts in the loss"),
     "skip_special_tokens": ((True,), "special tokens are always removed from answers"),
+    "predict_with_generate": ((True,), "do_predict always generates the answers"),
 }

@@ -132,6 +132,10 @@ def _validate(raw: dict[str, Any], origin: str) -> RunConfig:
     sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for key, value in raw.items():
         key = str(key)
+        if value is UNSET and (
+            key in UNSUPPORTED_KEYS or key in REPLACED_KEYS or key in FIXED_KEYS
+        ):
+            continue  # ``key=null`` takes out a LLaMA-Factory key the file has
         if key == "disable_gradient_checkpointing":
             value = value if value is UNSET else not value
             logger.warning(
@@ -141,6 +145,16 @@ def _validate(raw: dict[str, Any], origin: str) -> RunConfig:
                 value,
             )
             key = "gradient_checkpointing"
+        elif key == "pure_bf16":
+            if value is False or value is UNSET:
+                continue  # LLaMA-Factory's default: says nothing about precision
+            logger.warning(
+                "%s: pure_bf16 is LLaMA-Factory's bf16 weights without autocast; tuneforge "
+                "keeps float32 master weights and computes in bf16 (more memory, the same "
+                "arithmetic): using bf16=true",
+                origin,
+            )
+            key = "bf16"
         elif key == "neat_packing":
             if value is False or value is UNSET:
                 continue  # LLaMA-Factory's default: says nothing about packing

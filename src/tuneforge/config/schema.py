@@ -437,7 +437,12 @@ class TrainArgs(_Section):
         "warmup_stable_decay",
     ] = Field("cosine", description="Learning-rate schedule after warm-up.")
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps spent warming up.")
-    warmup_steps: int = Field(0, ge=0, description="Warm-up steps (overrides warmup_ratio).")
+    warmup_steps: float = Field(
+        0,
+        ge=0,
+        description="Warm-up steps (overrides warmup_ratio); below 1, a share of the steps, "
+        "as transformers reads it.",
+    )
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0: off).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     neftune_noise_alpha: float | None = Field(

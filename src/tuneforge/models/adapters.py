@@ -268,17 +268,24 @@ def decoder_linear_names(
     model: torch.nn.Module, key: str = "", names: list[str] | None = None
 ) -> list[str]:
     """The short names of the linear layers inside a decoder layer (q_proj ... down_proj):
-    what 'all' means for galore_target and apollo_target; other `names` are checked."""
+    what 'all' means for galore_target and apollo_target. A given name may also be a block
+    (mlp, self_attn), meaning the linear layers inside it, as LLaMA-Factory reads it."""
     _, stack = decoder_layers(model)
     linear = {
-        name.rpartition(".")[2]
+        name: name.rpartition(".")[2]
         for name, module in stack[0].named_modules()
         if isinstance(module, torch.nn.Linear)
     }
     if not names or names == ["all"]:
-        return sorted(linear)
-    _check_names(key, names, linear, also="all")
-    return names
+        return sorted(set(linear.values()))
+    blocks = {part for name in linear for part in name.split(".")[:-1]}
+    _check_names(key, names, set(linear.values()) | blocks, also="all")
+    chosen = {
+        short
+        for name, short in linear.items()
+        if short in names or any(part in names for part in name.split(".")[:-1])
+    }
+    return sorted(chosen)
 
 
 def _module_names(named: Iterable[tuple[str, torch.nn.Module]]) -> set[str]:

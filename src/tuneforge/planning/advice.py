@@ -158,7 +158,8 @@ def _warmup(cfg: RunConfig, train: int | None) -> Advice:
     elif train is not None:
         total = math.ceil(t.num_train_epochs * _steps_per_epoch(cfg, train))
     if t.warmup_steps:
-        share = t.warmup_steps / total if total else None
+        steps = t.warmup_steps * total if t.warmup_steps < 1 else t.warmup_steps
+        share = steps / total if total else None
         value = f"warmup_steps={t.warmup_steps}" + (f" ({share:.0%} of {total:,})" if total else "")
     else:
         share = t.warmup_ratio

@@ -157,10 +157,15 @@ def _warmup(cfg: RunConfig, train: int | None) -> Advice:
         total = t.max_steps
     elif train is not None:
         total = math.ceil(t.num_train_epochs * _steps_per_epoch(cfg, train))
-    if t.warmup_steps:
-        steps = t.warmup_steps * total if t.warmup_steps < 1 else t.warmup_steps
-        share = steps / total if total else None
-        value = f"warmup_steps={t.warmup_steps}" + (f" ({share:.0%} of {total:,})" if total else "")
+    share: float | None
+    if 0 < t.warmup_steps < 1:  # a share of the steps, as transformers reads it
+        share = t.warmup_steps
+        value = f"warmup_steps={t.warmup_steps:g}" + (f" of {total:,} steps" if total else "")
+    elif t.warmup_steps:
+        share = t.warmup_steps / total if total else None
+        value = f"warmup_steps={t.warmup_steps:g}" + (
+            f" ({share:.0%} of {total:,})" if total else ""
+        )
     else:
         share = t.warmup_ratio
         value = f"warmup_ratio={t.warmup_ratio:g}" + (f" of {total:,} steps" if total else "")

@@ -82,7 +82,10 @@ def test_sharegpt_maps_tags_roles_and_system_column(make_data, make_config):
                     "tools": '[{"name": "add"}]',
                     "conversations": [
                         {"from": "human", "value": "2+2?"},
-                        {"from": "function_call", "value": '{"name": "add", "arguments": [2, 2]}'},
+                        {
+                            "from": "function_call",
+                            "value": '{"name": "add", "arguments": {"a": 2}}',
+                        },
                         {"from": "observation", "value": "4"},
                         {"from": "gpt", "value": "It is 4."},
                     ],
@@ -107,13 +110,14 @@ def test_openai_messages(make_data, make_config):
         {
             "x.jsonl": [
                 {
+                    "tools": [{"name": "f"}],
                     "messages": [
                         msg("system", "S"),
                         msg("user", "U"),
-                        msg("assistant", "A"),
+                        {"role": "assistant", "tool_calls": [{"function": {"name": "f"}}]},
                         msg("tool", "T"),
                         msg("assistant", "B"),
-                    ]
+                    ],
                 },
             ]
         },
@@ -122,7 +126,7 @@ def test_openai_messages(make_data, make_config):
     assert [m["role"] for m in row["messages"]] == [
         "system",
         "user",
-        "assistant",
+        "function",
         "observation",
         "assistant",
     ]

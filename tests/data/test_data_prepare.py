@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tuneforge.data import prepare_datasets
-from tuneforge.errors import ConfigError, DataError
+from tuneforge.errors import ConfigError
 
 IGNORE = -100
 
@@ -116,15 +118,21 @@ def test_config_problems(tokenizer, make_data, make_config):
         prepare_datasets(make_config(folder, dataset="a", val_size=0.1), tokenizer)
 
 
-def test_tools_need_a_template_that_renders_them(tokenizer, make_data, make_config):
+def test_tools_without_template_syntax_go_to_the_system_prompt_with_a_warning(
+    tokenizer, make_data, make_config, caplog
+):
     rows = [{"instruction": "2+2?", "output": "4", "tools": '[{"name": "add"}]'}]
     folder = make_data({"a": {"file_name": "a.json"}}, {"a.json": rows})
-    with pytest.raises(
-        DataError,
-        match="dataset 'a': has tool definitions but template 'chatml' does not render tools",
-    ):
-        prepare_datasets(make_config(folder, dataset="a", template="chatml"), tokenizer)
-    prepared = prepare_datasets(make_config(folder, dataset="a", template="qwen"), tokenizer)
+    with caplog.at_level(logging.WARNING):
+        prepared = prepare_datasets(make_config(folder, dataset="a", template="chatml"), tokenizer)
+    assert "template 'chatml' has no tool syntax of its own" in caplog.text
+    text = tokenizer.decode(prepared.train[0]["input_ids"])
+    assert text.startswith("<|im_start|>system\nYou can call functions")
+    assert '{"type": "function", "function": {"name": "add"}}' in text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        prepared = prepare_datasets(make_config(folder, dataset="a", template="qwen"), tokenizer)
+    assert "no tool syntax" not in caplog.text
     assert "<tools>" in tokenizer.decode(prepared.train[0]["input_ids"])
 
 

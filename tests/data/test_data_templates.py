@@ -157,15 +157,18 @@ def test_qwen_renders_tools_and_tool_results(tokenizer):
     template = get_template("qwen", tokenizer)
     messages = [
         {"role": "user", "content": "2+2?"},
-        {"role": "function", "content": '{"name": "add"}'},
+        {"role": "function", "content": '{"name": "add", "arguments": {"a": 2}}'},
         {"role": "observation", "content": "4"},
         {"role": "assistant", "content": "4."},
     ]
     text = template.render(messages, tools=[{"name": "add"}])
-    assert '<tools>\n{"name": "add"}\n</tools>' in text
+    assert '<tools>\n{"type": "function", "function": {"name": "add"}}\n</tools>' in text
     assert "<|im_start|>user\n<tool_response>\n4\n</tool_response><|im_end|>" in text
     ids, labels = encode(template, messages, tools=[{"name": "add"}])
-    assert trained_runs(tokenizer, ids, labels) == ['{"name": "add"}<|im_end|>', "4.<|im_end|>"]
+    assert trained_runs(tokenizer, ids, labels) == [
+        '<tool_call>\n{"name": "add", "arguments": {"a": 2}}\n</tool_call><|im_end|>',
+        "4.<|im_end|>",
+    ]
 
 
 def test_stop_token_ids(tokenizer):

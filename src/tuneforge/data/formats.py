@@ -18,6 +18,7 @@ from typing import Any, Literal, TypedDict
 import datasets
 
 from tuneforge.data.registry import DatasetSpec
+from tuneforge.data.tools import ToolError, calls_json, check_tools, read_calls
 from tuneforge.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -365,17 +366,40 @@ def _chat_row(row: Mapping[str, Any], fmt: RowFormat, answered: bool = True) -> 
         tags["function_tag"]: "function",
         tags["system_tag"]: "system",
     }
+    tools = _tools(row.get(fmt.columns["tools"]), fmt.columns["tools"])
+    schemas = json.loads(tools) if tools else None
     messages: list[Message] = []
+    positions: list[int] = []  # the raw index of each message (tool results merge)
     for i, item in enumerate(raw):
-        messages += _chat_message(item, f"{column}[{i}]", roles, tags, first=i == 0)
+        message = _chat_message(item, f"{column}[{i}]", roles, tags, first=i == 0)
+        if message and message[0]["role"] == "function":
+            message = [_function_message(message[0], f"{column}[{i}]", schemas)]
+        if message and message[0]["role"] == "observation":
+            if not messages or messages[-1]["role"] not in ("function", "observation"):
+                raise _RowProblem(
+                    f"{column}[{i}] is a tool result ('{item[tags['role_tag']]}') with no "
+                    f"function call before it"
+                )
+            if messages[-1]["role"] == "observation":  # OpenAI: one `tool` message per call
+                merged = messages[-1]["content"] + "\n" + message[0]["content"]
+                messages[-1] = Message(role="observation", content=merged)
+                continue
+        messages += message
+        positions += [i] * len(message)
     system = _system(row.get(fmt.columns["system"]), fmt.columns["system"])
     if system and messages and messages[0]["role"] == "system":
         raise _RowProblem(f"has both a '{fmt.columns['system']}' column and a system message")
-    _check_order(raw, messages, column, tags, answered)
-    return Conversation(
-        messages=system + messages,
-        tools=_tools(row.get(fmt.columns["tools"]), fmt.columns["tools"]),
-    )
+    _check_order(raw, messages, positions, column, tags, answered)
+    return Conversation(messages=system + messages, tools=tools)
+
+
+def _function_message(message: Message, path: str, tools: list[dict[str, Any]] | None) -> Message:
+    """A call turn with its calls checked against the row's tools, in canonical JSON."""
+    try:
+        calls = read_calls(message["content"], tools)
+    except ToolError as err:
+        raise _RowProblem(f"{path}: the function call {err}") from None
+    return Message(role="function", content=calls_json(calls))
 
 
 def _chat_message(
@@ -391,10 +415,19 @@ def _chat_message(
         raise _RowProblem(
             f"{path}.{role_tag} is '{tag}'; expected one of {', '.join(repr(r) for r in roles)}"
         )
+    role = roles[tag]
+    if item.get("tool_calls") is not None and role == "assistant":  # OpenAI's form of a call
+        if (item.get(content_tag) or "").strip():
+            raise _RowProblem(
+                f"{path} has both text and tool_calls; tuneforge trains a call turn as calls "
+                f"alone: move the text to its own assistant message"
+            )
+        if not isinstance(item["tool_calls"], list):
+            raise _RowProblem(f"{path}.tool_calls is {_kind(item['tool_calls'])}, expected a list")
+        return [Message(role="function", content=json.dumps(item["tool_calls"]))]
     content = _text(item.get(content_tag), f"{path}.{content_tag}")
     if content is None:
         raise _RowProblem(f"{path}.{content_tag} is missing")
-    role = roles[tag]
     if role == "system":
         if not first:
             raise _RowProblem(f"{path}.{role_tag} is '{tag}'; a system message can only come first")
@@ -407,21 +440,21 @@ def _chat_message(
 def _check_order(
     raw: list[Any],
     messages: list[Message],
+    positions: list[int],
     column: str,
     tags: Mapping[str, str],
     answered: bool = True,
 ) -> None:
     """Optional system, then user/observation and assistant/function alternating, ending
     with the assistant (or, unless `answered`, with the user)."""
-    offset = len(raw) - sum(1 for m in messages if m["role"] != "system")
-    turns = [m for m in messages if m["role"] != "system"]
-    for k, message in enumerate(turns):
+    turns = [(m, at) for m, at in zip(messages, positions, strict=True) if m["role"] != "system"]
+    for k, (message, at) in enumerate(turns):
         want_user = k % 2 == 0
         if (message["role"] in ("user", "observation")) != want_user:
             expected = tags["user_tag"] if want_user else tags["assistant_tag"]
             raise _RowProblem(
-                f"{column}[{k + offset}].{tags['role_tag']} is "
-                f"'{raw[k + offset][tags['role_tag']]}' where '{expected}' was "
+                f"{column}[{at}].{tags['role_tag']} is "
+                f"'{raw[at][tags['role_tag']]}' where '{expected}' was "
                 f"expected"
             )
     if not turns:
@@ -448,9 +481,10 @@ def _tools(value: object, column: str) -> str | None:
             raise _RowProblem(f"'{column}' is not valid JSON ({err.msg})") from None
     if isinstance(value, dict):
         value = [value]
-    if not (isinstance(value, list) and all(isinstance(tool, dict) for tool in value)):
-        raise _RowProblem(f"'{column}' must be a list of tool schemas (JSON objects)")
-    return json.dumps(value, ensure_ascii=False)
+    try:
+        return json.dumps(check_tools(value), ensure_ascii=False)
+    except ToolError as err:
+        raise _RowProblem(f"'{column}'{err}") from None  # " must be ..." or "[i] is ..."
 
 
 def _text(value: object, label: str) -> str | None:

@@ -22,7 +22,12 @@ from tuneforge.data.encode import EncodeReport, encode_conversations, encode_tex
 from tuneforge.data.encode_pairs import PairReport, encode_preferences, joined
 from tuneforge.data.packing import pack
 from tuneforge.data.stats import DataStats, LengthPercentiles
-from tuneforge.data.templates import Template, get_template, template_mismatch
+from tuneforge.data.templates import (
+    Template,
+    get_template,
+    template_mismatch,
+    tool_template_warning,
+)
 from tuneforge.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -286,16 +291,10 @@ def read_dataset(
         rows = _sample(rows, spec.num_samples, cfg.train.seed)
         if data.max_samples is not None:
             rows = rows.select(range(min(data.max_samples, len(rows))))
-    if (
-        template is not None
-        and "tools" not in template.source
-        and any(tools is not None for tools in rows["tools"])
-    ):
-        raise DataError(
-            f"dataset '{spec.name}': has tool definitions but {template.label} "
-            f"does not render tools; use template qwen or a model template "
-            f"with tool support"
-        )
+    if template is not None and any(tools is not None for tools in rows["tools"]):
+        warning = tool_template_warning(template)
+        if warning:
+            logger.warning("dataset '%s': %s", spec.name, warning)
     return rows, description
 
 

@@ -19,6 +19,14 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from tuneforge.data.formats import Message
+from tuneforge.data.tools import (
+    HERMES,
+    JSON_CALLS,
+    TOOL_FORMATS,
+    ToolFormat,
+    calls_of,
+    openai_tools,
+)
 from tuneforge.errors import ConfigError
 from tuneforge.messages import did_you_mean
 
@@ -110,17 +118,19 @@ _EMPTY = r"""
 
 @dataclass(frozen=True)
 class NamedTemplate:
-    """A built-in Jinja chat template and the words that end an assistant turn (besides eos)."""
+    """A built-in Jinja chat template, the words that end an assistant turn (besides eos) and
+    how its model family writes tool calls (`tools.TOOL_FORMATS`)."""
 
     source: str
     stop_words: tuple[str, ...] = ()
+    tool_format: str = "hermes"
 
 
 NAMED_TEMPLATES: Mapping[str, NamedTemplate] = MappingProxyType(
     {
         "chatml": NamedTemplate(_CHATML.strip(), ("<|im_end|>",)),
         "qwen": NamedTemplate(_QWEN.strip(), ("<|im_end|>",)),
-        "llama3": NamedTemplate(_LLAMA3.strip(), ("<|eot_id|>",)),
+        "llama3": NamedTemplate(_LLAMA3.strip(), ("<|eot_id|>",), "json"),
         "alpaca": NamedTemplate(_ALPACA.strip()),
         "default": NamedTemplate(_DEFAULT.strip()),
         "empty": NamedTemplate(_EMPTY.strip()),
@@ -163,10 +173,17 @@ class Template:
     stop_words: tuple[str, ...]
     tokenizer: Any = field(repr=False)
     default_system: str | None = None
+    tool_format: ToolFormat = HERMES
 
     @property
     def label(self) -> str:
         return f"template '{self.name}'" if self.name else "the tokenizer's chat template"
+
+    @property
+    def renders_tools(self) -> bool:
+        """Whether the Jinja source lists `tools` itself; otherwise `tool_format` writes them
+        into the system prompt (the documented default for templates without tool syntax)."""
+        return "tools" in self.source
 
     @property
     def stop_token_ids(self) -> tuple[int, ...]:
@@ -174,11 +191,31 @@ class Template:
         ids = [self.tokenizer.encode(word, add_special_tokens=False) for word in self.stop_words]
         return tuple(dict.fromkeys(i[0] for i in ids if len(i) == 1))
 
-    def chat_messages(self, messages: Sequence[Message]) -> list[dict[str, str]]:
-        """The messages as the Jinja template sees them: default system added, roles mapped."""
-        out = [{"role": TEMPLATE_ROLES[m["role"]], "content": m["content"]} for m in messages]
+    def chat_messages(
+        self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> list[dict[str, str]]:
+        """The messages as the Jinja template sees them: default system added, roles mapped,
+        calls written in the family's format, and (for a template that does not list tools
+        itself) the tools in the system prompt."""
+        out = [
+            {
+                "role": TEMPLATE_ROLES[m["role"]],
+                "content": (
+                    self.tool_format.render_calls(calls_of(m["content"]))
+                    if m["role"] == "function"
+                    else m["content"]
+                ),
+            }
+            for m in messages
+        ]
         if self.default_system and not (out and out[0]["role"] == "system"):
             out.insert(0, {"role": "system", "content": self.default_system})
+        if tools and not self.renders_tools:
+            listed = self.tool_format.system_text(tools)
+            if out and out[0]["role"] == "system":
+                out[0] = {"role": "system", "content": out[0]["content"] + "\n\n" + listed}
+            else:
+                out.insert(0, {"role": "system", "content": listed})
         return out
 
     def render(
@@ -187,7 +224,7 @@ class Template:
         add_generation_prompt: bool = False,
         tools: list[dict[str, Any]] | None = None,
     ) -> str:
-        return self._render(self.chat_messages(messages), add_generation_prompt, tools)
+        return self._render(self.chat_messages(messages, tools), add_generation_prompt, tools)
 
     def encode_prompt(
         self, messages: Sequence[Message], tools: list[dict[str, Any]] | None = None
@@ -204,7 +241,7 @@ class Template:
         add_generation_prompt: bool = False,
     ) -> list[Segment]:
         """The conversation as token runs, each piece tokenised on its own (see module doc)."""
-        pieces = self._pieces(self.chat_messages(messages), tools, add_generation_prompt)
+        pieces = self._pieces(self.chat_messages(messages, tools), tools, add_generation_prompt)
         if not pieces:
             return []
         ids = self.tokenizer([text for text, _ in pieces], add_special_tokens=False)["input_ids"]
@@ -243,7 +280,7 @@ class Template:
         try:
             return self.tokenizer.apply_chat_template(
                 messages,
-                tools=tools,
+                tools=openai_tools(tools) if tools and self.renders_tools else None,
                 chat_template=self.source,
                 tokenize=False,
                 add_generation_prompt=add_generation_prompt,
@@ -304,9 +341,11 @@ def get_template(name: str | None, tokenizer: Any, default_system: str | None = 
                 f"template to one of {', '.join(NAMED_TEMPLATES)}"
             )
         stop_words = _own_turn_end(source, tokenizer) + eos
+        tool_format = own_tool_format(source)
     elif name in NAMED_TEMPLATES:
         source = NAMED_TEMPLATES[name].source
         stop_words = NAMED_TEMPLATES[name].stop_words + eos
+        tool_format = TOOL_FORMATS[NAMED_TEMPLATES[name].tool_format]
     else:
         raise ConfigError(
             f"template: unknown template '{name}'"
@@ -314,9 +353,31 @@ def get_template(name: str | None, tokenizer: Any, default_system: str | None = 
             f"{', '.join(NAMED_TEMPLATES)}, or leave it empty for the "
             f"tokenizer's own"
         )
-    template = Template(name, source, tuple(dict.fromkeys(stop_words)), tokenizer, default_system)
+    template = Template(
+        name, source, tuple(dict.fromkeys(stop_words)), tokenizer, default_system, tool_format
+    )
     template.encode_segments(_PROBE[1:])  # fail now, not mid-dataset; some refuse a system
     return template
+
+
+def own_tool_format(source: str) -> ToolFormat:
+    """The call format a tokenizer's own template uses: Llama 3.1's JSON where the template
+    speaks of ``parameters`` and ``ipython``, else ``<tool_call>`` tags (also the default for a
+    template with no tool syntax, such as SmolLM2's)."""
+    if "<tool_call>" not in source and "ipython" in source and "parameters" in source:
+        return JSON_CALLS
+    return HERMES
+
+
+def tool_template_warning(template: Template) -> str | None:
+    """A line for logs when tools are rendered by tuneforge's default, not the template."""
+    if template.renders_tools:
+        return None
+    return (
+        f"{template.label} has no tool syntax of its own: tools are listed in the system "
+        f"prompt and calls written as {template.tool_format.call_marker} blocks "
+        f"({template.tool_format.name} format); chat and the API render them the same way"
+    )
 
 
 def _own_template(tokenizer: Any) -> str | None:

@@ -288,3 +288,12 @@ def test_openai_text_beside_tool_calls_is_refused(make_data, make_config):
     folder = make_data({"x": {"file_name": "x.json", "formatting": "openai"}}, {"x.json": [row]})
     with pytest.raises(DataError, match=r"row 1: messages\[1\] has both text and tool_calls"):
         read(folder, make_config)
+
+
+def test_a_call_prefix_tokenises_as_the_start_of_the_trained_call(tokenizer):
+    """Prefilling `tool_choice` must not give the model tokens training never produced."""
+    call = HERMES.render_calls([ToolCall("calculate", {"expression": "2 + 2"})])
+    trained = tokenizer(call, add_special_tokens=False)["input_ids"]
+    for name in (None, "calculate"):
+        prefix = tokenizer(HERMES.call_prefix(name), add_special_tokens=False)["input_ids"]
+        assert trained[: len(prefix)] == prefix, name

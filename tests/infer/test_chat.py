@@ -112,3 +112,23 @@ def test_the_chat_command_keeps_a_conversation_until_exit(tiny_adapter_dir, monk
     out = capsys.readouterr().out
     assert code == 0 and out.count("Assistant: ") == 2 and "(conversation cleared)" in out
     assert next(typed, None) is None  # every line was read, the last one ended the chat
+
+
+CALC_TOOL = {
+    "name": "calculate",
+    "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}},
+}
+
+
+def test_tools_reach_the_prompt_and_a_named_tool_choice_starts_the_call(chat):
+    messages = [{"role": "user", "content": "2 + 2?"}]
+    with_tools = chat.tokenizer.decode(chat.encode(messages, [CALC_TOOL]))
+    assert '"name": "calculate"' in with_tools and "calculate" not in chat.tokenizer.decode(
+        chat.encode(messages)
+    )
+    assert chat.tool_prefill("auto") == chat.tool_prefill("none") == ""
+    reply = chat.reply(messages, GenerationArgs(max_new_tokens=3), [CALC_TOOL], "calculate")
+    assert reply.startswith('<tool_call>\n{"name": "calculate", "arguments":')
+    # The random tiny model does not finish the JSON: read as a failed call, never a call.
+    parsed = chat.read_reply(reply)
+    assert parsed.calls == () and parsed.error

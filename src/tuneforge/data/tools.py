@@ -186,11 +186,13 @@ class ToolFormat:
 
     def call_prefix(self, name: str | None = None) -> str:
         """Text that starts a call (a named one with `name`): written after the generation
-        prompt to make the model call (``tool_choice: required`` or a named function)."""
+        prompt to make the model call (``tool_choice: required`` or a named function). It ends
+        where the tokenizer's pre-tokenisation splits anyway (before `` {``), so the prompt's
+        tokens are those training saw."""
         if self.name == "json":
-            return '{"name": ' + (json.dumps(name) + ', "parameters": ' if name else "")
+            return '{"name":' + (" " + json.dumps(name) + ', "parameters":' if name else "")
         head = "<tool_call>\n"
-        return head + ('{"name": ' + json.dumps(name) + ', "arguments": ' if name else "")
+        return head + ('{"name": ' + json.dumps(name) + ', "arguments":' if name else "")
 
     def parse(self, text: str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedReply:
         """The reply's text and calls. Whitespace around the JSON is tolerated, the JSON

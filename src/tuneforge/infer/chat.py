@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from transformers import StoppingCriteriaList
 from tuneforge.config.load import validate_section
 from tuneforge.config.schema import GenerationArgs
 from tuneforge.data import Message, Template, get_template
+from tuneforge.data.tools import ParsedReply
 from tuneforge.infer.decoding import Row, RowTracker
 from tuneforge.infer.resolve import ResolvedModel
 from tuneforge.models import inference_dtype, load_adapter, load_model, load_tokenizer
@@ -38,9 +39,30 @@ class ChatModel:
     template: Template
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def encode(self, messages: Sequence[Message]) -> list[int]:
-        """Prompt token ids: the conversation rendered by the template, ready for the answer."""
-        return self.template.encode_prompt(messages)
+    def encode(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        prefill: str = "",
+    ) -> list[int]:
+        """Prompt token ids: the conversation (and `tools`) rendered by the template, ready
+        for the answer, which starts with `prefill` when one is given (see `tool_prefill`)."""
+        ids = self.template.encode_prompt(messages, tools=list(tools) if tools else None)
+        if prefill:
+            ids += self.tokenizer(prefill, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def tool_prefill(self, tool_choice: str | None) -> str:
+        """How the answer starts for a tool choice: ``required`` opens a call, a function name
+        opens a call to it (its name already written), ``auto``/``none``/None add nothing."""
+        if tool_choice in (None, "auto", "none"):
+            return ""
+        name = None if tool_choice == "required" else tool_choice
+        return self.template.tool_format.call_prefix(name)
+
+    def read_reply(self, text: str) -> ParsedReply:
+        """The reply's text and tool calls, read in the format the template writes calls."""
+        return self.template.tool_format.parse(text)
 
     def generate(self, rows: Sequence[Row], gen: GenerationArgs) -> None:
         """Generate every row in one batch (left-padded); the rows share the sampling settings
@@ -69,11 +91,12 @@ class ChatModel:
         messages: Sequence[Message],
         gen: GenerationArgs | None = None,
         stop: Sequence[str] = (),
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> Iterator[str]:
         """Yield the reply piece by piece as it is generated; closing the iterator stops it."""
         gen = gen or GenerationArgs()
         pieces: queue.Queue[str | Exception | None] = queue.Queue()
-        row = Row(self.encode(messages), gen.max_new_tokens, tuple(stop), on_text=pieces.put)
+        row = Row(self.encode(messages, tools), gen.max_new_tokens, tuple(stop), on_text=pieces.put)
 
         def work() -> None:
             try:
@@ -94,12 +117,19 @@ class ChatModel:
             row.cancelled = True
             worker.join()
 
-    def reply(self, messages: Sequence[Message], gen: GenerationArgs | None = None) -> str:
-        """The whole reply at once."""
+    def reply(
+        self,
+        messages: Sequence[Message],
+        gen: GenerationArgs | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | None = None,
+    ) -> str:
+        """The whole reply at once (with `tools`, read it with `read_reply`)."""
         gen = gen or GenerationArgs()
-        row = Row(self.encode(messages), gen.max_new_tokens)
+        prefill = self.tool_prefill(tool_choice) if tools else ""
+        row = Row(self.encode(messages, tools, prefill), gen.max_new_tokens)
         self.generate([row], gen)
-        return row.text.strip()
+        return (prefill + row.text).strip()
 
 
 def generation_settings(

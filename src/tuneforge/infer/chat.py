@@ -47,7 +47,7 @@ class ChatModel:
     ) -> list[int]:
         """Prompt token ids: the conversation (and `tools`) rendered by the template, ready
         for the answer, which starts with `prefill` when one is given (see `tool_prefill`)."""
-        ids = self.template.encode_prompt(messages, tools=list(tools) if tools else None)
+        ids = self.template.encode_prompt(messages, tools=[dict(t) for t in tools or ()] or None)
         if prefill:
             ids += self.tokenizer(prefill, add_special_tokens=False)["input_ids"]
         return ids

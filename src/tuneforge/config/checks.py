@@ -112,6 +112,7 @@ def cross_problems(cfg: RunConfig, failed: Set[str] = frozenset()) -> list[Probl
     problems += _classifier_problems(cfg, valid)
     problems += _optimizer_problems(cfg, valid)
     problems += _mixing_problems(cfg, valid)
+    problems += _streaming_problems(cfg, valid)
     if (
         valid("tokenized_path", "stage")
         and data.tokenized_path
@@ -322,3 +323,57 @@ def _mixing_problems(cfg: RunConfig, valid: Callable[..., bool]) -> list[Problem
             )
         ]
     return []
+
+
+def _streaming_problems(cfg: RunConfig, valid: Callable[..., bool]) -> list[Problem]:
+    """A stream is read once, in order, and its length is unknown until it ends: whatever
+    needs the whole dataset up front (a step count from epochs, a share of it, sorting,
+    saving it tokenised) cannot be had."""
+    data, train, stage = cfg.data, cfg.train, cfg.finetune.stage
+    if not valid("streaming"):
+        return []
+    if not data.streaming:
+        # A run's saved config holds every key, buffer_size at its default included.
+        default = type(data).model_fields["buffer_size"].default
+        if valid("buffer_size") and data.buffer_size != default:
+            return [Problem("buffer_size", "buffer_size applies with streaming: true only")]
+        return []
+    problems = []
+    if valid("stage") and stage not in ("sft", "pt"):
+        problems.append(
+            Problem("streaming", f"streaming applies to stages sft and pt (the stage is {stage})")
+        )
+    if valid("max_steps", "do_train") and train.do_train and train.max_steps <= 0:
+        problems.append(
+            Problem(
+                "max_steps",
+                "streaming needs max_steps > 0: a stream has no length, so num_train_epochs "
+                "cannot be turned into steps (LLaMA-Factory requires the same)",
+            )
+        )
+    if valid("tokenized_path") and data.tokenized_path:
+        problems.append(
+            Problem(
+                "tokenized_path",
+                "tokenized_path saves the whole tokenised dataset, which a stream never "
+                "holds; remove tokenized_path or streaming",
+            )
+        )
+    if valid("val_size") and 0 < data.val_size < 1:
+        problems.append(
+            Problem(
+                "val_size",
+                f"val_size={data.val_size:g} is a share, and a stream's length is unknown; "
+                f"with streaming give a whole number of rows (taken from the start of the "
+                f"stream), or use eval_dataset",
+            )
+        )
+    if valid("group_by_length") and train.group_by_length:
+        problems.append(
+            Problem(
+                "group_by_length",
+                "group_by_length sorts the whole dataset by length, which a stream cannot; "
+                "remove group_by_length or streaming",
+            )
+        )
+    return problems

@@ -88,6 +88,36 @@ def test_report_shows_evaluation_samples_and_the_forgetting_check(sft_run, tmp_p
     assert "80.0%" in html
 
 
+def test_report_shows_tool_call_accuracy_and_the_most_wrong_rows(sft_run, tmp_path):
+    run = tmp_path / "tools"
+    shutil.copytree(sft_run, run)
+    (run / "eval").mkdir()
+    wrong = {
+        "index": 3,
+        "prompt": "Weather in Oslo?",
+        "expected": 'get_weather({"city": "Oslo"})',
+        "tuned": "<tool_call>{bad</tool_call>",
+        "tuned_problems": ["unreadable call: call 1 is not valid JSON"],
+        "base": "It is sunny.",
+        "base_problems": ["answered instead of calling"],
+    }
+    metrics = {
+        "samples": 40,
+        "call_samples": 28,
+        "tool_format": "hermes",
+        "base": {"tool_arguments_exact": 0.0357},
+        "tuned": {"tool_arguments_exact": 0.8214},
+        "wrong_tool_calls": [wrong],
+    }
+    (run / "eval" / "metrics.json").write_text(json.dumps(metrics))
+    html = write_report(run).read_text(encoding="utf-8")
+    section = html[html.index("<h2>Tool calls (tuneforge eval)</h2>") :]
+    assert "28 expect a call; calls read in hermes format" in section
+    assert re.search(r"tool_arguments_exact</td>\s*<td[^>]*>0.0357</td><td[^>]*>0.8214", section)
+    assert "&lt;tool_call&gt;{bad&lt;/tool_call&gt;" in section
+    assert "unreadable call: call 1 is not valid JSON" in section and "It is sunny." in section
+
+
 def test_a_folder_that_is_not_a_run_is_one_clear_error(tmp_path, capsys):
     from tuneforge import cli
 

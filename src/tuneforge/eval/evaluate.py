@@ -5,7 +5,8 @@ model it started from on the same samples, rendered the same way, so the differe
 fine-tuning and nothing else. The model, template and stage come from the folder's saved
 config (what was trained); the test data, generation and metric settings from the user's.
 A classifier is compared with a TF-IDF baseline instead of its untrained start, whose head is
-random.
+random. Test rows that carry tools (function-call data) are scored as calls (`toolcalls`)
+rather than as text.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from tuneforge.errors import ConfigError, DataError, ModelError
 from tuneforge.eval import metrics as m
 from tuneforge.eval.baseline import score_baseline
 from tuneforge.eval.classify import Classifier, load_classifier, prediction_lines
-from tuneforge.eval.generate import PREDICTIONS_NAME, eval_samples, generate_predictions
+from tuneforge.eval.generate import answer_with_each, eval_samples
 from tuneforge.eval.preference import evaluate_preference, score_answers
 from tuneforge.eval.report import confusion_table, most_different, side_by_side
-from tuneforge.infer.chat import load_chat_model
+from tuneforge.eval.toolcalls import carries_tools, evaluate_tool_calls
 from tuneforge.infer.resolve import ResolvedModel, resolve_model
 from tuneforge.layout import CONFIG_NAME
 from tuneforge.models import resolve_model_path
@@ -59,7 +60,8 @@ def evaluate(
     reward_model: str | None = None,
 ) -> EvalReport:
     """Score the tuned model (and its base, or the TF-IDF baseline) on the test data;
-    preference runs on held-out pairs (`reward_model` scores their answers too)."""
+    preference runs on held-out pairs (`reward_model` scores their answers too); test data
+    with tools on its calls."""
     adapter = adapter or cfg.model.adapter_name_or_path
     tuned, base = compared_models(cfg, adapter)
     out = Path(output_dir) if output_dir else Path(adapter or cfg.train.output_dir) / "eval"
@@ -73,7 +75,10 @@ def evaluate(
             f"stage {stage}: tuneforge eval scores answers (sft) or labels (cls); a pt model "
             f"has neither"
         )
-    return evaluate_generation(tuned, base, out)
+    rows = read_test_rows(tuned.config)
+    if carries_tools(rows):
+        return _finish(out, *evaluate_tool_calls(tuned, base, rows, out))
+    return evaluate_generation(tuned, base, out, rows)
 
 
 def compared_models(
@@ -115,31 +120,23 @@ def compared_models(
     return tuned, tuned.base_model()
 
 
-def evaluate_generation(tuned: ResolvedModel, base: ResolvedModel | None, out: Path) -> EvalReport:
-    """Generate answers with the tuned (and base) model; BLEU/ROUGE/exact match per model."""
+def evaluate_generation(
+    tuned: ResolvedModel, base: ResolvedModel | None, out: Path, rows: Any = None
+) -> EvalReport:
+    """Generate answers with the tuned (and base) model; BLEU/ROUGE/exact match per model.
+    `rows` are the test rows when already read."""
     m.require(m.GENERATION_PACKAGES, "tuneforge eval (BLEU/ROUGE)")
     cfg = tuned.config
     gen, batch = cfg.generation, cfg.train.per_device_eval_batch_size
-    samples = eval_samples(read_test_rows(cfg))
+    samples = eval_samples(read_test_rows(cfg) if rows is None else rows)
     scored = [i for i, s in enumerate(samples) if s.reference]
     references = [samples[i].reference or "" for i in scored]
     tokenize = cfg.eval.metric_tokenize
     if any(m.resolve_tokenize(tokenize, [reference]) == "jieba" for reference in references):
         m.require(m.CHINESE_PACKAGES, "Chinese BLEU/ROUGE")
     logger.info("Generating %d answers, batch %d, with %s", len(samples), batch, gen.to_kwargs())
-    chat = load_chat_model(tuned)
-    written = [out / PREDICTIONS_NAME]
-    predictions = {
-        "tuned" if base else "model": generate_predictions(
-            chat, samples, gen, batch, written[0], "tuned" if base else "model"
-        )
-    }
-    del chat
-    if base is not None:
-        written.append(out / PREDICTIONS_NAME.replace(".jsonl", "_base.jsonl"))
-        predictions["base"] = generate_predictions(
-            load_chat_model(base), samples, gen, batch, written[1], "base"
-        )
+    answers = answer_with_each(tuned, base, samples, gen, batch, out)
+    predictions, written = answers.texts, answers.files
     result: dict[str, Any] = {
         "samples": len(samples),
         "scored": len(scored),

@@ -19,8 +19,10 @@ from tqdm.auto import tqdm
 
 from tuneforge.config.schema import GenerationArgs
 from tuneforge.data.formats import Message
-from tuneforge.infer.chat import ChatModel
+from tuneforge.data.tools import ParsedReply
+from tuneforge.infer.chat import ChatModel, load_chat_model
 from tuneforge.infer.decoding import Row
+from tuneforge.infer.resolve import ResolvedModel
 
 logger = logging.getLogger(__name__)
 
@@ -91,3 +93,41 @@ def generate_predictions(
             bar.update(len(batch))
     logger.info("%s predictions written to %s", label, path)
     return predictions
+
+
+@dataclass(frozen=True)
+class Answers:
+    """Each model's answers (``tuned`` and ``base``, or ``model`` alone), read back as text
+    and tool calls by its own template, and the predictions files written."""
+
+    texts: dict[str, list[str]]
+    replies: dict[str, list[ParsedReply]]
+    tool_format: str
+    files: list[Path]
+
+
+def answer_with_each(
+    tuned: ResolvedModel,
+    base: ResolvedModel | None,
+    samples: Sequence[EvalSample],
+    gen: GenerationArgs,
+    batch_size: int,
+    out: Path,
+) -> Answers:
+    """Answer `samples` with the tuned model, then with the base (one loaded at a time);
+    ``generated_predictions.jsonl`` and, for the base, ``generated_predictions_base.jsonl``."""
+    texts: dict[str, list[str]] = {}
+    replies: dict[str, list[ParsedReply]] = {}
+    files: list[Path] = []
+    tool_format = ""
+    models = {"tuned": tuned, "base": base} if base is not None else {"model": tuned}
+    for label, model in models.items():
+        chat = load_chat_model(model)
+        files.append(
+            out / PREDICTIONS_NAME.replace(".jsonl", "_base.jsonl" if label == "base" else ".jsonl")
+        )
+        texts[label] = generate_predictions(chat, samples, gen, batch_size, files[-1], label)
+        replies[label] = [chat.read_reply(text) for text in texts[label]]
+        tool_format = tool_format or chat.template.tool_format.name
+        del chat  # the next model loads without this one in memory
+    return Answers(texts, replies, tool_format, files)

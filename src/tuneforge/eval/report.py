@@ -61,10 +61,10 @@ def most_different(
             "\n".join(
                 [
                     f"[{i}] ROUGE-L {base_scores[i]:.2f} -> {tuned_scores[i]:.2f} ({delta:+.2f})",
-                    f"  prompt   : {_short(samples[i].question)}",
-                    f"  reference: {_short(samples[i].reference or '')}",
-                    f"  base     : {_short(base[i])}",
-                    f"  tuned    : {_short(tuned[i])}",
+                    f"  prompt   : {shorten(samples[i].question)}",
+                    f"  reference: {shorten(samples[i].reference or '')}",
+                    f"  base     : {shorten(base[i])}",
+                    f"  tuned    : {shorten(tuned[i])}",
                 ]
             )
         )
@@ -81,6 +81,7 @@ def confusion_table(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> st
     return "\n".join(lines)
 
 
-def _short(text: str) -> str:
+def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text` on one line, cut to `limit` characters."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= SHOWN_CHARS else flat[: SHOWN_CHARS - 3] + "..."
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -2,8 +2,9 @@
 
 The page embeds its charts as SVG and needs no network to open: the loss and validation loss,
 learning rate, gradient norm, throughput, memory, the size of the learned weight change (in
-total and per layer), warnings raised during training, the final metrics, the forgetting check
-and sample answers when ``tuneforge eval`` ran, and the resolved config.
+total and per layer), warnings raised during training, the final metrics, the forgetting check,
+sample answers and (on function-call data) call accuracy with the most wrong rows when
+``tuneforge eval`` ran, and the resolved config.
 """
 
 from __future__ import annotations

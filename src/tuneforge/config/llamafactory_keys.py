@@ -47,9 +47,6 @@ _BENCH = "the MMLU, C-Eval and CMMLU benchmarks are not built; tuneforge eval sc
 
 # LLaMA-Factory keys for features tuneforge does not have: key -> why, in a few words.
 UNSUPPORTED_KEYS: Mapping[str, str] = {
-    "streaming": "streaming datasets are not built yet; tokenized_path saves the tokenised "
-    "data once for reuse",
-    "buffer_size": "belongs to streaming, which is not built yet",
     "use_unsloth": "Unsloth's patched kernels are CUDA-only and not built in; tuneforge's fused "
     "loss and packing are its own speed-ups",
     "use_unsloth_gc": "Unsloth's offloaded gradient checkpointing is CUDA-only; use "

@@ -193,7 +193,19 @@ class DataArgs(_Section):
         "the data files and settings are unchanged (a changed one is refused with the reason).",
     )
     preprocessing_num_workers: int | None = Field(
-        None, gt=0, description="Processes used to tokenise the data."
+        None, gt=0, description="Processes used to tokenise the data (not with streaming)."
+    )
+    streaming: bool = Field(
+        False,
+        description="sft/pt: read and tokenise the data as training consumes it, never whole "
+        "(for data larger than memory or disk cache); needs max_steps, and val_size as a "
+        "number of rows or eval_dataset.",
+    )
+    buffer_size: int = Field(
+        16384,
+        ge=1,
+        description="streaming: rows held in the shuffle buffer (each row drawn at random "
+        "from it); 1 keeps each file's order.",
     )
 
     _lists = field_validator(

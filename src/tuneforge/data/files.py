@@ -54,7 +54,9 @@ def data_files(path: Path) -> list[Path]:
 def iter_files(spec: DatasetSpec, cache_dir: str | None) -> Iterator[tuple[str, datasets.Dataset]]:
     """Yield (where, rows) for each file of a local dataset, or once for a hub dataset."""
     if spec.hub_id is not None:
-        yield f"{spec.hub_id} (hub)", load_hub(spec, cache_dir)
+        rows = load_hub(spec, cache_dir)
+        assert isinstance(rows, datasets.Dataset)  # one split, not streamed
+        yield f"{spec.hub_id} (hub)", rows
         return
     assert spec.path is not None
     for file in data_files(spec.path):
@@ -75,12 +77,38 @@ def load_file(path: Path, cache_dir: str | None) -> datasets.Dataset:
                 builder, data_files=str(path), split="train", cache_dir=cache_dir
             )
     except Exception as err:  # datasets wraps parser errors in several exception types
-        if builder == "json":
-            raise DataError(diagnose_json(path) or _reason(path, err)) from None
-        raise DataError(_reason(path, err)) from None
+        raise read_error(path, err) from None
 
 
-def load_hub(spec: DatasetSpec, cache_dir: str | None) -> datasets.Dataset:
+def stream_file(path: Path, cache_dir: str | None) -> datasets.IterableDataset:
+    """The file's rows as read, never all in memory. The whole-file checks of `load_file`
+    are left out (they read it all); a parse error reaches `read_error` when the stream
+    gets to it, and a null JSON line arrives as a row of nulls, which conversion refuses."""
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    try:
+        with _parse_errors_unlogged():
+            return datasets.load_dataset(
+                BUILDERS[path.suffix.lower()],
+                data_files=str(path),
+                split="train",
+                cache_dir=cache_dir,
+                streaming=True,
+            )
+    except Exception as err:
+        raise read_error(path, err) from None
+
+
+def read_error(path: Path, err: Exception) -> DataError:
+    """One line naming the file (and, for JSON, the line) that `datasets` could not parse."""
+    if BUILDERS[path.suffix.lower()] == "json":
+        return DataError(diagnose_json(path) or _reason(path, err))
+    return DataError(_reason(path, err))
+
+
+def load_hub(
+    spec: DatasetSpec, cache_dir: str | None, *, streaming: bool = False
+) -> datasets.Dataset | datasets.IterableDataset:
     """Load a hub dataset; fail in a second with advice when the hub cannot be reached."""
     offline = os.environ.get("HF_HUB_OFFLINE", "") in {"1", "true", "TRUE", "yes"}
     proxied = any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy"))
@@ -98,6 +126,7 @@ def load_hub(spec: DatasetSpec, cache_dir: str | None) -> datasets.Dataset:
             split=spec.split,
             revision=spec.revision,
             cache_dir=cache_dir,
+            streaming=streaming,
         )
     except Exception as err:  # network, missing split or subset, missing cache: all one line
         raise DataError(

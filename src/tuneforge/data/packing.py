@@ -6,11 +6,16 @@ row carries ``position_ids`` that restart at 0 for every sample: with no attenti
 cache, transformers builds a block-diagonal causal mask from them, so samples in one row never
 attend to each other. The first label of each sample is -100 so it is not predicted from the
 end of the previous sample.
+
+A stream (``streaming: true``) is packed the same way one window of samples at a time
+(`PackWindow`), since first-fit-decreasing needs the samples it sorts in hand.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import datasets
 
@@ -53,7 +58,14 @@ def first_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int
 
 def pack(dataset: datasets.Dataset, cutoff_len: int) -> datasets.Dataset:
     """Rows of whole samples with restarting position_ids; see the module docstring."""
-    input_ids, labels = dataset["input_ids"], dataset["labels"]
+    rows = pack_samples(dataset["input_ids"], dataset["labels"], cutoff_len)
+    return datasets.Dataset.from_dict(rows, features=PACKED_FEATURES)
+
+
+def pack_samples(
+    input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]], cutoff_len: int
+) -> dict[str, list[list[int]]]:
+    """The packed rows of these samples, as columns (input_ids, labels, position_ids)."""
     rows: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "position_ids": []}
     for members in first_fit_decreasing([len(ids) for ids in input_ids], cutoff_len):
         row_ids: list[int] = []
@@ -67,4 +79,15 @@ def pack(dataset: datasets.Dataset, cutoff_len: int) -> datasets.Dataset:
         rows["input_ids"].append(row_ids)
         rows["labels"].append(row_labels)
         rows["position_ids"].append(row_positions)
-    return datasets.Dataset.from_dict(rows, features=PACKED_FEATURES)
+    return rows
+
+
+@dataclass(frozen=True)
+class PackWindow:
+    """Picklable batched map function for a stream: each batch (window) of samples packed
+    as `pack` packs a whole dataset; a sample never spans two windows."""
+
+    cutoff_len: int
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[list[int]]]:
+        return pack_samples(batch["input_ids"], batch["labels"], self.cutoff_len)

@@ -7,6 +7,7 @@ document lands in both) and is never packed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,13 @@ import numpy as np
 
 from tuneforge.config.schema import RunConfig
 from tuneforge.config.val_size import validation_count
-from tuneforge.data import files, formats, labelled, preference, registry, tokenized
+from tuneforge.data import files, formats, labelled, preference, registry, streaming, tokenized
 from tuneforge.data.encode import EncodeReport, encode_conversations, encode_texts
 from tuneforge.data.encode_pairs import PairReport, encode_preferences, joined
+from tuneforge.data.mixing import mix
 from tuneforge.data.packing import pack
 from tuneforge.data.stats import DataStats, LengthPercentiles
+from tuneforge.data.streaming import TrainStream
 from tuneforge.data.templates import (
     Template,
     get_template,
@@ -35,10 +38,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PreparedData:
-    """``train`` has input_ids, labels (and position_ids when packed); ``eval`` the same,
-    never packed, or None. ``template`` is None for ``pt``."""
+    """``train`` has input_ids, labels (and position_ids when packed), or streams them
+    (``streaming: true``); ``eval`` the same, never packed, or None. ``template`` is None
+    for ``pt``."""
 
-    train: datasets.Dataset
+    train: datasets.Dataset | TrainStream
     eval: datasets.Dataset | None
     stats: DataStats
     template: Template | None
@@ -76,7 +80,9 @@ def prepare_datasets(cfg: RunConfig, tokenizer: Any) -> PreparedData:
         stats = _stats(cfg, splits.samples, splits.described, report, len(train), evaluation)
         return train, evaluation, stats
 
-    if data.tokenized_path:
+    if data.streaming:
+        train, evaluation, stats = _prepare_stream(cfg, tokenizer, template)
+    elif data.tokenized_path:
         made_from = tokenized.stamp(cfg, tokenizer, template.source if template else None)
         train, evaluation, stats = tokenized.cached(
             Path(data.tokenized_path), made_from, rebuild=data.overwrite_cache, make=make
@@ -178,6 +184,24 @@ def read_splits(cfg: RunConfig, template: Template | None, *, answered: bool = T
     """``dataset`` for training, and ``eval_dataset`` or a seeded ``val_size`` share of it
     for validation: the same split for training, `tuneforge eval` and the baseline."""
     data = cfg.data
+    specs = _specs(cfg)
+    samples: dict[str, int] = {}
+    described: dict[str, str] = {}
+    train_parts = []
+    for name in dict.fromkeys(data.dataset or ()):
+        rows, described[name] = read_dataset(specs[name], cfg, template, answered=answered)
+        samples[name] = len(rows)
+        train_parts.append(rows)
+    train = mix(train_parts, data.mix_strategy, data.interleave_probs, cfg.train.seed)
+    evaluation = _eval_rows(specs, cfg, template, answered=answered)
+    if evaluation is None:
+        train, evaluation = _split(train, data.val_size, cfg.train.seed, not data.overwrite_cache)
+    return RawSplits(train, evaluation, samples, described)
+
+
+def _specs(cfg: RunConfig) -> dict[str, registry.DatasetSpec]:
+    """The registry entries of ``dataset`` and ``eval_dataset``, by name."""
+    data = cfg.data
     if not data.dataset:
         raise ConfigError(
             f"dataset: not set; name one or more datasets registered in "
@@ -185,52 +209,56 @@ def read_splits(cfg: RunConfig, template: Template | None, *, answered: bool = T
         )
     if data.eval_dataset and data.val_size:
         raise ConfigError("val_size and eval_dataset: set one of them, not both")
-    eval_names = list(data.eval_dataset or [])
-    specs = {
-        spec.name: spec
-        for spec in registry.resolve(
-            list(dict.fromkeys([*data.dataset, *eval_names])), data.dataset_dir
-        )
-    }
-    samples: dict[str, int] = {}
+    names = list(dict.fromkeys([*data.dataset, *(data.eval_dataset or [])]))
+    return {spec.name: spec for spec in registry.resolve(names, data.dataset_dir)}
+
+
+def _eval_rows(
+    specs: dict[str, registry.DatasetSpec],
+    cfg: RunConfig,
+    template: Template | None,
+    *,
+    answered: bool = True,
+) -> datasets.Dataset | None:
+    """The rows of ``eval_dataset``, read whole (a stream's too), or None without it."""
+    if not cfg.data.eval_dataset:
+        return None
+    return datasets.concatenate_datasets(
+        [
+            read_dataset(specs[name], cfg, template, answered=answered)[0]
+            for name in dict.fromkeys(cfg.data.eval_dataset)
+        ]
+    )
+
+
+def _prepare_stream(
+    cfg: RunConfig, tokenizer: Any, template: Template | None
+) -> tuple[TrainStream, datasets.Dataset | None, DataStats]:
+    """``streaming: true``: the training rows as a stream (see `streaming`), validation rows
+    read whole, and statistics of the stream's first `PEEK_ROWS` samples only."""
+    data = cfg.data
+    if data.preprocessing_num_workers:
+        logger.info("preprocessing_num_workers: not used, a stream is tokenised as it is read")
+    specs = _specs(cfg)
     described: dict[str, str] = {}
-    train_parts = []
-    for name in dict.fromkeys(data.dataset):
-        rows, described[name] = read_dataset(specs[name], cfg, template, answered=answered)
-        samples[name] = len(rows)
-        train_parts.append(rows)
-    train = _mix(train_parts, data.mix_strategy, data.interleave_probs, cfg.train.seed)
-    if eval_names:
-        evaluation = datasets.concatenate_datasets(
-            [
-                read_dataset(specs[name], cfg, template, answered=answered)[0]
-                for name in dict.fromkeys(eval_names)
-            ]
-        )
-    else:
-        train, evaluation = _split(train, data.val_size, cfg.train.seed, not data.overwrite_cache)
-    return RawSplits(train, evaluation, samples, described)
-
-
-def _mix(
-    parts: list[datasets.Dataset], strategy: str, chances: list[float] | None, seed: int
-) -> datasets.Dataset:
-    """``mix_strategy``: the datasets one after another, or their rows drawn by chance until
-    the first one runs out (under) or the last one does (over, repeating the others)."""
-    if strategy == "concat" or len(parts) == 1:
-        return datasets.concatenate_datasets(parts)
-    stopping = "first_exhausted" if strategy == "interleave_under" else "all_exhausted"
-    mixed = datasets.interleave_datasets(
-        parts, probabilities=chances, seed=seed, stopping_strategy=stopping
+    parts = []
+    for name in dict.fromkeys(data.dataset or ()):
+        rows, described[name] = streaming.stream_dataset(specs[name], cfg)
+        parts.append(rows)
+    rows, evaluation = streaming.stream_training_rows(parts, cfg)
+    evaluation = _eval_rows(specs, cfg, template) if data.eval_dataset else evaluation
+    if evaluation is not None:
+        evaluation, _ = _encode(evaluation, cfg, tokenizer, template)
+    head = datasets.Dataset.from_list(list(rows.take(streaming.PEEK_ROWS)), features=rows.features)
+    encoded, report = _encode(head, cfg, tokenizer, template)
+    if cfg.packing:
+        encoded = pack(encoded, data.cutoff_len)
+    train = TrainStream(
+        streaming.encode_stream(rows, cfg, tokenizer, template),
+        tuple(len(ids) for ids in encoded["input_ids"]),
     )
-    logger.info(
-        "Mixing %d datasets (%s, chances %s): %s rows",
-        len(parts),
-        strategy,
-        ", ".join(f"{p:g}" for p in chances) if chances else "equal",
-        f"{len(mixed):,}",
-    )
-    return mixed
+    stats = _stats(cfg, dict.fromkeys(described, 0), described, report, len(encoded), evaluation)
+    return train, evaluation, dataclasses.replace(stats, sampled=True)
 
 
 def read_test_rows(cfg: RunConfig) -> datasets.Dataset:

@@ -42,20 +42,30 @@ class DataStats:
     lengths: LengthPercentiles
     rows: int
     packed: bool
+    sampled: bool = False
 
     def summary(self) -> str:
-        """One line, e.g. '312 samples (...), 14 truncated to cutoff_len=512 (4.5%), ...'."""
+        """One line, e.g. '312 samples (...), 14 truncated to cutoff_len=512 (4.5%), ...'.
+        For a stream (`sampled`), the figures of its first samples, and it says so."""
         word = "documents" if self.stage == "pt" else "samples"
         what = "split into chunks of" if self.stage == "pt" else "truncated to"
         share = f" ({100 * self.truncated / self.train_samples:.1f}%)" if self.train_samples else ""
         sources = ", ".join(
-            f"{name}: {count:,} {self.formats[name]}" for name, count in self.samples.items()
+            f"{name}: {self.formats[name]}"
+            if self.sampled
+            else f"{name}: {count:,} {self.formats[name]}"
+            for name, count in self.samples.items()
         )
         lengths = self.lengths
+        counted = (
+            f"streamed, so counted on its first {self.train_samples:,} training {word} only "
+            f"(the stream's length is unknown until training reads it)"
+            if self.sampled
+            else f"{self.train_samples:,} training {word}"
+        )
         return ", ".join(
             [
-                f"{self.train_samples:,} training {word} ({sources}; "
-                f"{self.eval_samples:,} for eval)",
+                f"{counted} ({sources}; {self.eval_samples:,} for eval)",
                 f"{self.truncated:,} {what} cutoff_len={self.cutoff_len}{share}",
                 f"{self.dropped:,} dropped with nothing to train",
                 f"{self.total_tokens:,} tokens ({self.trained_tokens:,} trained)",

@@ -19,6 +19,7 @@ from transformers.trainer_callback import ProgressCallback as HFProgressCallback
 
 from tuneforge.config.scale import read_engine_config
 from tuneforge.config.schema import OptimArgs, RunConfig
+from tuneforge.data.streaming import TrainStream
 from tuneforge.models.precision import Precision
 from tuneforge.training import checkpoint
 from tuneforge.training.callbacks import InterruptCallback, JsonlLogCallback, ProgressCallback
@@ -370,7 +371,10 @@ def build_trainer(
 
 
 def row_lengths(rows: Any) -> list[int]:
-    """Each training row's token count, the run's data fingerprint for resuming."""
+    """Each training row's token count, the run's data fingerprint for resuming (a stream's
+    first rows: the rest is not read before training)."""
+    if isinstance(rows, TrainStream):
+        return list(rows.head_lengths)
     if "input_ids" in rows.column_names:
         return [len(ids) for ids in rows["input_ids"]]
     return [useful_tokens(row) for row in rows]

@@ -374,23 +374,36 @@ def _chat_row(row: Mapping[str, Any], fmt: RowFormat, answered: bool = True) -> 
         message = _chat_message(item, f"{column}[{i}]", roles, tags, first=i == 0)
         if message and message[0]["role"] == "function":
             message = [_function_message(message[0], f"{column}[{i}]", schemas)]
-        if message and message[0]["role"] == "observation":
-            if not messages or messages[-1]["role"] not in ("function", "observation"):
+        for one in message:
+            before = len(messages)
+            if not append_message(messages, one):
                 raise _RowProblem(
                     f"{column}[{i}] is a tool result ('{item[tags['role_tag']]}') with no "
                     f"function call before it"
                 )
-            if messages[-1]["role"] == "observation":  # OpenAI: one `tool` message per call
-                merged = messages[-1]["content"] + "\n" + message[0]["content"]
-                messages[-1] = Message(role="observation", content=merged)
-                continue
-        messages += message
-        positions += [i] * len(message)
+            positions += [i] * (len(messages) - before)
     system = _system(row.get(fmt.columns["system"]), fmt.columns["system"])
     if system and messages and messages[0]["role"] == "system":
         raise _RowProblem(f"has both a '{fmt.columns['system']}' column and a system message")
     _check_order(raw, messages, positions, column, tags, answered)
     return Conversation(messages=system + messages, tools=tools)
+
+
+def append_message(messages: list[Message], message: Message) -> bool:
+    """Add `message` to a conversation. OpenAI writes one ``tool`` message per call, the
+    templates one observation turn after the calls: a tool result right after another merges
+    into it (joined by a newline). False, and nothing added, for a tool result with no
+    function call before it. Data rows and API requests both build conversations with this."""
+    last = messages[-1]["role"] if messages else None
+    if message["role"] == "observation":
+        if last not in ("function", "observation"):
+            return False
+        if last == "observation":
+            merged = messages[-1]["content"] + "\n" + message["content"]
+            messages[-1] = Message(role="observation", content=merged)
+            return True
+    messages.append(message)
+    return True
 
 
 def _function_message(message: Message, path: str, tools: list[dict[str, Any]] | None) -> Message:

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,15 +49,28 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tiny_adapter_dir, tmp_path_factory) -> Iterator[Server]:
+    with serving(tiny_adapter_dir, tmp_path_factory.mktemp("api")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def serve_model():
+    """`serving`, for a module that serves a model of its own."""
+    return serving
+
+
+@contextmanager
+def serving(model: Path, folder: Path, max_prompt_tokens: int = 200) -> Iterator[Server]:
+    """A `tuneforge api` process serving `model` (its log in `folder`) until the block ends."""
     port = free_port()
-    log = tmp_path_factory.mktemp("api") / "server.log"
+    log = folder / "server.log"
     command = [
         sys.executable,
         "-m",
         "tuneforge.cli",
         "api",
         "--adapter",
-        str(tiny_adapter_dir),
+        str(model),
         "--port",
         str(port),
         "--api-key",
@@ -66,7 +80,7 @@ def server(tiny_adapter_dir, tmp_path_factory) -> Iterator[Server]:
         "--max-waiting",
         str(MAX_WAITING),
         "--max-prompt-tokens",
-        "200",
+        str(max_prompt_tokens),
         "--max-tokens",
         "64",
         "--max-request-bytes",

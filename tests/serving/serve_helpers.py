@@ -32,7 +32,9 @@ class SlowChat:
     model: Any = field(default_factory=lambda: SimpleNamespace(config=SimpleNamespace()))
     batches: list[list[Row]] = field(default_factory=list)
 
-    def encode(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def encode(
+        self, messages: Sequence[dict[str, str]], tools: Any = None, prefill: str = ""
+    ) -> list[int]:
         return [1, 2, 3]
 
     def generate(self, rows: Sequence[Row], gen: GenerationArgs) -> None:

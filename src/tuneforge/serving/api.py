@@ -32,6 +32,7 @@ from tuneforge.infer.chat import ChatModel, generation_settings, load_chat_model
 from tuneforge.infer.decoding import Row
 from tuneforge.infer.resolve import ResolvedModel
 from tuneforge.serving import protocol
+from tuneforge.serving.replies import Answer, ReplyReader
 from tuneforge.serving.scheduler import GenerationQueue, QueueFull
 
 if TYPE_CHECKING:
@@ -173,7 +174,14 @@ def create_app(chat: ChatModel, gen: GenerationArgs, settings: ServerSettings) -
                 param="max_tokens",
             )
         try:
-            prompt = await run_in_threadpool(chat.encode, body.conversation())
+            body.check_tools()
+            messages = body.conversation()
+        except protocol.RequestError as exc:
+            raise ApiError(400, str(exc), param=exc.param) from None
+        tools = body.active_tools
+        prefill = chat.tool_prefill(body.forced_call) if tools else ""
+        try:
+            prompt = await run_in_threadpool(chat.encode, messages, tools or None, prefill)
         except UserError as exc:
             raise ApiError(400, str(exc), param="messages") from None
         _check_length(len(prompt), wanted, settings.max_prompt_tokens, context)
@@ -209,10 +217,16 @@ def create_app(chat: ChatModel, gen: GenerationArgs, settings: ServerSettings) -
                 headers={"Retry-After": "1"},
             ) from None
         cid = protocol.completion_id()
+        readers = [
+            ReplyReader(chat.read_reply, chat.template.tool_format.call_marker, prefill)
+            if tools
+            else ReplyReader()
+            for _ in rows
+        ]
         if body.stream:
             usage = body.stream_options is not None and body.stream_options.include_usage
             return StreamingResponse(
-                _stream(cid, settings.model_name, rows, len(prompt), events, usage),
+                _stream(cid, settings.model_name, rows, readers, len(prompt), events, usage),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
@@ -220,21 +234,33 @@ def create_app(chat: ChatModel, gen: GenerationArgs, settings: ServerSettings) -
             await _answered(rows, events, request)
         finally:
             _cancel(rows)
-        return protocol.completion(cid, settings.model_name, len(prompt), rows)
+        answers = [
+            _read_whole(reader, row, f"{cid} choice {i}")
+            for i, (reader, row) in enumerate(zip(readers, rows, strict=True))
+        ]
+        return protocol.completion(cid, settings.model_name, len(prompt), rows, answers)
 
     return app
+
+
+def _read_whole(reader: ReplyReader, row: Row, where: str) -> Answer:
+    reader.feed(row.text)
+    return reader.finish(row.finish_reason or "stop", where)[1]
 
 
 async def _stream(
     cid: str,
     model: str,
     rows: list[Row],
+    readers: list[ReplyReader],
     prompt_tokens: int,
     events: asyncio.Queue[tuple[str, int, Any]],
     usage: bool,
 ) -> AsyncIterator[str]:
-    """Server-sent events: the role, text pieces as they come, each choice's finish reason,
-    optionally the usage, then ``[DONE]``. A client that hangs up cancels its rows."""
+    """Server-sent events: the role, text pieces as they come (with tools, not those of a
+    call: its calls come whole at the end), each choice's finish reason, optionally the usage,
+    then ``[DONE]``. A client that hangs up cancels its rows."""
+
     try:
         yield protocol.chunk(
             cid,
@@ -245,10 +271,17 @@ async def _stream(
         while finished < len(rows):
             kind, index, value = await events.get()
             if kind == "text":
-                yield protocol.chunk(cid, model, [protocol.delta(index, {"content": value})])
+                piece = readers[index].feed(value)
+                if piece:
+                    yield protocol.chunk(cid, model, [protocol.delta(index, {"content": piece})])
             elif kind == "finish":
                 finished += 1
-                yield protocol.chunk(cid, model, [protocol.delta(index, {}, value.finish_reason)])
+                rest, answer = readers[index].finish(value.finish_reason, f"{cid} choice {index}")
+                if rest:
+                    yield protocol.chunk(cid, model, [protocol.delta(index, {"content": rest})])
+                for call in protocol.call_deltas(index, answer.calls):
+                    yield protocol.chunk(cid, model, [call])
+                yield protocol.chunk(cid, model, [protocol.delta(index, {}, answer.finish_reason)])
             else:
                 body = protocol.error_body(f"generation failed: {value}", kind="server_error")
                 yield f"data: {json.dumps(body)}\n\n"
@@ -351,7 +384,7 @@ def _describe(errors: Any) -> tuple[str, str | None]:
     """Pydantic validation errors -> one message naming every bad field, and the first."""
     parts, params = [], []
     for err in errors:
-        loc = [str(part) for part in err.get("loc", ())]
+        loc = [str(part) for part in err.get("loc", ()) if not _union_member(part)]
         if err.get("type") == "json_invalid":
             detail = (err.get("ctx") or {}).get("error", "")
             parts.append(
@@ -366,7 +399,17 @@ def _describe(errors: Any) -> tuple[str, str | None]:
             parts.append(f"unknown parameter '{where}'")
         else:
             parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request", (params[0] if params else None)
+    return "; ".join(dict.fromkeys(parts)) or "invalid request", (params[0] if params else None)
+
+
+def _union_member(part: object) -> bool:
+    """Whether a part of an error's location is pydantic's name for one type of a union
+    (``str``, ``list[TextPart]``, ``NamedToolChoice``) rather than a field: clients know
+    the field (``tool_choice``), not how this server declares it."""
+    if isinstance(part, int):
+        return False
+    text = str(part)
+    return "[" in text or text[:1].isupper() or text in {"str", "int", "float", "bool"}
 
 
 def serve(

@@ -19,10 +19,12 @@ from tuneforge.data.samples import read_samples
 from tuneforge.data.templates import get_template
 
 
-def inspect_datasets(cfg: RunConfig, tokenizer: Any | None) -> InspectReport:
+def inspect_datasets(
+    cfg: RunConfig, tokenizer: Any | None, *, limit: int | None = None
+) -> InspectReport:
     """Read, check and measure the configured training datasets with the run's tokenizer
-    (without one, everything but the token lengths)."""
-    samples = read_samples(cfg)
+    (without one, everything but the token lengths); with `limit`, each one's first rows."""
+    samples = read_samples(cfg, limit)
     stage = cfg.finetune.stage
     template = (
         get_template(cfg.data.template, tokenizer, cfg.data.default_system)

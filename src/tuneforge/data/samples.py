@@ -15,7 +15,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from tuneforge.config.schema import RunConfig
-from tuneforge.data import files, formats, labelled, registry
+from tuneforge.data import files, formats, labelled, registry, streaming
 from tuneforge.data.formats import Message, RowConverter
 from tuneforge.errors import ConfigError
 
@@ -48,8 +48,9 @@ class Sample:
         return "\n".join(message["content"] for message in self.messages)
 
 
-def read_samples(cfg: RunConfig) -> list[Sample]:
-    """Every row of the configured training datasets, usable or not, in file order."""
+def read_samples(cfg: RunConfig, limit: int | None = None) -> list[Sample]:
+    """Every row of the configured training datasets, usable or not, in file order; with
+    `limit`, only each dataset's first rows, streamed (the rest is never read)."""
     data = cfg.data
     if not data.dataset:
         raise ConfigError(
@@ -58,7 +59,12 @@ def read_samples(cfg: RunConfig) -> list[Sample]:
         )
     samples: list[Sample] = []
     for spec in registry.resolve(list(dict.fromkeys(data.dataset)), data.dataset_dir):
-        for where, rows in files.iter_files(spec, cfg.model.cache_dir):
+        sources = (
+            files.iter_files(spec, cfg.model.cache_dir)
+            if limit is None
+            else streaming.head_files(spec, cfg.model.cache_dir, limit)
+        )
+        for where, rows in sources:
             samples.extend(_read_rows(spec, where, rows, cfg.finetune.stage))
     return samples
 

@@ -30,6 +30,8 @@ from tuneforge.planning.shape import ModelShape, build_meta_model, model_shape, 
 logger = logging.getLogger(__name__)
 
 GB = 1e9
+# Rows of each dataset `plan` reads of a stream (``streaming: true``): a sample, said so.
+STREAM_SAMPLE = 1000
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,13 @@ def make_plan(cfg: RunConfig, *, with_data: bool = True, hardware: Hardware | No
     suggested = data.suggested_cutoff_len if data is not None else None
     fixes = () if run.fits else tuple(run.fixes(suggested))
     samples = data.samples if data is not None else counts.samples if counts else None
+    if data is not None and cfg.data.streaming:  # a sample: no advice from its size
+        samples = None
+        sampled = (
+            f"streaming: these figures come from a sample, the first {STREAM_SAMPLE:,} rows "
+            f"of each dataset"
+        )
+        note = f"{sampled}; {note}" if note else sampled
     advice = advise(cfg, run.shape, samples) + preference_advice(cfg, counts)
     if cfg.finetune.stage == "cls":
         budget = classifier_budget(cfg, run.shape, data, run.hardware)
@@ -130,11 +139,14 @@ def _inspect(cfg: RunConfig) -> tuple[Any, str | None]:
     """The data report, or why there is none (no tokenizer next to a bare config.json...)."""
     from tuneforge.data.inspect import inspect_datasets
 
+    limit = STREAM_SAMPLE if cfg.data.streaming else None
     try:
         tokenizer = load_tokenizer(cfg.model)
     except UserError as exc:
-        return inspect_datasets(cfg, None), f"token lengths not measured: {exc.lines[0]}"
-    return inspect_datasets(cfg, tokenizer), None
+        return inspect_datasets(
+            cfg, None, limit=limit
+        ), f"token lengths not measured: {exc.lines[0]}"
+    return inspect_datasets(cfg, tokenizer, limit=limit), None
 
 
 def check_memory(cfg: RunConfig, *, force: bool = False) -> MemoryEstimate:

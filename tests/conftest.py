@@ -107,3 +107,63 @@ def make_lora_adapter():
 def tiny_adapter_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """A plain peft LoRA adapter (no tuneforge config) on the tiny model."""
     return build_lora_adapter(tiny_model_dir, tmp_path_factory.mktemp("tiny-lora"))
+
+
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Weather in a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def tool_caller_dir(tmp_path_factory, tokenizer) -> Path:
+    """A tiny model trained (about a minute on a CPU) on one conversation: asked for the
+    weather in Paris it calls ``get_weather({"city": "Paris"})``, and given the result "18 C"
+    it answers "It is 18 C in Paris.", so tool chat can be tested on real generation. Its tool
+    schema is in ``tools.json`` beside the folder."""
+    import json
+
+    import tuneforge
+
+    root = tmp_path_factory.mktemp("tool-caller")
+    base = build_tiny_model(root / "base", tokenizer, hidden_size=128)
+    row = {
+        "conversations": [
+            {"from": "human", "value": "Weather in Paris?"},
+            {
+                "from": "function_call",
+                "value": json.dumps({"name": "get_weather", "arguments": {"city": "Paris"}}),
+            },
+            {"from": "observation", "value": "18 C"},
+            {"from": "gpt", "value": "It is 18 C in Paris."},
+        ],
+        "tools": json.dumps([WEATHER_TOOL]),
+    }
+    (root / "calls.json").write_text(json.dumps([row] * 8))
+    columns = {"messages": "conversations", "tools": "tools"}
+    info = {"calls": {"file_name": "calls.json", "formatting": "sharegpt", "columns": columns}}
+    (root / "dataset_info.json").write_text(json.dumps(info))
+    (root / "tools.json").write_text(json.dumps([WEATHER_TOOL]))
+    result = tuneforge.train(
+        {
+            "model_name_or_path": str(base),
+            "dataset": "calls",
+            "dataset_dir": str(root),
+            "cutoff_len": 512,
+            "output_dir": str(root / "out"),
+            "finetuning_type": "full",
+            "per_device_train_batch_size": 1,
+            "learning_rate": 5e-3,
+            "lr_scheduler_type": "constant",
+            "max_steps": 70,
+            "save_strategy": "no",
+            "report_to": "none",
+            "seed": 7,
+        }
+    )
+    return result.output_dir

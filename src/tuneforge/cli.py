@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from tuneforge.config.deploy import DeployConfig
     from tuneforge.data import Message
     from tuneforge.infer import ResolvedModel
+    from tuneforge.infer.tool_chat import ReplyStream
     from tuneforge.training.stages import TrainResult
 
 logger = logging.getLogger("tuneforge")
@@ -202,16 +203,22 @@ def _inference(args: argparse.Namespace) -> ResolvedModel:
 
 def _chat(args: argparse.Namespace) -> int:
     from tuneforge import chat
+    from tuneforge.infer.tool_chat import ReplyStream, observation, read_tools_file
 
+    tools = read_tools_file(args.tools) if args.tools else None
     model = _inference(args)
     session, gen = chat(model), model.config.generation
     logger.info("generation: %s", gen.model_dump())
     system: list[Message] = [{"role": "system", "content": args.system}] if args.system else []
     history = list(system)
     if args.query:
-        print(session.reply(history + [{"role": "user", "content": args.query}], gen))
+        _show_reply(
+            ReplyStream(session, [*history, {"role": "user", "content": args.query}], gen, tools)
+        )
         return 0
     print("Type a message; /clear forgets the conversation, /exit quits, Ctrl-C stops a reply.")
+    if tools:
+        print("A call is shown as → name(arguments); type the tool's result at observation>.")
     while True:
         try:
             text = input("\nYou: ").strip()
@@ -227,16 +234,41 @@ def _chat(args: argparse.Namespace) -> int:
         if not text:
             continue
         history.append({"role": "user", "content": text})
-        print("Assistant: ", end="", flush=True)
-        pieces = []
-        try:
-            for piece in session.stream(history, gen):
-                print(piece, end="", flush=True)
-                pieces.append(piece)
-        except KeyboardInterrupt:
-            print(" [stopped]", end="")
-        print()
-        history.append({"role": "assistant", "content": "".join(pieces).strip()})
+        while True:
+            print("Assistant: ", end="", flush=True)
+            stream = ReplyStream(session, history, gen, tools)
+            calls = _show_reply(stream)
+            history += stream.messages
+            if not calls:
+                break
+            for call in calls:
+                try:
+                    result = input("observation> " if len(calls) == 1 else f"{call} observation> ")
+                except (EOFError, KeyboardInterrupt):
+                    print()
+                    return 0
+                if result.strip() == "/exit":
+                    return 0
+                history.append(observation(result.strip()))
+
+
+def _show_reply(stream: ReplyStream) -> list[str]:
+    """Print a reply as it streams, a call as a call, and return the names of the functions
+    it calls (for the user to give their results)."""
+    from tuneforge.infer.tool_chat import call_text
+
+    try:
+        for piece in stream:
+            print(piece, end="", flush=True)
+    except KeyboardInterrupt:
+        print(" [stopped]", end="")
+    parsed = stream.reply
+    print(stream.unshown.rstrip())
+    if parsed.error:
+        print(f"(not read as a tool call: {parsed.error})")
+    for call in parsed.calls:
+        print(f"→ {call_text(call)}")
+    return [call.name for call in parsed.calls]
 
 
 def _api(args: argparse.Namespace) -> int:
@@ -425,6 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generation_arguments(chat)
     chat.add_argument("--query", help="ask one question, print the answer and exit")
     chat.add_argument("--system", help="system prompt for this conversation")
+    chat.add_argument(
+        "--tools",
+        metavar="FILE",
+        help="a JSON list of tool schemas the model may call; you type each tool's result",
+    )
     chat.set_defaults(func=_chat)
 
     api = sub.add_parser("api", help="serve the model over an OpenAI-compatible HTTP API")

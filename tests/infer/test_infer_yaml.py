@@ -70,8 +70,8 @@ def test_an_inference_yaml_drives_chat(
     prompts: list[str] = []
     encode = ChatModel.encode
 
-    def recording(self, messages):
-        ids = encode(self, messages)
+    def recording(self, messages, *args, **kwargs):
+        ids = encode(self, messages, *args, **kwargs)
         prompts.append(self.tokenizer.decode(ids))
         return ids
 

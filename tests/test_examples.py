@@ -144,3 +144,34 @@ def test_rambling_answers_hold_the_short_one():
     assert all(row["chosen"] in row["rejected"] != row["chosen"] for row in pairs)
     goes_on = [row["rejected"].startswith(row["chosen"]) for row in pairs]
     assert 0.5 < sum(goes_on) / len(pairs) < 1
+
+
+def test_tools_example_trains_on_function_calls_that_fit_its_cutoff(tokenizer, monkeypatch):
+    from tuneforge.data import get_template
+    from tuneforge.data.prepare import read_splits, read_test_rows
+
+    monkeypatch.chdir(ROOT)
+    cfg = tuneforge.load_config(EXAMPLES / "tools_lora.yaml")
+    assert (cfg.finetune.finetuning_type, cfg.finetune.lora_rank) == ("lora", 16)
+    train, test = read_splits(cfg, None).train, read_test_rows(cfg)
+    assert all(train["tools"]) and all(test["tools"])
+    template = get_template(cfg.data.template, tokenizer, cfg.data.default_system)
+    longest = max(
+        len(tokenizer(template.render(messages, tools=json.loads(tools)))["input_ids"])
+        for messages, tools in zip(train["messages"], train["tools"], strict=True)
+    )
+    assert longest <= cfg.data.cutoff_len, "a training row would be cut"
+    first_turns = [messages[1]["role"] for messages in test["messages"]]
+    assert {"function", "assistant"} == set(first_turns)  # calls and plain answers
+
+
+def test_tools_test_prompts_are_held_out():
+    def prompts(name: str) -> list[str]:
+        return [
+            normalised(row["conversations"][0]["value"]) for row in read_json(DATA / f"{name}.json")
+        ]
+
+    test = prompts("tools_test")
+    assert not set(test) & set(prompts("tools_train"))
+    languages = [is_chinese(prompt) for prompt in test]
+    assert any(languages) and not all(languages)

@@ -50,7 +50,7 @@ def read_tools(value: str) -> list[dict[str, Any]] | None:
     value = value.strip()
     if not value:
         return None
-    return parse_tools(value, "tools") if value.startswith("[") else read_tools_file(value)
+    return parse_tools(value, "pasted tools") if value.startswith("[") else read_tools_file(value)
 
 
 def parse_tools(text: str, origin: str) -> list[dict[str, Any]]:

@@ -1,28 +1,43 @@
 """The Chat tab: load the base model, a run's adapter or a merged export through the one
-generation path (`tuneforge.infer.chat`), talk to it with streamed replies, unload it."""
+generation path (`tuneforge.infer.chat`), talk to it with streamed replies, unload it.
+
+With tools (a JSON list, pasted or in a file) a reply that is a call is shown as a call, and
+the user answers it with the tool's result; the conversation, calls and results included, is
+kept as the library's messages (`tuneforge.infer.tool_chat`, as ``tuneforge chat --tools``)."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from tuneforge.config import RunConfig
+from tuneforge.config import GenerationArgs, RunConfig
 from tuneforge.data import Message
-from tuneforge.data.formats import Role
 from tuneforge.errors import UserError
 from tuneforge.infer.chat import ChatModel, generation_settings, load_chat_model
 from tuneforge.infer.resolve import resolve_model
+from tuneforge.infer.tool_chat import (
+    ReplyStream,
+    call_text,
+    observation,
+    pending_calls,
+    read_tools,
+)
 from tuneforge.webui import form, sources
+from tuneforge.webui.locales import text as translate
 from tuneforge.webui.runner import TrainingRunner
-from tuneforge.webui.widgets import Texts, button, field, messages_update
+from tuneforge.webui.widgets import Texts, bound_factory, button, field, messages_update
 
 # A turn of the page's chat history, as gradio shows it.
 ChatTurn = dict[str, str]
+# What sending a message or a tool result updates: the page's turns, the conversation, the
+# box it was typed in, the status line.
+Update = tuple[list[ChatTurn], list[Message], str, Any]
 
 
 @dataclass
@@ -81,12 +96,21 @@ def build_chat_tab(
     with gr.Row():
         with gr.Column(scale=3):
             chatbot = texts.bind(_chatbot, label="out.chat")
+            conversation = gr.State([])  # the library's messages: calls and results included
             message = texts.bind(_message_box, label="field.message", info="hint.message")
             with gr.Row():
                 send = texts.bind(button("send", "primary"), value="button.send")
                 clear = texts.bind(button("clear"), value="button.clear")
+            with gr.Row():
+                result = texts.bind(
+                    bound_factory(gr.Textbox, lines=1, elem_id="tf-tool-result", scale=4),
+                    label="field.tool_result",
+                    info="hint.tool_result",
+                )
+                result_button = texts.bind(button("send-result"), value="button.send_result")
         with gr.Column(scale=1):
             system, _ = field(texts, "system", gr.Textbox, lines=3, value="")
+            tools, _ = field(texts, "tools", gr.Textbox, lines=3, value="")
             temperature, _ = field(
                 texts, "temperature", gr.Slider, minimum=0, maximum=2, step=0.05, value=0
             )
@@ -137,73 +161,151 @@ def build_chat_tab(
 
     load.click(load_model, [lang, base, adapter], status)
 
-    def unload_model(language: str) -> tuple[Any, list[ChatTurn]]:
+    def unload_model(language: str) -> tuple[Any, list[ChatTurn], list[Message]]:
         holder.unload()
-        return texts("msg.model_unloaded", language), []
+        return texts("msg.model_unloaded", language), [], []
 
-    unload.click(unload_model, lang, [status, chatbot])
+    unload.click(unload_model, lang, [status, chatbot, conversation])
 
-    def reply(
-        language: str,
-        text: str,
-        history: list[ChatTurn],
-        system_prompt: str,
-        temp: float,
-        share: float,
-        limit: float,
-        repeat: float,
-    ) -> Iterator[tuple[list[ChatTurn], str, Any]]:
-        loaded = holder.loaded
-        if loaded is None:
-            yield history, text, gr.update(value=texts("msg.load_first", language), visible=True)
-            return
-        if not text.strip():
-            yield history, "", gr.update()
-            return
-        try:
-            gen = generation_settings(
-                loaded.config.generation,
-                temperature=temp,
-                top_p=share,
-                max_new_tokens=int(limit),
-                repetition_penalty=repeat,
-            )
-        except UserError as exc:
-            yield history, text, messages_update(exc.lines)
-            return
-        turns: list[ChatTurn] = [
-            {"role": m["role"], "content": _plain(m["content"])} for m in history
-        ]
-        turns.append({"role": "user", "content": text})
-        prompt: list[Message] = []
-        if system_prompt.strip():
-            prompt.append({"role": "system", "content": system_prompt})
-        prompt += [{"role": _role(t["role"]), "content": t["content"]} for t in turns]
-        answer = {"role": "assistant", "content": ""}
-        for piece in loaded.model.stream(prompt, gen):
-            answer["content"] += piece
-            yield [*turns, answer], "", gr.update()
-        answer["content"] = answer["content"].strip()
-        yield [*turns, answer], "", gr.update()
-
-    inputs = [lang, message, chatbot, system, temperature, top_p, max_new, penalty]
+    settings = [system, tools, temperature, top_p, max_new, penalty]
     for event in (send.click, message.submit):
-        event(reply, inputs, [chatbot, message, status])
-    clear.click(lambda: ([], ""), None, [chatbot, message])
-
-
-def _role(name: str) -> Role:
-    """The conversation role of a chatbot turn (the page shows only these two)."""
-    return "assistant" if name == "assistant" else "user"
-
-
-def _plain(content: Any) -> str:
-    """A chatbot message's text (gradio may hand it back as a list of parts)."""
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "") if isinstance(part, dict) else str(part) for part in content
+        event(
+            functools.partial(send_message, holder),
+            [lang, message, chatbot, conversation, *settings],
+            [chatbot, conversation, message, status],
         )
-    return str(content)
+    for event in (result_button.click, result.submit):
+        event(
+            functools.partial(send_result, holder),
+            [lang, result, chatbot, conversation, *settings],
+            [chatbot, conversation, result, status],
+        )
+    clear.click(lambda: ([], [], ""), None, [chatbot, conversation, message])
+
+
+def send_message(
+    holder: ChatHolder,
+    language: str,
+    text: str,
+    turns: list[ChatTurn],
+    messages: list[Message],
+    *settings: Any,
+) -> Iterator[Update]:
+    """The user's message and the model's reply, streamed."""
+    if not text.strip():
+        yield turns, messages, "", gr.update()
+        return
+    try:
+        replies = _replier(holder, language, *settings)
+    except UserError as exc:
+        yield turns, messages, text, messages_update(exc.lines)
+        return
+    said: Message = {"role": "user", "content": text}
+    for now, page in replies([*messages, said], [*turns, {"role": "user", "content": text}]):
+        yield page, now, "", gr.update()
+
+
+def send_result(
+    holder: ChatHolder,
+    language: str,
+    result: str,
+    turns: list[ChatTurn],
+    messages: list[Message],
+    *settings: Any,
+) -> Iterator[Update]:
+    """A tool's result, for the first call still open; once every call of the turn has its
+    result, the model's next reply, streamed."""
+    try:
+        replies = _replier(holder, language, *settings)
+    except UserError as exc:
+        yield turns, messages, result, messages_update(exc.lines)
+        return
+    if not pending_calls(messages):
+        yield turns, messages, result, messages_update([translate("msg.no_call", language)])
+        return
+    answered = [*messages, observation(result.strip())]
+    shown = [*turns, result_turn(result.strip(), language)]
+    if pending_calls(answered):  # other calls of the turn wait for their results
+        yield shown, answered, "", gr.update()
+        return
+    for now, page in replies(answered, shown):
+        yield page, now, "", gr.update()
+
+
+def _replier(
+    holder: ChatHolder,
+    language: str,
+    system_prompt: str,
+    tools: str,
+    temp: float,
+    share: float,
+    limit: float,
+    repeat: float,
+) -> Callable[[list[Message], list[ChatTurn]], Iterator[tuple[list[Message], list[ChatTurn]]]]:
+    """`continue_chat` with the loaded model and what the form says, or a `UserError`."""
+    loaded = holder.loaded
+    if loaded is None:
+        raise UserError(translate("msg.load_first", language))
+    gen = generation_settings(
+        loaded.config.generation,
+        temperature=temp,
+        top_p=share,
+        max_new_tokens=int(limit),
+        repetition_penalty=repeat,
+    )
+    return functools.partial(
+        continue_chat,
+        loaded.model,
+        system_prompt=system_prompt,
+        gen=gen,
+        tools=read_tools(tools),
+        language=language,
+    )
+
+
+def continue_chat(
+    model: ChatModel,
+    messages: list[Message],
+    turns: list[ChatTurn],
+    *,
+    system_prompt: str,
+    gen: GenerationArgs,
+    tools: Sequence[dict[str, Any]] | None,
+    language: str,
+) -> Iterator[tuple[list[Message], list[ChatTurn]]]:
+    """The model's next reply to `messages`: (conversation, page turns) as it streams, and
+    last with the reply added, a call shown as a call."""
+    system: list[Message] = [{"role": "system", "content": system_prompt}]
+    stream = ReplyStream(
+        model, [*system, *messages] if system_prompt.strip() else messages, gen, tools
+    )
+    answer: ChatTurn = {"role": "assistant", "content": ""}
+    for piece in stream:
+        answer["content"] += piece
+        yield messages, [*turns, answer]
+    yield [*messages, *stream.messages], [*turns, reply_turn(stream, language)]
+
+
+def reply_turn(stream: ReplyStream, language: str) -> ChatTurn:
+    """A finished reply as the page shows it: text, or its calls as code, or, for a call that
+    could not be read, the text the model wrote and why."""
+    parsed = stream.reply
+    if parsed.calls:
+        calls = "\n".join(call_text(call) for call in parsed.calls)
+        lead = f"{parsed.content}\n\n" if parsed.content else ""
+        return {"role": "assistant", "content": f"{lead}```\n{calls}\n```"}
+    if parsed.error:
+        note = translate("msg.bad_call", language).format(error=parsed.error)
+        return {"role": "assistant", "content": f"```\n{stream.text.strip()}\n```\n\n{note}"}
+    return {"role": "assistant", "content": stream.text.strip()}
+
+
+def result_turn(result: str, language: str) -> ChatTurn:
+    """A tool's result as the page shows it: marked, as code."""
+    return {
+        "role": "user",
+        "content": f"{translate('out.tool_result', language)}\n```\n{result}\n```",
+    }
 
 
 def _chatbot(**props: Any) -> gr.Chatbot:

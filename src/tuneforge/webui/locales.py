@@ -461,6 +461,28 @@ _TEXTS: dict[str, dict[str, str]] = {
     "msg.model_loaded": {"en": "Loaded {name}.", "zh": "已加载 {name}。"},
     "msg.model_unloaded": {"en": "No model loaded.", "zh": "未加载模型。"},
     "msg.load_first": {"en": "Load a model first.", "zh": "请先加载模型。"},
+    "field.tools": {"en": "Tools (JSON)", "zh": "工具（JSON）"},
+    "hint.tools": {
+        "en": "A JSON list of function schemas, pasted or the path of a file "
+        "(e.g. examples/data/tools_schema.json); empty = no tools.",
+        "zh": "函数 schema 的 JSON 列表，可直接粘贴或填写文件路径"
+        "（如 examples/data/tools_schema.json）；留空 = 不使用工具。",
+    },
+    "field.tool_result": {"en": "Tool result", "zh": "工具结果"},
+    "hint.tool_result": {
+        "en": "When the model calls a tool, type what the tool returned; the model goes on.",
+        "zh": "模型调用工具时，在此填写工具的返回结果，模型会接着回答。",
+    },
+    "button.send_result": {"en": "Send tool result", "zh": "发送工具结果"},
+    "out.tool_result": {"en": "Tool result:", "zh": "工具结果："},
+    "msg.no_call": {
+        "en": "The model has not called a tool: there is no call to answer.",
+        "zh": "模型没有调用工具，没有需要回答的调用。",
+    },
+    "msg.bad_call": {
+        "en": "(not read as a tool call: {error})",
+        "zh": "（无法识别为工具调用：{error}）",
+    },
     # Export tab
     "field.format": {"en": "Format", "zh": "格式"},
     "hint.format": {

@@ -262,8 +262,9 @@ def _show_reply(stream: ReplyStream) -> list[str]:
             print(piece, end="", flush=True)
     except KeyboardInterrupt:
         print(" [stopped]", end="")
-    parsed = stream.reply
-    print(stream.unshown.rstrip())
+    parsed, rest = stream.reply, stream.unshown.rstrip()
+    if rest or stream.shown or not parsed.calls:  # a call alone goes on the reply's line
+        print(rest)
     if parsed.error:
         print(f"(not read as a tool call: {parsed.error})")
     for call in parsed.calls:

@@ -43,7 +43,7 @@ def test_a_call_is_shown_answered_with_an_observation_and_the_model_goes_on(
     argv = ["--adapter", str(tool_caller_dir), "--tools", str(tools_file)]
     prompts, out = chat_command(monkeypatch, capsys, argv, ["Weather in Paris?", "18 C", "/exit"])
     assert prompts == ["\nYou: ", "observation> ", "\nYou: "]
-    assert CALL_LINE in out and "<tool_call>" not in out
+    assert f"Assistant: {CALL_LINE}\n" in out and "<tool_call>" not in out
     # The answer the model was trained to give only after the tool's result.
     assert out.index(CALL_LINE) < out.index("Assistant: It is 18 C in Paris.")
 

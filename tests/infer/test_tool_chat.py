@@ -11,8 +11,7 @@ import pytest
 import tuneforge
 from tuneforge.cli import main
 from tuneforge.config import GenerationArgs
-from tuneforge.data.tools import HERMES, JSON_CALLS
-from tuneforge.infer.tool_chat import ReplyStream, _showable, pending_calls, read_tools
+from tuneforge.infer.tool_chat import ReplyStream, pending_calls, read_tools
 
 CALL_LINE = '→ get_weather({"city": "Paris"})'
 
@@ -84,24 +83,6 @@ def test_the_stream_holds_back_the_call_and_the_conversation_gains_a_call_turn(
         {"name": "get_weather", "arguments": {"city": "Paris"}}
     ]
     assert pending_calls([*conversation, {"role": "observation", "content": "18 C"}]) == []
-
-
-@pytest.mark.parametrize(
-    ("fmt", "text", "showable"),
-    [
-        (HERMES, "Sure.", "Sure."),
-        (HERMES, "Sure. <tool_", "Sure. "),  # may be the start of a call: held back
-        (HERMES, "Let me check.\n<tool_call>\n{", "Let me check.\n"),
-        (HERMES, "a <b> c", "a <b> c"),
-        (JSON_CALLS, "  ", ""),
-        (JSON_CALLS, "<|python", ""),
-        (JSON_CALLS, '<|python_tag|>{"name"', ""),
-        (JSON_CALLS, ' {"name": "x"', ""),
-        (JSON_CALLS, "It is sunny {maybe}", "It is sunny {maybe}"),
-    ],
-)
-def test_text_is_shown_once_it_cannot_be_a_call(fmt, text, showable):
-    assert text[: _showable(text, fmt)] == showable
 
 
 def test_pending_calls_are_answered_in_order():

@@ -167,6 +167,7 @@ class ToolFormat:
     call_marker: str
     system_intro: str
     system_outro: str
+    lead: str = ""  # what the family may write before a call (Llama 3.1's <|python_tag|>)
 
     def render_calls(self, calls: Sequence[ToolCall]) -> str:
         if self.name == "json":
@@ -197,7 +198,7 @@ class ToolFormat:
     def parse(self, text: str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedReply:
         """The reply's text and calls. Whitespace around the JSON is tolerated, the JSON
         itself is not repaired: a call that does not parse gives `error` and no calls."""
-        return _parse_json(text) if self.name == "json" else _parse_hermes(text)
+        return _parse_json(text, self.lead) if self.name == "json" else _parse_hermes(text)
 
 
 _HERMES_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
@@ -218,8 +219,8 @@ def _parse_hermes(text: str) -> ParsedReply:
     return ParsedReply(content, tuple(calls))
 
 
-def _parse_json(text: str) -> ParsedReply:
-    body = text.strip().removeprefix("<|python_tag|>").strip()
+def _parse_json(text: str, lead: str) -> ParsedReply:
+    body = text.strip().removeprefix(lead).strip()
     if not body.startswith("{"):
         return ParsedReply(text.strip())
     calls: list[ToolCall] = []
@@ -254,6 +255,7 @@ JSON_CALLS = ToolFormat(
     "You can call functions to help with the user's request. Their JSON schemas:",
     'To call a function, reply only with JSON: {"name": "<function name>", '
     '"parameters": {<arguments as JSON>}}',
+    "<|python_tag|>",
 )
 TOOL_FORMATS: Mapping[str, ToolFormat] = MappingProxyType({"hermes": HERMES, "json": JSON_CALLS})
 

@@ -21,17 +21,14 @@ from tuneforge.data.tools import (
     ParsedReply,
     ToolCall,
     ToolError,
-    ToolFormat,
     calls_json,
     calls_of,
     check_tools,
 )
 from tuneforge.errors import DataError
 from tuneforge.infer.chat import ChatModel
+from tuneforge.infer.replies import ReplyReader
 from tuneforge.userfiles import kind_of, read_utf8
-
-# What the json format (Llama 3.1) may write before the JSON object of a call.
-PYTHON_TAG = "<|python_tag|>"
 
 
 def read_tools_file(path: str | Path) -> list[dict[str, Any]]:
@@ -109,17 +106,22 @@ class ReplyStream:
         self.messages_in = list(messages)
         self.gen = gen
         self.tools = list(tools or ())
-        self.text = ""
-        self.shown = 0
+        self.reader = ReplyReader(model.template.tool_format if self.tools else None)
+
+    @property
+    def text(self) -> str:
+        return self.reader.text
+
+    @property
+    def shown(self) -> int:
+        """How much of `text` has been yielded for display."""
+        return self.reader.sent
 
     def __iter__(self) -> Iterator[str]:
-        fmt = self.model.template.tool_format
         for piece in self.model.stream(self.messages_in, self.gen, tools=self.tools or None):
-            self.text += piece
-            end = _showable(self.text, fmt) if self.tools else len(self.text)
-            if end > self.shown:
-                yield self.text[self.shown : end]
-                self.shown = end
+            shown = self.reader.feed(piece)
+            if shown:
+                yield shown
 
     @property
     def reply(self) -> ParsedReply:
@@ -139,25 +141,3 @@ class ReplyStream:
         if calls:
             return [{"role": "function", "content": calls_json(calls)}]
         return [{"role": "assistant", "content": self.text.strip()}]
-
-
-def _showable(text: str, fmt: ToolFormat) -> int:
-    """How much of `text` can be shown: all of it once it cannot be a call, none of a call."""
-    if fmt.call_marker != "{":  # a marker that may follow some text (hermes' <tool_call>)
-        at = text.find(fmt.call_marker)
-        if at >= 0:
-            return at
-        keep = next(
-            (
-                n
-                for n in range(len(fmt.call_marker) - 1, 0, -1)
-                if text.endswith(fmt.call_marker[:n])
-            ),
-            0,
-        )
-        return len(text) - keep
-    body = text.lstrip()  # a call is the whole reply: decided by its first characters
-    if PYTHON_TAG.startswith(body):
-        return 0
-    body = body.removeprefix(PYTHON_TAG).lstrip()
-    return 0 if not body or body.startswith("{") else len(text)

@@ -30,9 +30,9 @@ from tuneforge.config.schema import GenerationArgs
 from tuneforge.errors import UserError
 from tuneforge.infer.chat import ChatModel, generation_settings, load_chat_model
 from tuneforge.infer.decoding import Row
+from tuneforge.infer.replies import Answer, ReplyReader
 from tuneforge.infer.resolve import ResolvedModel
 from tuneforge.serving import protocol
-from tuneforge.serving.replies import Answer, ReplyReader
 from tuneforge.serving.scheduler import GenerationQueue, QueueFull
 
 if TYPE_CHECKING:
@@ -218,9 +218,7 @@ def create_app(chat: ChatModel, gen: GenerationArgs, settings: ServerSettings) -
             ) from None
         cid = protocol.completion_id()
         readers = [
-            ReplyReader(chat.read_reply, chat.template.tool_format.call_marker, prefill)
-            if tools
-            else ReplyReader()
+            ReplyReader(chat.template.tool_format, prefill) if tools else ReplyReader()
             for _ in rows
         ]
         if body.stream:

@@ -18,7 +18,7 @@ from tuneforge.data import Message
 from tuneforge.data.formats import append_message
 from tuneforge.data.tools import ToolCall, ToolError, calls_json, new_call_id, read_calls
 from tuneforge.infer.decoding import Row
-from tuneforge.serving.replies import Answer
+from tuneforge.infer.replies import Answer
 
 MAX_STOP_WORDS = 4
 MAX_CHOICES = 16

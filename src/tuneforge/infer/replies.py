@@ -1,19 +1,19 @@
-"""What one choice says: its text, or the tool calls read from it.
+"""What one reply says: its text, or the tool calls read from it, as it streams.
 
-With tools the reply is read in the template's tool format (`ChatModel.read_reply`). A stream
-cannot take back text it has sent, so `ReplyReader` holds back whatever may be the start of a
-call (the format's call marker, or the part of it the text ends with, and the whitespace before
-it) until the reply ends; then the calls leave as calls and anything else as text. A call that
-does not parse is answered as the text the model wrote, never as half a call.
+With tools the reply is read in the template's tool format. A stream cannot take back text it
+has sent, so `ReplyReader` holds back whatever may be the start of a call (the format's call
+marker, the part of it the text ends with, the whitespace before it, and the format's `lead`
+such as Llama 3.1's ``<|python_tag|>``) until the reply ends; then the calls leave as calls and
+anything else as text. A call that does not parse is answered as the text the model wrote,
+never as half a call. The API server, the CLI chat and the WebUI all read replies with it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from tuneforge.data.tools import ParsedReply, ToolCall
+from tuneforge.data.tools import ToolCall, ToolFormat
 
 logger = logging.getLogger(__name__)
 
@@ -31,18 +31,16 @@ class ReplyReader:
     """One choice as it is generated: `feed` each piece and send what it returns, then
     `finish` gives the text still to send and the `Answer`.
 
-    Without `read` (no tools) every piece is sent as it comes. With it, text from the first
-    call marker the format would read as a call is held back; so is a trailing part of a
-    marker and the whitespace before one. `prefill` is what the prompt already wrote of the
-    reply (the start of a call, for ``tool_choice`` required or named)."""
+    Without a format (no tools) every piece is sent as it comes. With one, text from the
+    first call marker the format would read as a call is held back; so is a trailing part of a
+    marker, the whitespace before one, and a reply that is so far the format's lead. `prefill`
+    is what the prompt already wrote of the reply (the start of a call, for ``tool_choice``
+    required or named)."""
 
-    def __init__(
-        self,
-        read: Callable[[str], ParsedReply] | None = None,
-        marker: str = "",
-        prefill: str = "",
-    ) -> None:
-        self.read, self.marker = read, marker
+    def __init__(self, fmt: ToolFormat | None = None, prefill: str = "") -> None:
+        self.fmt = fmt
+        self.read = fmt.parse if fmt else None
+        self.marker = fmt.call_marker if fmt else ""
         self.text = prefill
         self.sent = 0
         self.holding = False
@@ -73,6 +71,15 @@ class ReplyReader:
 
     def _free_end(self) -> int:
         """Where the text that cannot be a call ends (and holding starts, when it does)."""
+        lead = self.fmt.lead if self.fmt else ""
+        if lead and self.sent == 0:
+            body = self.text.lstrip()
+            if lead.startswith(body):
+                return 0  # nothing yet, or part of the lead: undecided
+            if body.startswith(lead):
+                rest = body[len(lead) :].lstrip()
+                self.holding = not rest or rest.startswith(self.marker)
+                return 0 if self.holding or not rest else len(self.text)
         at = self.text.find(self.marker, self.sent)
         while at >= 0:
             if self._is_call(at):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from tuneforge.data.tools import HERMES, JSON_CALLS, ToolCall
-from tuneforge.serving.replies import ReplyReader
+from tuneforge.infer.replies import ReplyReader
 
 CALL = '{"name": "f", "arguments": {"a": 1}}'
 
 
 def read(fmt, pieces, prefill=""):
-    reader = ReplyReader(fmt.parse, fmt.call_marker, prefill)
+    reader = ReplyReader(fmt, prefill)
     sent = [reader.feed(piece) for piece in pieces]
     rest, answer = reader.finish("stop")
     return sent, rest, answer
@@ -59,3 +59,23 @@ def test_without_tools_every_piece_goes_out_as_it_comes():
     reader = ReplyReader()
     assert [reader.feed(piece) for piece in [" <tool_call>", " x "]] == [" <tool_call>", " x "]
     assert reader.finish("length")[1].content == " <tool_call> x "
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "sent"),
+    [
+        (HERMES, "Sure.", "Sure."),
+        (HERMES, "Sure. <tool_", "Sure."),  # may be the start of a call: held back
+        (HERMES, "Let me check.\n<tool_call>\n{", "Let me check."),
+        (HERMES, "a <b> c", "a <b> c"),
+        (JSON_CALLS, "  ", ""),
+        (JSON_CALLS, "<|python", ""),  # may be Llama 3.1's lead before a call
+        (JSON_CALLS, '<|python_tag|>{"name"', ""),
+        (JSON_CALLS, "<|python_tag|>print(1)", "<|python_tag|>print(1)"),
+        (JSON_CALLS, ' {"name": "x"', ""),
+        (JSON_CALLS, "It is sunny {maybe}", "It is sunny {maybe}"),
+    ],
+)
+def test_text_goes_out_once_it_cannot_be_a_call(fmt, text, sent):
+    reader = ReplyReader(fmt)
+    assert "".join(reader.feed(char) for char in text) == sent

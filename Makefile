@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup setup-gguf demo test test-fast lint bench clean
 
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -16,6 +16,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# GGUF k-quants (q5_k_m, q4_k_m) and the llama.cpp checks of every GGUF export need
+# llama-cpp-python, which compiles llama.cpp (about 25 minutes on 2 busy cores), so `make test`
+# leaves it out (its tests skip) unless this ran once. CI runs it. LLAVA_BUILD=OFF skips the
+# multimodal library tuneforge never loads.
+GGUF_STAMP := $(VENV)/.gguf-quant
+$(GGUF_STAMP): $(STAMP)
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(BIN)/python -m pip install -q -e ".[gguf-quant]"
+	touch $(GGUF_STAMP)
+
+setup-gguf: $(GGUF_STAMP)
 
 demo: setup
 	$(BIN)/python examples/identity_demo.py

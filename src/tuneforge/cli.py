@@ -533,7 +533,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("hf", "gguf"), help="default: gguf when --out ends in .gguf, else hf"
     )
     export.add_argument(
-        "--quant", choices=("f32", "f16", "q8_0"), help="GGUF weight type (default: f16)"
+        "--quant",
+        choices=("f32", "f16", "q8_0", "q5_k_m", "q4_k_m"),
+        help="GGUF weight type (default: f16); q5_k_m and q4_k_m are made by llama.cpp "
+        "(pip install 'tuneforge[gguf-quant]')",
     )
     export.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     export.set_defaults(func=_export)

@@ -214,7 +214,8 @@ def export(
 ) -> ExportResult:
     """Merge a training output into its base model and write a Hugging Face folder (weight
     shards of at most `max_shard_size` bytes; `legacy_format`: .bin instead of safetensors) or
-    a GGUF file (``fmt="gguf"``, ``quant`` f32/f16/q8_0), checked against the original.
+    a GGUF file (``fmt="gguf"``, ``quant`` f32/f16/q8_0, or q5_k_m/q4_k_m with the gguf-quant
+    extra), checked against the original.
     `device` "auto" merges on a CUDA GPU when there is one."""
     from tuneforge.exporting.pipeline import export_model
 

@@ -3,8 +3,8 @@
 Everything is written into a hidden folder beside the destination and moved into place only
 after it was written completely, so a failed export never leaves a half-written model where
 a good one is expected. The checks reload what was written (the folder with transformers, the
-GGUF with transformers' ``gguf_file=`` loader) and compare its next-token predictions with the
-unmerged base + adapter.
+GGUF with transformers' ``gguf_file=`` loader and, where llama-cpp-python is installed, with
+llama.cpp itself) and compare its next-token predictions with the unmerged base + adapter.
 """
 
 from __future__ import annotations
@@ -15,16 +15,20 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 
 from tuneforge.data import Template
 from tuneforge.errors import ConfigError, OutputError
+from tuneforge.exporting import llamacpp
 from tuneforge.exporting import merge as merging
-from tuneforge.exporting.gguf import QUANTS, check_supported, write_gguf, write_modelfile
+from tuneforge.exporting.gguf import QUANTS as WRITTEN_QUANTS
+from tuneforge.exporting.gguf import check_supported, write_gguf, write_modelfile
 from tuneforge.exporting.verify import (
     Check,
     compare_predictions,
+    compare_prompt_ids,
     compare_tokenization,
     logits_at_every_position,
     probe_prompts,
@@ -35,8 +39,17 @@ from tuneforge.models import load_tokenizer, resolve_model_path
 logger = logging.getLogger(__name__)
 
 FORMATS = ("hf", "gguf")
+# tuneforge's own GGUF weight types, then llama.cpp's k-quants (the gguf-quant extra).
+QUANTS = (*WRITTEN_QUANTS, *llamacpp.LLAMA_CPP_QUANTS)
 # Share of next-token predictions that must agree: exact formats, and rounded ones.
 EXACT, ROUNDED = 0.99, 0.9
+# Per GGUF weight type. The k-quants round more; on the default model, whose 576-wide rows
+# are not a multiple of 256, most tensors fall back to 32-value q5_0/q5_1 blocks (measured,
+# 202 positions, transformers / llama.cpp: q5_k_m 0.83 / 0.86, q4_k_m 0.90 / 0.92;
+# docs/benchmarks.md). A misread file (tokenizer, q/k layout) agrees on few positions.
+AGREEMENT = MappingProxyType(
+    {"f32": EXACT, "f16": ROUNDED, "q8_0": ROUNDED, "q5_k_m": 0.8, "q4_k_m": 0.8}
+)
 
 
 @dataclass(frozen=True)
@@ -63,9 +76,9 @@ def export_model(
 ) -> ExportResult:
     """Merge the model's adapter into its weights and write `out` as a Hugging Face folder
     (``fmt="hf"``: weight shards of at most `max_shard_size` bytes, safetensors or, with
-    `legacy_format`, .bin) or a GGUF file (``fmt="gguf"``, ``quant`` f32, f16 or q8_0; default
-    f16). The format defaults to gguf when `out` ends in .gguf. `device` "auto" merges on a
-    CUDA GPU when there is one."""
+    `legacy_format`, .bin) or a GGUF file (``fmt="gguf"``, ``quant`` f32, f16, q8_0, or with
+    llama-cpp-python q5_k_m, q4_k_m; default f16). The format defaults to gguf when `out`
+    ends in .gguf. `device` "auto" merges on a CUDA GPU when there is one."""
     out = Path(out)
     fmt = fmt or ("gguf" if out.suffix == ".gguf" else "hf")
     _check_request(model, out, fmt, quant, overwrite, max_shard_size is not None or legacy_format)
@@ -98,9 +111,17 @@ def export_model(
         if fmt == "hf":
             _place(folder, out)
             return ExportResult(out, checks)
+        quant = quant or "f16"
         written = staging / out.name
-        write_gguf(merged, chat.tokenizer, folder, written, quant or "f16", name=out.stem)
-        checks += _check_gguf(written, chat.template, prompts, reference, exact=quant == "f32")
+        if quant in llamacpp.LLAMA_CPP_QUANTS:
+            # llama.cpp quantises from f32, so the weights are rounded once, to the final type.
+            unquantised = staging / "f32.gguf"
+            write_gguf(merged, chat.tokenizer, folder, unquantised, "f32", name=out.stem)
+            llamacpp.quantize(unquantised, written, quant)
+            unquantised.unlink()
+        else:
+            write_gguf(merged, chat.tokenizer, folder, written, quant, name=out.stem)
+        checks += _check_gguf(written, chat.template, prompts, reference, AGREEMENT[quant])
         _place(written, out)
         modelfile = write_modelfile(out, chat.template, model.config.generation)
         return ExportResult(out, checks, modelfile)
@@ -123,6 +144,8 @@ def _check_request(
         problems.append(f"--format {fmt}: allowed: {', '.join(FORMATS)}")
     if quant is not None and quant not in QUANTS:
         problems.append(f"--quant {quant}: allowed: {', '.join(QUANTS)}")
+    elif quant in llamacpp.LLAMA_CPP_QUANTS and not llamacpp.available():
+        problems.append(llamacpp.missing(quant))
     if fmt == "hf" and quant is not None:
         problems.append(
             "--quant applies to --format gguf; a Hugging Face folder keeps the base model's dtype"
@@ -178,19 +201,33 @@ def _check_gguf(
     template: Template,
     prompts: list[list[int]],
     reference: list[torch.Tensor],
-    exact: bool,
+    required: float,
 ) -> list[Check]:
+    """transformers' reading of the file, and llama.cpp's where llama-cpp-python is installed."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     where = {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name}
     reloaded = AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32)
     candidate = logits_at_every_position(reloaded, prompts)
-    return [
-        compare_predictions(
-            "GGUF vs base+adapter", reference, candidate, required=EXACT if exact else ROUNDED
-        ),
+    checks = [
+        compare_predictions("GGUF vs base+adapter", reference, candidate, required=required),
         compare_tokenization("GGUF tokenizer", template, AutoTokenizer.from_pretrained(**where)),
     ]
+    if not llamacpp.available():
+        logger.info("llama-cpp-python is not installed: the GGUF is checked with transformers only")
+        return checks
+    llm = llamacpp.load(path, n_ctx=max(512, *map(len, prompts)), logits_all=True)
+    try:
+        ran = llamacpp.logits_at_every_position(llm, prompts)
+        checks += [
+            compare_predictions("llama.cpp vs base+adapter", reference, ran, required=required),
+            compare_prompt_ids(
+                "llama.cpp tokenizer", template, lambda text: llamacpp.tokenize(llm, text)
+            ),
+        ]
+    finally:
+        llm.close()
+    return checks
 
 
 def _place(written: Path, out: Path) -> None:

@@ -8,7 +8,7 @@ agree.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,3 +100,16 @@ def compare_tokenization(name: str, template: Template, exported_tokenizer: Any)
         )["input_ids"]
         agreed += list(ours) == list(theirs)
     return Check(name, agreed, len(PROBES), 1.0, "prompts (chat template + tokenizer)")
+
+
+def compare_prompt_ids(
+    name: str, template: Template, tokenize: Callable[[str], list[int]]
+) -> Check:
+    """Another program's tokenizer (llama.cpp's) must split each rendered probe prompt into
+    the ids training's tokenizer gives."""
+    agreed = 0
+    for text in PROBES:
+        rendered = template.render([{"role": "user", "content": text}], add_generation_prompt=True)
+        ours = template.tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        agreed += list(ours) == tokenize(rendered)
+    return Check(name, agreed, len(PROBES), 1.0, "prompts (tokenizer)")

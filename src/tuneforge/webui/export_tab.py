@@ -10,8 +10,7 @@ import gradio as gr
 
 import tuneforge
 from tuneforge.errors import UserError
-from tuneforge.exporting.gguf import QUANTS
-from tuneforge.exporting.pipeline import FORMATS
+from tuneforge.exporting.pipeline import FORMATS, QUANTS
 from tuneforge.webui import sources
 from tuneforge.webui.runner import TrainingRunner
 from tuneforge.webui.widgets import TRACK_TQDM, Texts, button, field, messages_update

@@ -493,8 +493,10 @@ _TEXTS: dict[str, dict[str, str]] = {
     },
     "field.quant": {"en": "GGUF weight type", "zh": "GGUF 权重类型"},
     "hint.quant": {
-        "en": "f16 keeps quality at half the size of f32; q8_0 is half again, nearly as good.",
-        "zh": "f16 体积为 f32 的一半且几乎无损；q8_0 再小一半，质量接近。",
+        "en": "f16 keeps quality at half the size of f32; q8_0 is half again, nearly as good; "
+        "q5_k_m and q4_k_m (smaller still) need pip install 'tuneforge[gguf-quant]'.",
+        "zh": "f16 体积为 f32 的一半且几乎无损；q8_0 再小一半，质量接近；"
+        "q5_k_m 和 q4_k_m 更小，需要 pip install 'tuneforge[gguf-quant]'。",
     },
     "field.export_out": {"en": "Export to", "zh": "导出到"},
     "hint.export_out": {

@@ -6,8 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tuneforge.config.choices import TEMPLATE_NAMES
+from tuneforge.config.choices import TEMPLATE_NAMES, TOOL_FORMAT_NAMES
 from tuneforge.data.templates import NAMED_TEMPLATES
+from tuneforge.data.tools import TOOL_FORMATS
 
 
 def test_importing_the_config_package_does_not_import_torch():
@@ -21,3 +22,7 @@ def test_importing_the_config_package_does_not_import_torch():
 
 def test_every_template_name_the_config_accepts_has_a_template():
     assert tuple(NAMED_TEMPLATES) == TEMPLATE_NAMES
+
+
+def test_every_tool_format_name_the_config_accepts_is_a_format():
+    assert set(TOOL_FORMAT_NAMES.values()) == set(TOOL_FORMATS)

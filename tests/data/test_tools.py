@@ -297,3 +297,21 @@ def test_a_call_prefix_tokenises_as_the_start_of_the_trained_call(tokenizer):
     for name in (None, "calculate"):
         prefix = tokenizer(HERMES.call_prefix(name), add_special_tokens=False)["input_ids"]
         assert trained[: len(prefix)] == prefix, name
+
+
+def test_tool_format_overrides_the_family_and_a_format_not_built_is_refused(tokenizer, tmp_path):
+    from tuneforge.config import load_config
+    from tuneforge.errors import ConfigError
+
+    template = get_template("chatml", tokenizer, tool_format="llama3")
+    call = '[{"name": "calculate", "arguments": {"expression": "1 + 1"}}]'
+    text = template.render(
+        [{"role": "user", "content": "1+1"}, {"role": "function", "content": call}]
+    )
+    assert '{"name": "calculate", "parameters": {"expression": "1 + 1"}}<|im_end|>' in text
+    config = tmp_path / "run.yaml"
+    config.write_text("model_name_or_path: smollm2-135m-instruct\ntool_format: glm4\n")
+    with pytest.raises(
+        ConfigError, match="tool_format='glm4': allowed: qwen, hermes, llama3, json"
+    ):
+        load_config(config)

@@ -109,7 +109,6 @@ UNSUPPORTED_KEYS: Mapping[str, str] = {
     "preprocessing_batch_size": "tokenisation uses datasets' default batch of 1000 rows",
     "eval_num_beams": _BEAMS,
     "eval_on_each_dataset": "scoring each validation dataset apart is not built",
-    "tool_format": "tools are written in the template's own format; other formats are not built",
     "enable_thinking": "reasoning (thinking) switches of chat templates are not built",
     "data_shared_file_system": "multi-node data preparation is not built",
     # RLHFArguments

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tuneforge.config.choices import TEMPLATE_NAMES
+from tuneforge.config.choices import TEMPLATE_NAMES, TOOL_FORMAT_NAMES
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 # cls: the head's learning rate as a multiple of learning_rate, unless cls_head_lr says: a
@@ -154,6 +154,11 @@ class DataArgs(_Section):
     default_system: str | None = Field(
         None, description="System prompt used when a sample has none (training and chat)."
     )
+    tool_format: str | None = Field(
+        None,
+        description="How tool calls are written: qwen (hermes <tool_call> tags) or llama3 "
+        "(Llama 3.1 JSON); empty = the template's own (hermes where it has none).",
+    )
     cutoff_len: int = Field(2048, gt=0, description="Maximum tokens per sample after encoding.")
     val_size: float = Field(
         0.0,
@@ -227,6 +232,16 @@ class DataArgs(_Section):
         if value is not None and value not in TEMPLATE_NAMES:
             raise ValueError(
                 f"allowed: {', '.join(TEMPLATE_NAMES)}, or leave it empty for the tokenizer's own"
+            )
+        return value
+
+    @field_validator("tool_format")
+    @classmethod
+    def _named_tool_format(cls, value: str | None) -> str | None:
+        if value is not None and value not in TOOL_FORMAT_NAMES:
+            raise ValueError(
+                f"allowed: {', '.join(TOOL_FORMAT_NAMES)} (LLaMA-Factory's default, glm4 and "
+                f"mistral formats are not built), or leave it empty for the template's own"
             )
         return value
 

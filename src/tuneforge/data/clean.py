@@ -183,7 +183,7 @@ def _total_tokens(cfg: RunConfig, tokenizer: Any, samples: list[Sample]) -> dict
     """Tokens per usable sample (by id), as training encodes it."""
     usable = [sample for sample in samples if not sample.problem]
     template = (
-        get_template(cfg.data.template, tokenizer, cfg.data.default_system)
+        get_template(cfg.data.template, tokenizer, cfg.data.default_system, cfg.data.tool_format)
         if cfg.finetune.stage == "sft"
         else None
     )

@@ -27,7 +27,7 @@ def inspect_datasets(
     samples = read_samples(cfg, limit)
     stage = cfg.finetune.stage
     template = (
-        get_template(cfg.data.template, tokenizer, cfg.data.default_system)
+        get_template(cfg.data.template, tokenizer, cfg.data.default_system, cfg.data.tool_format)
         if stage == "sft" and tokenizer is not None
         else None
     )

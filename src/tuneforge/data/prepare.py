@@ -63,7 +63,7 @@ def prepare_datasets(cfg: RunConfig, tokenizer: Any) -> PreparedData:
     data, stage = cfg.data, cfg.finetune.stage
     template = None
     if stage == "sft":
-        template = get_template(data.template, tokenizer, data.default_system)
+        template = get_template(data.template, tokenizer, data.default_system, data.tool_format)
         logger.info("Rendering with %s", template.label)
         warning = template_mismatch(template, tokenizer)
         if warning:
@@ -148,7 +148,7 @@ class PreferenceData:
 def prepare_preference(cfg: RunConfig, tokenizer: Any) -> PreferenceData:
     """Read, split and encode preference data with the run's chat template."""
     data, stage = cfg.data, cfg.finetune.stage
-    template = get_template(data.template, tokenizer, data.default_system)
+    template = get_template(data.template, tokenizer, data.default_system, data.tool_format)
     logger.info("Rendering with %s", template.label)
     raw = read_splits(cfg, template)
     if stage == "kto":

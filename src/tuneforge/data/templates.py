@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from tuneforge.config.choices import TOOL_FORMAT_NAMES
 from tuneforge.data.formats import Message
 from tuneforge.data.tools import (
     HERMES,
@@ -330,8 +331,14 @@ def label_segments(
     return input_ids, labels
 
 
-def get_template(name: str | None, tokenizer: Any, default_system: str | None = None) -> Template:
-    """The named template, or (name None) the tokenizer's own; checked on a probe conversation."""
+def get_template(
+    name: str | None,
+    tokenizer: Any,
+    default_system: str | None = None,
+    tool_format: str | None = None,
+) -> Template:
+    """The named template, or (name None) the tokenizer's own; checked on a probe conversation.
+    `tool_format` (qwen/hermes, llama3/json) overrides how the template's family writes calls."""
     eos = (tokenizer.eos_token,) if tokenizer.eos_token else ()
     if name is None:
         source = _own_template(tokenizer)
@@ -341,11 +348,11 @@ def get_template(name: str | None, tokenizer: Any, default_system: str | None = 
                 f"template to one of {', '.join(NAMED_TEMPLATES)}"
             )
         stop_words = _own_turn_end(source, tokenizer) + eos
-        tool_format = own_tool_format(source)
+        chosen = own_tool_format(source)
     elif name in NAMED_TEMPLATES:
         source = NAMED_TEMPLATES[name].source
         stop_words = NAMED_TEMPLATES[name].stop_words + eos
-        tool_format = TOOL_FORMATS[NAMED_TEMPLATES[name].tool_format]
+        chosen = TOOL_FORMATS[NAMED_TEMPLATES[name].tool_format]
     else:
         raise ConfigError(
             f"template: unknown template '{name}'"
@@ -353,8 +360,10 @@ def get_template(name: str | None, tokenizer: Any, default_system: str | None = 
             f"{', '.join(NAMED_TEMPLATES)}, or leave it empty for the "
             f"tokenizer's own"
         )
+    if tool_format is not None:
+        chosen = TOOL_FORMATS[TOOL_FORMAT_NAMES[tool_format]]
     template = Template(
-        name, source, tuple(dict.fromkeys(stop_words)), tokenizer, default_system, tool_format
+        name, source, tuple(dict.fromkeys(stop_words)), tokenizer, default_system, chosen
     )
     template.encode_segments(_PROBE[1:])  # fail now, not mid-dataset; some refuse a system
     return template

@@ -132,7 +132,7 @@ def read_pairs(cfg: RunConfig, template: Template) -> Pairs:
 
 
 def _template(cfg: RunConfig, tokenizer: Any) -> Template:
-    return get_template(cfg.data.template, tokenizer, cfg.data.default_system)
+    return get_template(cfg.data.template, tokenizer, cfg.data.default_system, cfg.data.tool_format)
 
 
 @dataclass(frozen=True)

@@ -168,5 +168,7 @@ def load_chat_model(model: ResolvedModel) -> ChatModel:
     )
     net = load_adapter(weights, model.adapter, trainable=False) if model.adapter else weights
     net.eval()
-    template = get_template(cfg.data.template, tokenizer, cfg.data.default_system)
+    template = get_template(
+        cfg.data.template, tokenizer, cfg.data.default_system, cfg.data.tool_format
+    )
     return ChatModel(model=net, tokenizer=tokenizer, template=template)

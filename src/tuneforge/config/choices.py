@@ -14,9 +14,6 @@ BEST_MODEL_METRICS: tuple[str, ...] = ("eval_loss", "eval_accuracy", "eval_macro
 
 # `tool_format:` names (LLaMA-Factory's qwen and llama3, and what they are): how calls are
 # written; `tuneforge.data.tools.TOOL_FORMATS` holds each (tested).
-TOOL_FORMAT_NAMES: dict[str, str] = {
-    "qwen": "hermes",
-    "hermes": "hermes",
-    "llama3": "json",
-    "json": "json",
-}
+TOOL_FORMAT_NAMES: Mapping[str, str] = MappingProxyType(
+    {"qwen": "hermes", "hermes": "hermes", "llama3": "json", "json": "json"}
+)

@@ -65,12 +65,8 @@ REFUSED = {
     "train_lora/qwen2vl_lora_sft.yaml": VISION,
 }
 
-# Not run unchanged because of a tuneforge gap: the lines that stop them.
-GAPS = {
-    "extras/nlg_eval/llama3_lora_predict.yaml": "dataset is required for training (a "
-    "do_predict-only config is read as training: do_train defaults to true, LLaMA-Factory's "
-    "to false; `tuneforge eval` reads it with do_train false)",
-}
+# Prediction only (do_predict, no do_train): `tuneforge eval` runs it; `tuneforge train` says so.
+PREDICT = ["extras/nlg_eval/llama3_lora_predict.yaml"]
 
 EXPORTS = ["merge_lora/llama3_lora_sft.yaml", "merge_lora/qwen3_lora_sft.yaml"]
 EXPORT_REFUSED = {"merge_lora/qwen2vl_lora_sft.yaml": {"template": VISION["template"]}}
@@ -112,12 +108,6 @@ ALPACA = [
 
 def written(name: str) -> dict:
     return yaml.safe_load((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-def gap(name: str):
-    return pytest.param(
-        name, marks=pytest.mark.xfail(strict=True, raises=ConfigError, reason=GAPS[name])
-    )
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +163,7 @@ def assert_refused(found: list[Problem], expected: dict[str, str]) -> None:
 
 
 def test_every_fixture_has_an_expected_outcome():
-    listed = {*READS, *REFUSED, *GAPS, *EXPORTS, *EXPORT_REFUSED, *INFERENCE}
+    listed = {*READS, *REFUSED, *PREDICT, *EXPORTS, *EXPORT_REFUSED, *INFERENCE}
     found = {str(path.relative_to(FIXTURES)) for path in FIXTURES.rglob("*.yaml")}
     assert found == listed
     assert set(TRAINED) <= set(READS)
@@ -181,7 +171,7 @@ def test_every_fixture_has_an_expected_outcome():
         assert written(name)["model_name_or_path"] == PLACEHOLDER, name
 
 
-@pytest.mark.parametrize("name", [*READS, *map(gap, GAPS)])
+@pytest.mark.parametrize("name", READS)
 def test_training_example_reads_as_written(name, tiny_model_dir, example_data, tmp_path):
     cfg = load_config(FIXTURES / name, overrides(tiny_model_dir, example_data, tmp_path))
     raw = written(name)
@@ -195,6 +185,17 @@ def test_training_example_reads_as_written(name, tiny_model_dir, example_data, t
             value = [part.strip() for part in value.split(",")]
         assert got == value, key
     assert cfg.train.do_train is raw.get("do_train", False)  # LLaMA-Factory's default
+
+
+@pytest.mark.parametrize("name", PREDICT)
+def test_a_prediction_example_runs_with_eval_and_train_says_so(
+    name, tiny_model_dir, example_data, tmp_path
+):
+    given = overrides(tiny_model_dir, example_data, tmp_path)
+    [problem] = problems_of(lambda: load_config(FIXTURES / name, given))
+    assert problem.key == "do_train" and "run it with `tuneforge eval`" in problem.message
+    cfg = load_config(FIXTURES / name, [*given, "do_train=false"])  # what `tuneforge eval` reads
+    assert cfg.train.do_predict and cfg.data.eval_dataset == ["identity", "alpaca_en_demo"]
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))

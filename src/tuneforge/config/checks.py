@@ -56,11 +56,21 @@ def cross_problems(cfg: RunConfig, failed: Set[str] = frozenset()) -> list[Probl
             f"eval_strategy={train.eval_strategy} needs validation data: set val_size or "
             f"eval_dataset",
         )
-    if training and valid("dataset", "dataset_dir") and not data.dataset:
-        add(
-            "dataset",
-            f"dataset is required for training (names from {data.dataset_dir}/dataset_info.json)",
-        )
+    predict_only = train.do_predict and "do_train" not in train.model_fields_set
+    if training and valid("dataset", "dataset_dir", "do_predict") and not data.dataset:
+        if predict_only:  # LLaMA-Factory's do_train defaults to false: a prediction config
+            add(
+                "do_train",
+                "this config only predicts (do_predict: true, no dataset; LLaMA-Factory reads "
+                "an unset do_train as false): run it with `tuneforge eval`, which generates "
+                "and scores the answers, or set do_train: true and a dataset to train",
+            )
+        else:
+            add(
+                "dataset",
+                f"dataset is required for training (names from "
+                f"{data.dataset_dir}/dataset_info.json)",
+            )
     adapter = cfg.model.adapter_name_or_path
     if training and valid("adapter_name_or_path", "finetuning_type") and adapter:
         if not finetune.adapter:

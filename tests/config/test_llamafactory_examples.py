@@ -259,12 +259,6 @@ def test_deepspeed_line_is_answered_in_one_line_each(tiny_model_dir, example_dat
         assert problem.message.startswith("deepspeed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deepspeed='examples/deepspeed/ds_z3_config.json': no such file; ready-made ones "
-    "are in examples/deepspeed/ (tuneforge ships ds_z3.json, LLaMA-Factory's name is "
-    "ds_z3_config.json)",
-)
 def test_deepspeed_example_path_names_a_shipped_file(
     tiny_model_dir, example_data, tmp_path, monkeypatch
 ):

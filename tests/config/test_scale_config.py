@@ -165,7 +165,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 @pytest.mark.parametrize(
     ("name", "stage", "offload"),
-    [("ds_z2.json", 2, False), ("ds_z3.json", 3, False), ("ds_z3_offload.json", 3, True)],
+    [
+        ("ds_z2_config.json", 2, False),
+        ("ds_z3_config.json", 3, False),
+        ("ds_z3_offload_config.json", 3, True),
+    ],
 )
 def test_shipped_deepspeed_configs(name, stage, offload):
     zero = read_engine_config("deepspeed", str(EXAMPLES / "deepspeed" / name))["zero_optimization"]
@@ -195,7 +199,7 @@ def test_shipped_qlora_example_loads():
 
 def test_qlora_is_refused_with_sharded_weights(without):
     without("deepspeed")  # so a config with deepspeed always has a problem to report
-    stage3 = str(EXAMPLES / "deepspeed" / "ds_z3.json")
+    stage3 = str(EXAMPLES / "deepspeed" / "ds_z3_config.json")
     lines = problems({"quantization_bit": 4, "deepspeed": stage3})
     assert any(
         "quantization_bit=4 with DeepSpeed ZeRO-3: bitsandbytes weights cannot be sharded" in line
@@ -203,7 +207,7 @@ def test_qlora_is_refused_with_sharded_weights(without):
     )
     (line,) = problems({"quantization_bit": 8, "fsdp": True})
     assert "quantization_bit=8 with fsdp" in line
-    stage2 = str(EXAMPLES / "deepspeed" / "ds_z2.json")
+    stage2 = str(EXAMPLES / "deepspeed" / "ds_z2_config.json")
     lines = problems({"quantization_bit": 4, "deepspeed": stage2})
     assert lines == [
         ("config: deepspeed needs the deepspeed package: pip install 'tuneforge[deepspeed]'")

@@ -544,7 +544,7 @@ class TrainArgs(_Section):
     ddp_timeout: int = Field(1800, ge=1, description="Seconds a process waits for the others.")
     deepspeed: str | None = Field(
         None,
-        description="DeepSpeed config file (JSON/YAML), e.g. examples/deepspeed/ds_z3.json; "
+        description="DeepSpeed config file (JSON/YAML), e.g. examples/deepspeed/ds_z3_config.json; "
         "used with --nproc or a launcher.",
     )
     fsdp: bool | str | None = Field(

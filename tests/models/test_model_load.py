@@ -67,7 +67,10 @@ def test_adapter_folder_tokenizer_wins(tiny_model_dir, tmp_path):
     assert tokenizer.chat_template == "{{ 'trained template' }}"
 
 
-@pytest.mark.parametrize(("flash_attn", "kernel"), [("auto", "sdpa"), ("disabled", "eager")])
+@pytest.mark.parametrize(
+    ("flash_attn", "kernel"),
+    [("auto", "tuneforge_packed_sdpa"), ("sdpa", "sdpa"), ("disabled", "eager")],
+)
 def test_attention_kernel_follows_flash_attn(tiny_model_dir, flash_attn, kernel):
     model = load_model(ModelArgs(model_name_or_path=str(tiny_model_dir), flash_attn=flash_attn))
     assert model.config._attn_implementation == kernel

@@ -27,6 +27,7 @@ from tuneforge.errors import ConfigError, ModelError
 from tuneforge.layout import CONFIG_NAME
 from tuneforge.messages import first_line
 from tuneforge.models.aliases import resolve_model_path
+from tuneforge.models.packed_attention import PACKED_SDPA
 from tuneforge.models.pooling import Pooling, use_mean_pooling
 from tuneforge.models.quantization import quantization_kwargs
 from tuneforge.models.rope import rope_scaled_config
@@ -211,6 +212,8 @@ def load_model(
         )
     if labels and pooling == "mean":
         use_mean_pooling(model)
+    if for_training and not labels and model_args.flash_attn == "auto":
+        _attend_per_sample(model)
     _fit_vocabulary(model, model_args)
     model.config.use_cache = not for_training
     if not for_training:
@@ -275,6 +278,17 @@ def is_classifier(model: torch.nn.Module) -> bool:
     get_base = getattr(model, "get_base_model", None)
     base = get_base() if callable(get_base) else model
     return type(base).__name__.endswith("ForSequenceClassification")
+
+
+def _attend_per_sample(model: PreTrainedModel) -> None:
+    """Packed rows attend sample by sample (`models.packed_attention`) in models that take
+    transformers' attention functions; others keep sdpa's block-diagonal mask."""
+    if getattr(model, "_supports_attention_backend", False):
+        model.set_attn_implementation(PACKED_SDPA)
+        logger.info(
+            "Attention: sdpa, each packed sample on its own (flash_attn: sdpa for one "
+            "masked call over the whole row)"
+        )
 
 
 def _attention(flash_attn: str) -> str:

@@ -40,7 +40,7 @@ def test_sft_with_two_datasets_a_val_share_and_stats(tokenizer, make_data, make_
         {"a": {"file_name": "a.json"}, "s": {"file_name": "s.jsonl"}},
         {"a.json": alpaca(20, long_every=5), "s.jsonl": SHAREGPT},
     )
-    cfg = make_config(folder, dataset="a,s", val_size=0.25, cutoff_len=64)
+    cfg = make_config(folder, dataset="a,s", val_size=0.25, cutoff_len=64, packing=False)
     prepared = prepare_datasets(cfg, tokenizer)
     assert prepared.train.column_names == ["input_ids", "labels"]
     assert (len(prepared.train), len(prepared.eval)) == (20, 6)
@@ -62,7 +62,9 @@ def test_val_size_count_eval_dataset_and_packing(tokenizer, make_data, make_conf
         {"a": {"file_name": "a.json"}, "b": {"file_name": "b.json"}},
         {"a.json": alpaca(12), "b.json": alpaca(3, start=100)},
     )
-    counted = prepare_datasets(make_config(folder, dataset="a", val_size=5), tokenizer)
+    counted = prepare_datasets(
+        make_config(folder, dataset="a", val_size=5, packing=False), tokenizer
+    )
     assert (len(counted.train), len(counted.eval)) == (7, 5)
 
     packed = prepare_datasets(
@@ -100,7 +102,9 @@ def test_max_samples_applies_per_dataset(tokenizer, make_data, make_config):
         {"a": {"file_name": "a.json"}, "b": {"file_name": "b.json"}},
         {"a.json": alpaca(10), "b.json": alpaca(10, start=50)},
     )
-    prepared = prepare_datasets(make_config(folder, dataset="a,b", max_samples=3), tokenizer)
+    prepared = prepare_datasets(
+        make_config(folder, dataset="a,b", max_samples=3, packing=False), tokenizer
+    )
     assert dict(prepared.stats.samples) == {"a": 3, "b": 3}
     texts = [tokenizer.decode(ids) for ids in prepared.train["input_ids"]]
     assert ["Question 0?" in texts[0], "Question 50?" in texts[3]] == [True, True]

@@ -67,20 +67,22 @@ def test_an_unshuffled_stream_holds_the_whole_file_encoding_in_order(
 def test_val_size_rows_come_from_the_start_and_the_rest_is_shuffled_by_seed(
     qa, make_config, tokenizer
 ):
-    whole = prepare_datasets(make_config(qa, dataset=["qa"]), tokenizer).train
-    cfg = make_config(qa, dataset=["qa"], streaming=True, buffer_size=16, val_size=5)
+    whole = prepare_datasets(make_config(qa, dataset=["qa"], packing=False), tokenizer).train
+    cfg = make_config(qa, dataset=["qa"], streaming=True, buffer_size=16, val_size=5, packing=False)
     data = prepare_datasets(cfg, tokenizer)
     assert columns(data.eval) == columns(whole.select(range(5)))
     first_pass = list(islice(iter(data.train), 35))
     assert sorted(columns(first_pass)) == sorted(columns(whole.select(range(5, 40))))
     assert columns(first_pass) != columns(whole.select(range(5, 40)))
     assert columns(streamed(cfg, tokenizer, 35)) == columns(first_pass)  # the same seed
-    other = make_config(qa, dataset=["qa"], streaming=True, buffer_size=16, val_size=5, seed=1)
+    other = make_config(
+        qa, dataset=["qa"], streaming=True, buffer_size=16, val_size=5, seed=1, packing=False
+    )
     assert columns(streamed(other, tokenizer, 35)) != columns(first_pass)
 
 
 def test_the_stream_starts_again_reshuffled_when_it_ends(qa, make_config, tokenizer):
-    cfg = make_config(qa, dataset=["more"], streaming=True, buffer_size=12)
+    cfg = make_config(qa, dataset=["more"], streaming=True, buffer_size=12, packing=False)
     rows = columns(streamed(cfg, tokenizer, 36))
     passes = [rows[:12], rows[12:24], rows[24:]]
     assert sorted(passes[0]) == sorted(passes[1]) == sorted(passes[2])
@@ -136,7 +138,9 @@ def test_a_bad_row_stops_the_stream_with_the_file_and_row_when_it_is_reached(
 
 def test_the_statistics_say_they_come_from_the_first_samples(qa, make_config, tokenizer):
     monkeypatch_rows = 10
-    cfg = make_config(qa, dataset=["qa"], streaming=True, max_samples=monkeypatch_rows)
+    cfg = make_config(
+        qa, dataset=["qa"], streaming=True, max_samples=monkeypatch_rows, packing=False
+    )
     data = prepare_datasets(cfg, tokenizer)
     assert data.stats.sampled and data.stats.train_samples == 10
     assert data.stats.summary().startswith(

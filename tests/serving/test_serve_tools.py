@@ -82,6 +82,7 @@ def tool_model_dir(tiny_model_dir, tmp_path_factory):
             "dataset": "calls",
             "dataset_dir": str(folder),
             "cutoff_len": 512,
+            "packing": False,  # the two answers to one question, each in its own row
             "output_dir": str(folder / "out"),
             "finetuning_type": "full",
             "per_device_train_batch_size": 2,

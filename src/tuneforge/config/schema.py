@@ -102,7 +102,9 @@ class ModelArgs(_Section):
         "added (new rows start at the mean embedding and train, in full beside LoRA).",
     )
     flash_attn: Literal["auto", "disabled", "sdpa", "fa2"] = Field(
-        "auto", description="Attention kernel: auto picks sdpa; disabled = eager; fa2 needs CUDA."
+        "auto",
+        description="Attention kernel: auto = sdpa, packed samples each on their own; "
+        "sdpa = one masked call per row; disabled = eager; fa2 needs CUDA.",
     )
     infer_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="Weights dtype for chat/eval; auto picks what the device runs fast."
@@ -170,8 +172,8 @@ class DataArgs(_Section):
     )
     packing: bool | None = Field(
         None,
-        description="Pack several samples per row (no attention across them). "
-        "Default: on for pt, off for sft.",
+        description="Pack several samples per row (no attention across them, no compute on "
+        "padding). Default: on for pt and sft.",
     )
     label_names: list[str] | None = Field(
         None,
@@ -725,6 +727,9 @@ SECTIONS: dict[str, type[_Section]] = {
 }
 
 
+PACKED_BY_DEFAULT = ("pt", "sft")
+
+
 class RunConfig(BaseModel):
     """Everything one run needs. Read a key from the section that owns it:
     ``cfg.data.cutoff_len``."""
@@ -749,7 +754,11 @@ class RunConfig(BaseModel):
 
     @property
     def packing(self) -> bool:
-        return self.data.packing if self.data.packing is not None else self.finetune.stage == "pt"
+        """Packing is safe for the causal-LM stages: each sample keeps its own positions and
+        attends only to itself (`models.packed_attention`), so it only removes padding."""
+        if self.data.packing is not None:
+            return self.data.packing
+        return self.finetune.stage in PACKED_BY_DEFAULT
 
 
 def field_owner() -> dict[str, str]:

@@ -41,6 +41,12 @@ def train_causal_lm(cfg: RunConfig, observers: CallbackFactory = no_observers) -
     precision = choose_precision(cfg.train)
     logger.info("Precision: %s", precision.reason)
 
+    if cfg.data.packing is None:
+        logger.info(
+            "Packing: on, the default for %s (several samples per row, each attending only to "
+            "itself: no compute on padding; packing: false for one sample per row)",
+            cfg.finetune.stage,
+        )
     tokenizer = load_tokenizer(cfg.model)
     with main_process_first(cfg.train.ddp_timeout):  # rank 0 fills the datasets cache
         data = prepare_datasets(cfg, tokenizer)

@@ -72,6 +72,7 @@ def train(
     from tuneforge.training import checkpoint
     from tuneforge.training.launch import resolve_launch
     from tuneforge.training.stages import run_stage
+    from tuneforge.training.threads import set_cpu_threads
 
     launch = resolve_launch(
         nproc=nproc,
@@ -86,6 +87,7 @@ def train(
     check_environment(cfg)  # before anything is loaded or written
     checkpoint.check_output_dir(cfg.train, cfg.data)
     check_memory(cfg, force=force)
+    set_cpu_threads()
     if cfg.finetune.stage == "cls":
         log_classifier_budget(cfg)
     return run_stage(cfg, training_observers)

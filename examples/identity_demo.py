@@ -74,9 +74,9 @@ def ask_identity(cfg: RunConfig, adapter: str) -> int:
     base, tuned = tuneforge.chat(cfg), tuneforge.chat(adapter)
     named = 0
     print(f"\n{'=' * 24} held-out identity questions: base vs tuned {'=' * 24}")
-    for question in HELD_OUT:
-        messages = [{"role": "user", "content": question}]
-        before, after = base.reply(messages, cfg.generation), tuned.reply(messages, cfg.generation)
+    asked = [[{"role": "user", "content": question}] for question in HELD_OUT]
+    befores, afters = base.replies(asked, cfg.generation), tuned.replies(asked, cfg.generation)
+    for question, before, after in zip(HELD_OUT, befores, afters, strict=True):
         named += NEW_NAME.lower() in after.lower()
         print(f"\nQ: {question}\n  base : {one_line(before)}\n  tuned: {one_line(after)}")
     print(

@@ -29,8 +29,8 @@ def test_lora_run_is_served_with_the_scaling_it_was_trained_with(
         "positions))" in caplog.text
     )
 
-    chat = load_chat_model(resolve_model(out))
-    rope = chat.model.base_model.model.model.rotary_emb
+    chat = load_chat_model(resolve_model(out))  # the adapter merged into the weights
+    rope = chat.model.model.rotary_emb
     assert chat.model.config.rope_parameters["factor"] == 2.0
     assert torch.allclose(rope.inv_freq, unscaled_inv_freq(tiny_model_dir) / 2)
 

@@ -131,6 +131,17 @@ class ChatModel:
         self.generate([row], gen)
         return (prefill + row.text).strip()
 
+    def replies(
+        self, conversations: Sequence[Sequence[Message]], gen: GenerationArgs | None = None
+    ) -> list[str]:
+        """Each conversation's reply, generated together in one batch (faster than one
+        `reply` after another)."""
+        gen = gen or GenerationArgs()
+        rows = [Row(self.encode(messages), gen.max_new_tokens) for messages in conversations]
+        if rows:
+            self.generate(rows, gen)
+        return [row.text.strip() for row in rows]
+
 
 def generation_settings(
     gen: GenerationArgs,
@@ -166,7 +177,11 @@ def load_chat_model(model: ResolvedModel) -> ChatModel:
     weights = load_model(
         args, dtype=inference_dtype(args), for_training=False, cutoff_len=cfg.data.cutoff_len
     )
-    net = load_adapter(weights, model.adapter, trainable=False) if model.adapter else weights
+    net: Any = weights
+    if model.adapter:
+        net = load_adapter(weights, model.adapter, trainable=False)
+        if args.quantization_bit is None:  # LoRA's extra matmuls cost every token otherwise
+            net = net.merge_and_unload()
     net.eval()
     template = get_template(
         cfg.data.template, tokenizer, cfg.data.default_system, cfg.data.tool_format

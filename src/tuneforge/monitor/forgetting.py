@@ -149,16 +149,31 @@ def score(chat: ChatModel, probe: Probe, label: str) -> tuple[dict[str, float], 
 
 
 def perplexity(chat: ChatModel, texts: Sequence[str], desc: str = "perplexity") -> float:
-    """exp(mean negative log-likelihood per predicted token) over all `texts`."""
+    """exp(mean negative log-likelihood per predicted token) over all `texts`, scored BATCH
+    texts at a time (right-padded; padding predicts nothing)."""
     total, count = 0.0, 0
-    with torch.inference_mode():
-        for text in tqdm(texts, desc=desc, unit="text", dynamic_ncols=True):
-            ids = chat.tokenizer(text, return_tensors="pt").input_ids.to(chat.model.device)
-            if ids.shape[1] < 2:
-                continue
-            loss = chat.model(input_ids=ids, labels=ids).loss
-            total += float(loss) * (ids.shape[1] - 1)
-            count += ids.shape[1] - 1
+    tokenizer, device = chat.tokenizer, chat.model.device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    encoded = [ids for ids in tokenizer(list(texts)).input_ids if len(ids) >= 2]
+    with torch.inference_mode(), tqdm(total=len(texts), desc=desc, unit="text") as bar:
+        bar.update(len(texts) - len(encoded))
+        for start in range(0, len(encoded), BATCH):
+            rows = encoded[start : start + BATCH]
+            width = max(map(len, rows))
+            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+            labels = ids.masked_fill(mask.to(device) == 0, -100)
+            logits = chat.model(input_ids=ids, attention_mask=mask.to(device)).logits
+            total += float(
+                torch.nn.functional.cross_entropy(
+                    logits[:, :-1].flatten(0, 1).float(),
+                    labels[:, 1:].flatten(),
+                    ignore_index=-100,
+                    reduction="sum",
+                )
+            )
+            count += sum(len(r) - 1 for r in rows)
+            bar.update(len(rows))
     return math.exp(total / count) if count else math.nan
 
 

@@ -43,6 +43,8 @@ CONFIGS = {
         ("sft", "sigmoid", "full", 2, 512, False),
         ("sft", "sigmoid", "lora", 2, 256, True),
         ("sft", "sigmoid", "full", 2, 256, True),
+        # short samples packed into full rows: the per-sample attention path
+        ("sft-packed", "sigmoid", "lora", 4, 512, False),
     ],
     "preference": [
         ("dpo", "sigmoid", "lora", 2, 256, False),
@@ -57,19 +59,25 @@ CONFIGS = {
 
 def make_dataset(folder: Path, n: int = 64, seed: int = 0) -> None:
     """Alpaca rows longer than any cutoff_len used here, so every row is exactly cutoff_len:
-    `long` for sft, `long_pairs` (two different answers) for the preference stages."""
+    `long` for sft, `long_pairs` (two different answers) for the preference stages; `short`
+    (20-120 words each) for packing."""
     rng = random.Random(seed)
-    rows, pairs = [], []
+    rows, pairs, short = [], [], []
+    for i in range(8 * n):
+        words, sep = (EN, " ") if i % 2 == 0 else (ZH, "")
+        instruction, output = (sep.join(rng.choices(words, k=rng.randint(10, 60))) for _ in "ab")
+        short.append({"instruction": instruction, "input": "", "output": output})
     for i in range(n):
         words, sep = (EN, " ") if i % 2 == 0 else (ZH, "")
         instruction, output, other = (sep.join(rng.choices(words, k=k)) for k in (600, 900, 900))
         rows.append({"instruction": instruction, "input": "", "output": output})
         pairs.append({"instruction": instruction, "input": "", "chosen": output, "rejected": other})
-    for name, data in (("long", rows), ("long_pairs", pairs)):
+    for name, data in (("long", rows), ("long_pairs", pairs), ("short", short)):
         text = json.dumps(data, ensure_ascii=False)
         (folder / f"{name}.json").write_text(text, encoding="utf-8")
     info = {
         "long": {"file_name": "long.json"},
+        "short": {"file_name": "short.json"},
         "long_pairs": {"file_name": "long_pairs.json", "ranking": True},
     }
     (folder / "dataset_info.json").write_text(json.dumps(info))
@@ -110,11 +118,12 @@ def run_config(
     steps: int,
 ) -> dict:
     stage, pref_loss, kind, batch, cutoff, checkpointing = row
+    packed = stage == "sft-packed"
     return {
         "model_name_or_path": model,
-        "stage": stage,
+        "stage": "sft" if packed else stage,
         "pref_loss": pref_loss,
-        "dataset": "long" if stage == "sft" else "long_pairs",
+        "dataset": "short" if packed else "long" if stage == "sft" else "long_pairs",
         "dataset_dir": str(data),
         "finetuning_type": kind,
         "per_device_train_batch_size": batch,

@@ -1,9 +1,12 @@
 """LoRA SFT throughput: tuneforge vs a plain transformers Trainer + peft script, same job.
 
-Both runs fine-tune the embedded default model (LoRA r8, all linear layers, batch 4,
-cutoff 512) for 30 steps on the same fixed, mixed-length English/Chinese alpaca data, each
-in its own process. Reported: useful (non-padding) tokens per second of training and the
-process's peak RSS. Run: ``python benchmarks/train_throughput.py [--steps 30]``.
+Every run fine-tunes the embedded default model (LoRA r8, all linear layers, batch 4,
+cutoff 512) on the same fixed, mixed-length English/Chinese alpaca data, each in its own
+process, one after the other: the plain script (pad to the longest, with and without
+gradient checkpointing), tuneforge's defaults, and tuneforge with one speed-up switched off
+at a time, so the table shows what each buys. Reported: useful (non-padding) tokens per
+second of training, the process's peak RSS and the training loss at the last step.
+Run: ``python benchmarks/train_throughput.py [--steps 30] [--variant-steps 10]``.
 """
 
 from __future__ import annotations
@@ -49,7 +52,17 @@ def peak_rss_gb() -> float:
     return float("nan")
 
 
-def run_plain(data_dir: Path, steps: int) -> dict:
+# tuneforge runs: the defaults, then one optimisation off at a time (its config key).
+VARIANTS = {
+    "tuneforge": {},
+    "tuneforge packing: false": {"packing": False},
+    "tuneforge flash_attn: sdpa": {"flash_attn": "sdpa"},
+    "tuneforge fused_loss: false": {"fused_loss": False},
+}
+PLAIN = {"plain": False, "plain + gradient checkpointing": True}
+
+
+def run_plain(data_dir: Path, steps: int, checkpointing: bool) -> dict:
     """What a practitioner writes by hand: chat template, prompt masked, pad to longest."""
     import torch
     from datasets import Dataset
@@ -96,6 +109,10 @@ def run_plain(data_dir: Path, steps: int) -> dict:
         def on_train_end(self, *a, **k):
             counted["seconds"] = time.perf_counter() - self.t
 
+        def on_log(self, args, state, control, logs=None, **k):
+            if logs and "loss" in logs:
+                counted["loss"] = logs["loss"]
+
     args = TrainingArguments(
         output_dir=tempfile.mkdtemp(),
         per_device_train_batch_size=4,
@@ -104,17 +121,23 @@ def run_plain(data_dir: Path, steps: int) -> dict:
         report_to="none",
         use_cpu=True,
         save_strategy="no",
-        logging_steps=10,
+        logging_steps=steps,
         disable_tqdm=True,
         seed=0,
+        gradient_checkpointing=checkpointing,
     )
     Trainer(
         model=model, args=args, train_dataset=ds, data_collator=collate, callbacks=[Clock()]
     ).train()
-    return {"tokens": counted["tokens"], "seconds": counted["seconds"], "precision": "fp32"}
+    return {
+        "tokens": counted["tokens"],
+        "seconds": counted["seconds"],
+        "precision": "fp32",
+        "loss": counted.get("loss"),
+    }
 
 
-def run_tuneforge(data_dir: Path, steps: int) -> dict:
+def run_tuneforge(data_dir: Path, steps: int, overrides: dict) -> dict:
     import tuneforge
 
     out = Path(tempfile.mkdtemp())
@@ -123,7 +146,6 @@ def run_tuneforge(data_dir: Path, steps: int) -> dict:
             "dataset": "mixed",
             "dataset_dir": str(data_dir),
             "cutoff_len": 512,
-            "packing": True,
             "lora_rank": 8,
             "lora_target": "all",
             "per_device_train_batch_size": 4,
@@ -131,9 +153,10 @@ def run_tuneforge(data_dir: Path, steps: int) -> dict:
             "learning_rate": 1e-4,
             "report_to": "none",
             "save_strategy": "no",
-            "logging_steps": 10,
+            "logging_steps": steps,
             "output_dir": str(out / "run"),
             "seed": 0,
+            **overrides,
         }
     )
     result = tuneforge.train(cfg)
@@ -142,6 +165,7 @@ def run_tuneforge(data_dir: Path, steps: int) -> dict:
         "tokens": log[-1]["tokens"],
         "seconds": result.metrics["train_runtime"],
         "precision": "bf16 autocast" if _uses_bf16(out / "run") else "fp32",
+        "loss": next((row["loss"] for row in reversed(log) if "loss" in row), None),
     }
 
 
@@ -153,35 +177,34 @@ def _uses_bf16(run: Path) -> bool:
 
 
 def child(kind: str, data_dir: Path, steps: int) -> None:
-    result = (run_plain if kind == "plain" else run_tuneforge)(data_dir, steps)
+    if kind in PLAIN:
+        result = run_plain(data_dir, steps, PLAIN[kind])
+    else:
+        result = run_tuneforge(data_dir, steps, VARIANTS[kind])
     result["peak_rss_gb"] = peak_rss_gb()
     print("RESULT " + json.dumps(result))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--child", choices=["plain", "tuneforge"])
+    parser.add_argument("--steps", type=int, default=30, help="plain and tuneforge defaults")
+    parser.add_argument("--variant-steps", type=int, default=10, help="the other rows")
+    parser.add_argument("--runs", help="comma-separated row names (default: all)")
+    parser.add_argument("--child")
     parser.add_argument("--data")
     args = parser.parse_args()
     if args.child:
         child(args.child, Path(args.data), args.steps)
         return
+    runs = args.runs.split(",") if args.runs else [*PLAIN, *VARIANTS]
     data_dir = Path(tempfile.mkdtemp())
     make_dataset(data_dir)
     results = {}
-    for kind in ("plain", "tuneforge"):
+    for kind in runs:
+        steps = args.steps if kind in ("plain", "tuneforge") else args.variant_steps
         proc = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--child",
-                kind,
-                "--data",
-                str(data_dir),
-                "--steps",
-                str(args.steps),
-            ],
+            [sys.executable, __file__, "--child", kind, "--data", str(data_dir)]
+            + ["--steps", str(steps)],
             capture_output=True,
             text=True,
             env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"},
@@ -189,22 +212,27 @@ def main() -> None:
         line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
         if proc.returncode or not line:
             sys.exit(f"{kind} run failed:\n{proc.stderr[-3000:]}")
-        results[kind] = json.loads(line[-1][7:])
+        results[kind] = {**json.loads(line[-1][7:]), "steps": steps}
+        print(kind, results[kind], flush=True)
     print(
-        f"\n{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, {args.steps} steps, batch 4, cutoff 512, LoRA r8 all-linear"
+        f"\n{time.strftime('%Y-%m-%d %H:%M')}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, batch 4, cutoff 512, "
+        "LoRA r8 all-linear"
     )
-    print("| run | precision | useful tokens | seconds | useful tokens/s | peak RSS GB |")
-    print("|---|---|---|---|---|---|")
+    plain = results.get("plain")
+    print(
+        "| run | steps | precision | useful tokens | seconds | useful tokens/s | vs plain "
+        "| peak RSS GB | mean loss |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for kind, r in results.items():
+        rate = r["tokens"] / r["seconds"]
+        ratio = f"{rate / (plain['tokens'] / plain['seconds']):.2f}x" if plain else "-"
+        loss = f"{r['loss']:.4f}" if r.get("loss") is not None else "-"
         print(
-            f"| {kind} | {r['precision']} | {r['tokens']} | {r['seconds']:.1f} | "
-            f"{r['tokens'] / r['seconds']:.1f} | {r['peak_rss_gb']:.2f} |"
+            f"| {kind} | {r['steps']} | {r['precision']} | {r['tokens']} | {r['seconds']:.1f} | "
+            f"{rate:.1f} | {ratio} | {r['peak_rss_gb']:.2f} | {loss} |"
         )
-    speedup = (results["tuneforge"]["tokens"] / results["tuneforge"]["seconds"]) / (
-        results["plain"]["tokens"] / results["plain"]["seconds"]
-    )
-    print(f"\nspeed-up: {speedup:.2f}x")
 
 
 if __name__ == "__main__":

@@ -282,3 +282,28 @@ def test_every_optimizer_the_config_allows_has_a_memory_rule():
     from tuneforge.planning.memory import OPTIMIZERS
 
     assert set(get_args(TrainArgs.model_fields["optim"].annotation)) == set(OPTIMIZERS)
+
+
+def test_checkpointing_on_a_cpu_keeps_the_heap_the_recomputed_layers_fill(default_model_dir):
+    """With gradient checkpointing glibc's heap still sees every layer's activations (in the
+    recompute) while the gradients are made; on a GPU only the live tensors count."""
+    cfg = tuneforge.load_config(
+        {
+            "model_name_or_path": str(default_model_dir),
+            "dataset": "x",
+            "cutoff_len": 256,
+            "per_device_train_batch_size": 4,
+        }
+    )
+    shape = model_shape(cfg)
+    plain = estimate(shape, workload(cfg, CPU_FP32))
+    recomputed = estimate(shape, workload(replace(cfg, gradient_checkpointing=True), CPU_FP32))
+    assert recomputed.activations < plain.activations / 4
+    assert recomputed.heap_retention == plain.heap_retention > recomputed.activations
+    fixed = recomputed.weights + recomputed.optimizer_states + recomputed.runtime
+    # the (LoRA) gradients come on top of the refilled heap, not in its place
+    assert recomputed.peak == (
+        fixed + recomputed.forward_backward + recomputed.heap_retention + recomputed.gradients
+    )
+    on_gpu = estimate(shape, workload(replace(cfg, gradient_checkpointing=True), GPU))
+    assert on_gpu.heap_retention == 0

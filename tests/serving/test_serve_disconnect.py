@@ -6,6 +6,7 @@ that ends within seconds was cancelled, not finished.
 
 from __future__ import annotations
 
+import json
 import threading
 
 import httpx
@@ -30,6 +31,13 @@ def ask(url: str, max_tokens: int, **kwargs) -> httpx.Response:
 def hang_up(url: str, after_s: float) -> None:
     with pytest.raises(httpx.ReadTimeout):
         ask(url, LONG, timeout=after_s)
+
+
+def _generated_text(line: str) -> str:
+    if not line.startswith("data: {"):
+        return ""
+    [choice] = json.loads(line.removeprefix("data: "))["choices"]
+    return choice["delta"].get("content", "")
 
 
 def idle(url: str) -> bool:
@@ -67,7 +75,8 @@ def test_a_streaming_client_that_hangs_up_stops_its_generation(slow_server):
     with httpx.stream(
         "POST", f"{slow_server.url}/v1/chat/completions", json=body, timeout=10
     ) as reply:
-        next(reply.iter_lines())
+        # The role comes before the batch starts; hang up once a generated piece has arrived.
+        next(line for line in reply.iter_lines() if _generated_text(line))
     [row] = slow_server.chat.batches[0]
     assert eventually(lambda: row.finish_reason is not None, timeout=5)
     assert row.finish_reason == "cancelled" and row.completion_tokens < LONG / 3

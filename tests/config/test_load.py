@@ -169,6 +169,26 @@ def test_neat_packing_is_tuneforges_packing(caplog):
     assert both.data.packing is True
 
 
+@pytest.mark.parametrize(
+    ("keys", "batching"),
+    [
+        ({}, "padding_free"),
+        ({"flash_attn": "fa2"}, "padding_free"),
+        ({"flash_attn": "sdpa"}, "packed"),  # a row-wide mask: short rows of cutoff_len
+        ({"flash_attn": "disabled"}, "packed"),
+        ({"packing": True}, "packed"),
+        ({"packing": False}, "padded"),
+        ({"stage": "pt"}, "packed"),
+        ({"stage": "cls"}, "padded"),
+        ({"stage": "dpo"}, "padded"),
+    ],
+)
+def test_the_batch_layout_follows_stage_packing_and_attention(keys, batching):
+    cfg = load_config({"dataset": "x", **keys})
+    assert cfg.batching == batching
+    assert cfg.packing is (batching == "packed")
+
+
 def test_replaced_key_says_what_replaces_it():
     (line,) = problems({"dataset": "x", "max_source_length": 512})
     assert "max_source_length" in line and "cutoff_len" in line

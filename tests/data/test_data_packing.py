@@ -65,7 +65,7 @@ def test_packed_samples_give_the_same_logits_as_alone(tiny_model_dir):
     samples = [torch.randint(3, 1000, (n,), generator=generator).tolist() for n in (9, 6, 5, 3)]
     packed = pack(encoded(samples), cutoff_len=16)
     assert len(packed) == 2
-    batch = build_collator(tokenizer, packing=True)(list(packed))
+    batch = build_collator(tokenizer, batching="packed")(list(packed))
     assert "attention_mask" not in batch
     with torch.no_grad():
         logits = model(

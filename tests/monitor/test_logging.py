@@ -53,7 +53,7 @@ def test_grad_norm_is_the_norm_before_clipping_computed_directly(
     tokenizer = load_tokenizer(cfg.model)
     rows = list(prepare_datasets(cfg, tokenizer).train)
     assert len(rows) == 40  # one batch holds every row: the data order cannot matter
-    batch = build_collator(tokenizer, packing=False)(rows)
+    batch = build_collator(tokenizer, batching="padded")(rows)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     loss = model(**batch).loss
     loss.backward()

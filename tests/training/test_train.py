@@ -92,6 +92,19 @@ def test_pt_stage_packs_text_without_losing_tokens(base_config):
     assert cfg.packing is True
 
 
+def test_padding_free_batches_train_exactly_as_padded_ones(base_config, tmp_path, caplog):
+    """sft's default puts a batch's samples in one row: the same samples per step and the
+    same loss as one padded sample per row, with no padding."""
+    base_config.update(max_steps=3, learning_rate=1e-2)
+    with caplog.at_level("INFO", logger="tuneforge"):
+        flat = tuneforge.train(base_config).output_dir
+    assert "each batch's samples back to back in one row" in caplog.text
+    base_config.update(packing=False, output_dir=str(tmp_path / "padded"))
+    padded = tuneforge.train(base_config).output_dir
+    assert losses(flat) == pytest.approx(losses(padded), abs=1e-4)
+    assert [e["tokens"] for e in log_entries(flat)] == [e["tokens"] for e in log_entries(padded)]
+
+
 def test_existing_run_is_never_overwritten_without_consent(base_config):
     base_config.update(max_steps=2)
     out = tuneforge.train(base_config).output_dir

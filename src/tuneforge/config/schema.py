@@ -172,8 +172,9 @@ class DataArgs(_Section):
     )
     packing: bool | None = Field(
         None,
-        description="Pack several samples per row (no attention across them, no compute on "
-        "padding). Default: on for pt and sft.",
+        description="Pack samples into rows of cutoff_len (no attention across them, no compute "
+        "on padding); false = one padded sample per row. Default: on for pt; for sft each "
+        "batch's samples in one row without padding (with flash_attn auto or fa2).",
     )
     label_names: list[str] | None = Field(
         None,
@@ -479,7 +480,8 @@ class TrainArgs(_Section):
         gt=0,
         description="NEFTune: uniform noise of this scale / sqrt(length x hidden) on the input "
         "embeddings while training (5 is the paper's usual value); none at evaluation. With "
-        "packing the length is the packed row's, so the noise per token is smaller.",
+        "packed or padding-free rows the length is the row's, so the noise per token is "
+        "smaller.",
     )
     optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_bnb_8bit", "sgd", "adafactor"] = (
         Field(
@@ -727,7 +729,8 @@ SECTIONS: dict[str, type[_Section]] = {
 }
 
 
-PACKED_BY_DEFAULT = ("pt", "sft")
+PACKED_BY_DEFAULT = ("pt",)
+Batching = Literal["padded", "packed", "padding_free"]
 
 
 class RunConfig(BaseModel):
@@ -754,11 +757,34 @@ class RunConfig(BaseModel):
 
     @property
     def packing(self) -> bool:
-        """Packing is safe for the causal-LM stages: each sample keeps its own positions and
-        attends only to itself (`models.packed_attention`), so it only removes padding."""
+        """Rows filled with whole samples up to cutoff_len: pt's default, and sft's when its
+        default cannot be padding-free. Safe: each sample keeps its own positions and attends
+        only to itself (`models.packed_attention`), so it only removes padding."""
         if self.data.packing is not None:
             return self.data.packing
-        return self.finetune.stage in PACKED_BY_DEFAULT
+        return self.finetune.stage in PACKED_BY_DEFAULT or (
+            self.finetune.stage == "sft" and not self.padding_free
+        )
+
+    @property
+    def padding_free(self) -> bool:
+        """sft's default: each batch's samples back to back in one row, no padding. A step
+        holds the samples it would unpacked (same updates), and only their tokens (memory as
+        the batch's real length, not batch x cutoff_len). Needs attention that splits a row
+        at its restarting positions (per-sample sdpa, flash-attention 2), not a row-wide mask,
+        whose cost grows with the square of the row."""
+        return (
+            self.data.packing is None
+            and self.finetune.stage == "sft"
+            and self.model.flash_attn in ("auto", "fa2")
+        )
+
+    @property
+    def batching(self) -> Batching:
+        """How the collator lays out a batch (`data.collator`)."""
+        if self.padding_free:
+            return "padding_free"
+        return "packed" if self.packing else "padded"
 
 
 def field_owner() -> dict[str, str]:

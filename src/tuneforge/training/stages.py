@@ -33,6 +33,14 @@ from tuneforge.training.trainer import CallbackFactory, build_trainer
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_BATCHING = {
+    "padding_free": "each batch's samples back to back in one row, the default for sft "
+    "(no padding, each sample attending only to itself, the same samples per step as one "
+    "per row; packing: true fills rows to cutoff_len, packing: false pads one per row)",
+    "packed": "samples packed into rows of cutoff_len, the default here (each attending only "
+    "to itself: no compute on padding; packing: false for one sample per row)",
+}
+
 
 def train_causal_lm(cfg: RunConfig, observers: CallbackFactory = no_observers) -> TrainResult:
     """Supervised fine-tuning (sft) or continued pre-training (pt) of a causal LM."""
@@ -41,11 +49,7 @@ def train_causal_lm(cfg: RunConfig, observers: CallbackFactory = no_observers) -
     logger.info("Precision: %s", precision.reason)
 
     if cfg.data.packing is None:
-        logger.info(
-            "Packing: on, the default for %s (several samples per row, each attending only to "
-            "itself: no compute on padding; packing: false for one sample per row)",
-            cfg.finetune.stage,
-        )
+        logger.info("Batching: %s", DEFAULT_BATCHING[cfg.batching])
     tokenizer = load_tokenizer(cfg.model)
     with main_process_first(cfg.train.ddp_timeout):  # rank 0 fills the datasets cache
         data = prepare_datasets(cfg, tokenizer)
@@ -67,7 +71,7 @@ def train_causal_lm(cfg: RunConfig, observers: CallbackFactory = no_observers) -
         tokenizer,
         data.train,
         data.eval,
-        build_collator(tokenizer, packing=cfg.packing),
+        build_collator(tokenizer, batching=cfg.batching),
         precision,
         observers,
         compute_metrics=token_accuracy if cfg.finetune.compute_accuracy else None,

@@ -129,6 +129,7 @@ def run_config(
         "per_device_train_batch_size": batch,
         "cutoff_len": cutoff,
         "gradient_checkpointing": checkpointing,
+        **({"packing": True} if packed else {}),  # sft's default is padding-free batches
         "max_steps": steps,
         "learning_rate": 1e-5,
         "logging_steps": 1,

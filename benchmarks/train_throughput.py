@@ -55,6 +55,7 @@ def peak_rss_gb() -> float:
 # tuneforge runs: the defaults, then one optimisation off at a time (its config key).
 VARIANTS = {
     "tuneforge": {},
+    "tuneforge packing: true": {"packing": True},
     "tuneforge packing: false": {"packing": False},
     "tuneforge flash_attn: sdpa": {"flash_attn": "sdpa"},
     "tuneforge fused_loss: false": {"fused_loss": False},
@@ -155,7 +156,7 @@ def run_tuneforge(data_dir: Path, steps: int, overrides: dict) -> dict:
             "save_strategy": "no",
             "logging_steps": steps,
             "output_dir": str(out / "run"),
-            "seed": 0,
+            "seed": 42,  # the plain Trainer's default: both draw the same samples in order
             **overrides,
         }
     )

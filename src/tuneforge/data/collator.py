@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from tuneforge.config.schema import Batching
+from tuneforge.data.packing import join_samples
 from tuneforge.data.templates import IGNORE_INDEX
 
 
@@ -34,7 +35,8 @@ class Collator:
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if self.batching == "padding_free":
-            return _tensors(_one_row(rows))
+            row = join_samples((row["input_ids"], row["labels"]) for row in rows)
+            return _tensors({name: [values] for name, values in row.items()})
         width = max(len(row["input_ids"]) for row in rows)
         packed = self.batching == "packed"
         batch: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
@@ -50,17 +52,6 @@ class Collator:
             else:
                 batch["attention_mask"].append([1] * length + [0] * pad)
         return _tensors(batch)
-
-
-def _one_row(rows: list[dict[str, Any]]) -> dict[str, list[list[int]]]:
-    ids: list[int] = []
-    labels: list[int] = []
-    positions: list[int] = []
-    for row in rows:
-        ids += row["input_ids"]
-        labels += [IGNORE_INDEX, *row["labels"][1:]]
-        positions += range(len(row["input_ids"]))
-    return {"input_ids": [ids], "labels": [labels], "position_ids": [positions]}
 
 
 def _tensors(batch: dict[str, list[list[int]]]) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ A stream (``streaming: true``) is packed the same way one window of samples at a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,18 +68,21 @@ def pack_samples(
     """The packed rows of these samples, as columns (input_ids, labels, position_ids)."""
     rows: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "position_ids": []}
     for members in first_fit_decreasing([len(ids) for ids in input_ids], cutoff_len):
-        row_ids: list[int] = []
-        row_labels: list[int] = []
-        row_positions: list[int] = []
-        for index in members:
-            sample_ids = list(input_ids[index])
-            row_ids += sample_ids
-            row_labels += [IGNORE_INDEX, *labels[index][1:]]
-            row_positions += range(len(sample_ids))
-        rows["input_ids"].append(row_ids)
-        rows["labels"].append(row_labels)
-        rows["position_ids"].append(row_positions)
+        row = join_samples((input_ids[index], labels[index]) for index in members)
+        for name, values in row.items():
+            rows[name].append(values)
     return rows
+
+
+def join_samples(samples: Iterable[tuple[Sequence[int], Sequence[int]]]) -> dict[str, list[int]]:
+    """One row of (input_ids, labels) samples back to back: positions restart at 0 for each,
+    and each sample's first label is -100 (not predicted from the previous sample's end)."""
+    row: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
+    for sample_ids, sample_labels in samples:
+        row["input_ids"] += sample_ids
+        row["labels"] += [IGNORE_INDEX, *sample_labels[1:]]
+        row["position_ids"] += range(len(sample_ids))
+    return row
 
 
 @dataclass(frozen=True)
